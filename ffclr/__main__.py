@@ -1,0 +1,5 @@
+import sys
+
+from ffclr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""Where ffclr keeps its files: datasets, checkpoints, TensorBoard runs and the SQLite store."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKSPACE_ENV = "FFCLR_WORKSPACE"
+DB_FILENAME = "ffclr.sqlite"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def runs(self) -> Path:
+        """TensorBoard event files, one folder per run."""
+        return self.root / "runs"
+
+    @property
+    def cache(self) -> Path:
+        """Derived data (embeddings, UMAP) that can always be recomputed."""
+        return self.root / "cache"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_FILENAME
+
+    def dataset_dir(self, name: str) -> Path:
+        return self.datasets / f"{name}_individual"
+
+    def open_store(self):
+        from store import Store
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Store(self.db_path)
+
+
+def resolve_workspace(path: str | os.PathLike | None = None) -> Workspace:
+    """`--workspace` if given, else `$FFCLR_WORKSPACE`, else the current directory."""
+    chosen = path or os.environ.get(WORKSPACE_ENV) or os.getcwd()
+    return Workspace(Path(chosen).expanduser().resolve())

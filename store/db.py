@@ -1,0 +1,331 @@
+"""`Store`: the one SQLite file of a workspace.
+
+WAL mode with a long busy timeout and `BEGIN IMMEDIATE` write transactions, so a training
+worker writing metrics while the UI reads never sees "database is locked".
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import sqlite_utils
+
+from store.schema import MIGRATIONS, SCHEMA_VERSION
+
+RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+ACTIVE_STATUSES = ("queued", "running")
+BUSY_TIMEOUT_MS = 60_000
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _run_row(row: dict) -> dict:
+    row = dict(row)
+    row["config"] = json.loads(row.get("config") or "{}")
+    row["summary"] = json.loads(row.get("summary") or "{}")
+    return row
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.db.enable_wal()
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front, so it waits for other writers instead of failing."""
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable | dict = ()) -> list[dict]:
+        with self._lock:
+            return list(self.db.query(sql, params))
+
+    def _migrate(self) -> None:
+        with self.write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: schema version {version} is newer than this "
+                                   f"ffclr ({SCHEMA_VERSION}); upgrade ffclr")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # datasets and classes
+
+    def dataset(self, name: str) -> dict | None:
+        rows = self._query("SELECT * FROM datasets WHERE name = ?", [name])
+        return rows[0] if rows else None
+
+    def dataset_by_id(self, dataset_id: int) -> dict | None:
+        rows = self._query("SELECT * FROM datasets WHERE id = ?", [dataset_id])
+        return rows[0] if rows else None
+
+    def datasets(self) -> list[dict]:
+        return self._query("SELECT * FROM datasets ORDER BY name")
+
+    def upsert_dataset(self, name: str, root: str, source: str | None,
+                       fingerprint: str | None) -> int:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO datasets (name, source, root, fingerprint, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET source=excluded.source, "
+                "root=excluded.root, fingerprint=excluded.fingerprint, updated_at=excluded.updated_at",
+                [name, source, root, fingerprint, now(), now()])
+            return conn.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()[0]
+
+    def set_classes(self, dataset_id: int, classes: list[dict]) -> None:
+        """Replace the class list: dicts with class_index, coco_id, name, folder."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM classes WHERE dataset_id = ?", [dataset_id])
+            conn.executemany(
+                "INSERT INTO classes (dataset_id, class_index, coco_id, name, folder) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(dataset_id, c["class_index"], c.get("coco_id"), c["name"], c["folder"])
+                 for c in classes])
+
+    def classes(self, dataset_id: int) -> list[dict]:
+        return self._query("SELECT class_index, coco_id, name, folder FROM classes "
+                           "WHERE dataset_id = ? ORDER BY class_index", [dataset_id])
+
+    # crops
+
+    CROP_COLUMNS = ("split", "class_index", "source_image", "image_id", "annotation_id",
+                    "bbox", "crop_bbox", "path", "sha256")
+
+    def sync_crops(self, dataset_id: int, split: str, rows: list[dict]) -> dict:
+        """Make the split's crops exactly `rows` (keyed by annotation id), keeping crop ids stable.
+
+        Returns counts of added, updated, unchanged and removed rows.
+        """
+        counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
+        with self.write() as conn:
+            existing = {r[0]: r[1:] for r in conn.execute(
+                "SELECT annotation_id, class_index, bbox, crop_bbox, path, sha256, source_image "
+                "FROM crops WHERE dataset_id = ? AND split = ?", [dataset_id, split])}
+            keep = set()
+            for row in rows:
+                row = {**row, "split": split}
+                for key in ("bbox", "crop_bbox"):
+                    if not isinstance(row[key], str):
+                        row[key] = json.dumps([round(float(v), 3) for v in row[key]])
+                keep.add(row["annotation_id"])
+                old = existing.get(row["annotation_id"])
+                new = (row["class_index"], row["bbox"], row["crop_bbox"], row["path"],
+                       row["sha256"], row["source_image"])
+                if old == new:
+                    counts["unchanged"] += 1
+                    continue
+                counts["updated" if old else "added"] += 1
+                values = [row.get(c) for c in self.CROP_COLUMNS]
+                conn.execute(
+                    f"INSERT INTO crops (dataset_id, {', '.join(self.CROP_COLUMNS)}) "
+                    f"VALUES (?, {', '.join('?' * len(self.CROP_COLUMNS))}) "
+                    "ON CONFLICT(dataset_id, split, annotation_id) DO UPDATE SET "
+                    + ", ".join(f"{c}=excluded.{c}" for c in self.CROP_COLUMNS),
+                    [dataset_id, *values])
+            stale = [a for a in existing if a not in keep]
+            counts["removed"] = len(stale)
+            conn.executemany("DELETE FROM crops WHERE dataset_id = ? AND split = ? "
+                             "AND annotation_id = ?", [(dataset_id, split, a) for a in stale])
+        return counts
+
+    _CROP_SELECT = (
+        "SELECT c.*, c.class_index AS imported_class_index, "
+        "COALESCE((SELECT e.new_class_index FROM label_edits e WHERE e.crop_id = c.id "
+        "ORDER BY e.id DESC LIMIT 1), c.class_index) AS label FROM crops c ")
+
+    def crops(self, dataset_id: int, split: str | None = None) -> list[dict]:
+        """Crops with `label`, the effective class index (the latest edit, else the imported one)."""
+        if split is None:
+            return self._query(self._CROP_SELECT + "WHERE c.dataset_id = ? ORDER BY c.id",
+                               [dataset_id])
+        return self._query(self._CROP_SELECT + "WHERE c.dataset_id = ? AND c.split = ? "
+                           "ORDER BY c.id", [dataset_id, split])
+
+    def crop(self, crop_id: int) -> dict | None:
+        rows = self._query(self._CROP_SELECT + "WHERE c.id = ?", [crop_id])
+        return rows[0] if rows else None
+
+    def crop_by_path(self, path: str) -> dict | None:
+        rows = self._query(self._CROP_SELECT + "WHERE c.path = ?", [str(path)])
+        return rows[0] if rows else None
+
+    def splits(self, dataset_id: int) -> list[str]:
+        return [r["split"] for r in self._query(
+            "SELECT DISTINCT split FROM crops WHERE dataset_id = ? ORDER BY split", [dataset_id])]
+
+    # label edits (append-only)
+
+    def relabel(self, crop_id: int, new_class_index: int, note: str | None = None) -> int:
+        with self.write() as conn:
+            crop = conn.execute(
+                "SELECT c.dataset_id, COALESCE((SELECT e.new_class_index FROM label_edits e "
+                "WHERE e.crop_id = c.id ORDER BY e.id DESC LIMIT 1), c.class_index) "
+                "FROM crops c WHERE c.id = ?", [crop_id]).fetchone()
+            if crop is None:
+                raise KeyError(f"no crop with id {crop_id}")
+            known = conn.execute("SELECT 1 FROM classes WHERE dataset_id = ? AND class_index = ?",
+                                 [crop[0], new_class_index]).fetchone()
+            if not known:
+                raise KeyError(f"class index {new_class_index} is not a class of this dataset")
+            cursor = conn.execute(
+                "INSERT INTO label_edits (crop_id, old_class_index, new_class_index, time, note) "
+                "VALUES (?, ?, ?, ?, ?)", [crop_id, crop[1], new_class_index, now(), note])
+            return cursor.lastrowid
+
+    def undo_relabel(self, crop_id: int) -> int | None:
+        """Append an edit restoring the label before the latest one; None when there is none."""
+        edits = self.label_edits(crop_id)
+        if not edits:
+            return None
+        return self.relabel(crop_id, edits[-1]["old_class_index"], note="undo")
+
+    def label_edits(self, crop_id: int | None = None, dataset_id: int | None = None) -> list[dict]:
+        if crop_id is not None:
+            return self._query("SELECT * FROM label_edits WHERE crop_id = ? ORDER BY id", [crop_id])
+        return self._query("SELECT e.* FROM label_edits e JOIN crops c ON c.id = e.crop_id "
+                           "WHERE c.dataset_id = ? ORDER BY e.id", [dataset_id])
+
+    # runs and metrics
+
+    def create_run(self, kind: str, config: dict | None = None, name: str | None = None,
+                   dataset_id: int | None = None, status: str = "queued") -> int:
+        assert status in RUN_STATUSES
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (kind, name, dataset_id, config, status, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [kind, name, dataset_id, json.dumps(config or {}, default=str), status, now()])
+            return cursor.lastrowid
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        if "status" in fields:
+            assert fields["status"] in RUN_STATUSES, fields["status"]
+        for key in ("config", "summary"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key], default=str)
+        with self.write() as conn:
+            conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                         [*fields.values(), run_id])
+
+    def mark_running(self, run_id: int, pid: int | None = None) -> None:
+        self.update_run(run_id, status="running", started_at=now(), pid=pid or os.getpid())
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None,
+                   summary: dict | None = None, checkpoint: str | None = None) -> None:
+        fields: dict[str, Any] = {"status": status, "ended_at": now(), "error": error}
+        if summary is not None:
+            fields["summary"] = {**self.run(run_id)["summary"], **summary}
+        if checkpoint is not None:
+            fields["checkpoint"] = str(checkpoint)
+        self.update_run(run_id, **fields)
+
+    def run(self, run_id: int) -> dict | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", [run_id])
+        return _run_row(rows[0]) if rows else None
+
+    def runs(self, kind: str | None = None, status: str | None = None) -> list[dict]:
+        where, params = [], []
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return [_run_row(r) for r in self._query(sql + " ORDER BY id DESC", params)]
+
+    def request_cancel(self, run_id: int) -> None:
+        self.update_run(run_id, cancel_requested=1)
+
+    def cancel_requested(self, run_id: int) -> bool:
+        rows = self._query("SELECT cancel_requested FROM runs WHERE id = ?", [run_id])
+        return bool(rows and rows[0]["cancel_requested"])
+
+    def mark_interrupted_runs(self) -> list[int]:
+        """Runs recorded as running whose process is gone (killed, machine restarted)."""
+        lost = [r["id"] for r in self._query("SELECT id, pid FROM runs WHERE status = 'running'")
+                if not _pid_alive(r["pid"])]
+        for run_id in lost:
+            self.finish_run(run_id, "interrupted",
+                            error="the worker process ended without reporting (killed?)")
+        return lost
+
+    def delete_run(self, run_id: int) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
+            conn.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    def log_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None:
+        stamp = now()
+        with self.write() as conn:
+            conn.executemany(
+                "INSERT INTO metrics (run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, int(step), name, float(value), stamp) for name, value in values.items()])
+
+    def metrics(self, run_id: int, name: str | None = None) -> list[dict]:
+        if name:
+            return self._query("SELECT step, name, value, time FROM metrics WHERE run_id = ? "
+                               "AND name = ? ORDER BY step", [run_id, name])
+        return self._query("SELECT step, name, value, time FROM metrics WHERE run_id = ? "
+                           "ORDER BY name, step", [run_id])
+
+    def latest_metrics(self, run_id: int) -> dict[str, float]:
+        rows = self._query("SELECT name, value FROM metrics m WHERE run_id = ? AND step = "
+                           "(SELECT MAX(step) FROM metrics WHERE run_id = m.run_id AND "
+                           "name = m.name)", [run_id])
+        return {r["name"]: r["value"] for r in rows}

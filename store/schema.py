@@ -1,0 +1,74 @@
+"""Schema of the store as an ordered list of migrations; `PRAGMA user_version` records how many ran."""
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        source TEXT,
+        root TEXT NOT NULL,
+        fingerprint TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE classes (
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        class_index INTEGER NOT NULL,
+        coco_id INTEGER,
+        name TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        PRIMARY KEY (dataset_id, class_index)
+    );
+    CREATE TABLE crops (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        split TEXT NOT NULL,
+        class_index INTEGER NOT NULL,
+        source_image TEXT NOT NULL,
+        image_id INTEGER,
+        annotation_id INTEGER NOT NULL,
+        bbox TEXT NOT NULL,
+        crop_bbox TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        UNIQUE (dataset_id, split, annotation_id)
+    );
+    CREATE INDEX crops_dataset_split ON crops (dataset_id, split);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT,
+        dataset_id INTEGER,
+        config TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        error TEXT,
+        summary TEXT NOT NULL DEFAULT '{}',
+        checkpoint TEXT,
+        pid INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        time TEXT NOT NULL
+    );
+    CREATE INDEX metrics_run ON metrics (run_id, name, step);
+    CREATE TABLE label_edits (
+        id INTEGER PRIMARY KEY,
+        crop_id INTEGER NOT NULL REFERENCES crops(id) ON DELETE CASCADE,
+        old_class_index INTEGER NOT NULL,
+        new_class_index INTEGER NOT NULL,
+        time TEXT NOT NULL,
+        note TEXT
+    );
+    CREATE INDEX label_edits_crop ON label_edits (crop_id, id);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
