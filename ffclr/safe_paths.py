@@ -1,0 +1,63 @@
+"""Untrusted names (zip entries, COCO `file_name`s, category names) made safe for the file system."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path, PurePosixPath
+
+from ffclr.errors import FfclrError
+
+MAX_NAME_LENGTH = 100
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                     *(f"LPT{i}" for i in range(1, 10))}
+
+
+def safe_name(name: str, fallback: str = "_") -> str:
+    """One path component for `name`: no separators, no `.`/`..`, no reserved device names."""
+    text = unicodedata.normalize("NFC", str(name))
+    text = _UNSAFE_CHARS.sub("_", text).strip(" .")
+    text = text[:MAX_NAME_LENGTH].rstrip(" .")
+    if not text:
+        return fallback
+    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
+        text = "_" + text
+    return text
+
+
+def unique_safe_names(names: list[str]) -> list[str]:
+    """`safe_name` of each name, made unique (ignoring case, for case-insensitive file systems)."""
+    taken: set[str] = set()
+    result = []
+    for name in names:
+        base = safe_name(name, fallback="class")
+        candidate, number = base, 2
+        while candidate.lower() in taken:
+            candidate = f"{base}_{number}"
+            number += 1
+        taken.add(candidate.lower())
+        result.append(candidate)
+    return result
+
+
+def relative_parts(name: str) -> tuple[str, ...] | None:
+    """The components of an untrusted relative path, or None when it is absolute or climbs out.
+
+    Backslashes count as separators, so `..\\x` and `C:\\x` are caught too.
+    """
+    text = str(name).replace("\\", "/")
+    if not text or text.startswith("/") or re.match(r"^[A-Za-z]:", text) or "\x00" in text:
+        return None
+    parts = tuple(p for p in PurePosixPath(text).parts if p not in ("", "."))
+    if not parts or ".." in parts:
+        return None
+    return parts
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path` resolved, after checking it lies under `root` (symlinks followed)."""
+    resolved_root = root.resolve()
+    resolved = path.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise FfclrError(f"{path}: refused, it is outside {root}")
+    return resolved
