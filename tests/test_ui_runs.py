@@ -1,0 +1,87 @@
+"""Runs tab handlers and the app served on 127.0.0.1, through gradio_client."""
+from __future__ import annotations
+
+import pytest
+
+from ffclr.errors import FfclrError
+from ui.tabs import runs
+
+
+def _make_runs(workspace):
+    with workspace.open_store() as store:
+        finished = store.create_run("pretrain", {"arch": "resnet18", "lr": 0.001}, name="a")
+        store.mark_running(finished)
+        store.log_metrics(finished, 1, {"loss": 5.0, "views_per_s": 100.0})
+        store.log_metrics(finished, 2, {"loss": 4.0, "views_per_s": 120.0})
+        folder = workspace.checkpoints / f"run{finished}"
+        folder.mkdir(parents=True)
+        checkpoint = folder / "checkpoint_0001.pth.tar"
+        checkpoint.write_bytes(b"x")
+        store.finish_run(finished, "finished", summary={"epochs": 1}, checkpoint=str(checkpoint))
+        active = store.create_run("pretrain", {"arch": "resnet50", "lr": 0.01}, name="b")
+    return finished, active, checkpoint
+
+
+def test_runs_table_lists_runs_with_status_and_latest_metrics(workspace):
+    finished, active, _ = _make_runs(workspace)
+    rows = runs.runs_table(workspace)
+    assert [r[0] for r in rows] == [active, finished]
+    by_id = {r[0]: r for r in rows}
+    assert by_id[finished][4] == "finished" and by_id[active][4] == "queued"
+    assert "loss=4" in by_id[finished][7] and "epochs=1" in by_id[finished][7]
+    assert runs.runs_table(workspace, "probe") == []
+
+
+def test_compare_runs_puts_configs_side_by_side(workspace):
+    finished, active, _ = _make_runs(workspace)
+    rows = {r[0]: r[1:] for r in runs.compare_runs(workspace, finished, active)}
+    assert rows["config.arch"] == ["resnet18", "resnet50"]
+    assert rows["status"] == ["finished", "queued"]
+    assert rows["metric.loss"][0] == "4"
+    with pytest.raises(FfclrError):
+        runs.compare_runs(workspace, finished, None)
+
+
+def test_delete_run_needs_confirmation_refuses_active_and_removes_files(workspace):
+    finished, active, checkpoint = _make_runs(workspace)
+    outside = workspace.root / "keep.txt"
+    outside.write_text("keep")
+    with pytest.raises(FfclrError, match="confirm"):
+        runs.delete_run(workspace, finished, confirmed=False)
+    with pytest.raises(FfclrError, match="cancel it first"):
+        runs.delete_run(workspace, active, confirmed=True)
+    message = runs.delete_run(workspace, finished, confirmed=True)
+    assert f"run{finished}" in message
+    assert not checkpoint.parent.exists() and outside.exists() and workspace.checkpoints.is_dir()
+    with workspace.open_store() as store:
+        assert store.run(finished) is None and store.metrics(finished) == []
+        assert store.run(active) is not None
+
+
+def test_run_checkpoint_for_open_in_explore(workspace):
+    finished, active, checkpoint = _make_runs(workspace)
+    assert runs.run_checkpoint(workspace, finished) == str(checkpoint.resolve())
+    with pytest.raises(FfclrError, match="no checkpoint"):
+        runs.run_checkpoint(workspace, active)
+
+
+@pytest.fixture
+def served(workspace):
+    from ui.serve import start_app
+
+    demo, url = start_app(workspace)
+    yield url
+    demo.close()
+
+
+def test_app_serves_on_localhost_and_answers_gradio_client(workspace, served):
+    from gradio_client import Client
+
+    finished, active, _ = _make_runs(workspace)
+    assert served.startswith("http://127.0.0.1:")
+    client = Client(served, verbose=False)
+    table, run_a, run_b = client.predict("", None, None, api_name="/runs_refresh")
+    ids = [row[0] for row in table["value"]["data"]]
+    assert ids == [active, finished]
+    compared, _status = client.predict(finished, active, api_name="/compare_runs")
+    assert ["config.arch", "resnet18", "resnet50"] in compared["data"]

@@ -1,0 +1,215 @@
+"""What every tab shares: store access, error handling, choices for dropdowns, formatting."""
+from __future__ import annotations
+
+import functools
+import html
+import importlib.util
+import logging
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ffclr.errors import FfclrError
+from ffclr.workspace import Workspace
+
+log = logging.getLogger("ffclr.ui")
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Context:
+    """The workspace the app serves and the components tabs wire to each other."""
+    workspace: Workspace
+    components: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def open_store(workspace: Workspace) -> Iterator[Any]:
+    store = workspace.open_store()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def has_backend(module: str) -> bool:
+    """Whether an ffclr module has landed (the app degrades to a plain message when not)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_backend_message(feature: str, module: str) -> str:
+    return (f"**{feature} is not available yet**: this ffclr has no `{module}` module. "
+            "Update ffclr to get it.")
+
+
+def user_message(exc: BaseException) -> str:
+    """One readable line for any error, never a traceback."""
+    if isinstance(exc, FfclrError):
+        return str(exc)
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def error_md(message: str) -> str:
+    return f"<div class='ffclr-error'>⚠ {html.escape(message)}</div>"
+
+
+def ok_md(message: str) -> str:
+    return f"<div class='ffclr-ok'>{message}</div>"
+
+
+def guard(n_outputs: int, status_at: int | None = 0) -> Callable:
+    """Turn any exception in a Gradio callback into a warning toast and a message in the tab.
+
+    The other outputs are left as they were (`gr.skip()`).
+    """
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            import gradio as gr
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a message
+                if not isinstance(exc, FfclrError):
+                    log.error("%s failed:\n%s", fn.__name__, traceback.format_exc())
+                message = user_message(exc)
+            gr.Warning(message)
+            outputs = [gr.skip()] * n_outputs
+            if status_at is not None:
+                outputs[status_at] = error_md(message)
+            return outputs[0] if n_outputs == 1 else tuple(outputs)
+        return wrapper
+    return decorate
+
+
+def file_url(path: str | Path) -> str:
+    """URL under which Gradio serves a file inside a folder given to `gr.set_static_paths`."""
+    return "/gradio_api/file=" + str(Path(path).resolve())
+
+
+# dropdown choices
+
+
+def dataset_choices(workspace: Workspace) -> list[str]:
+    if not workspace.db_path.exists():
+        return []
+    with open_store(workspace) as store:
+        return [d["name"] for d in store.datasets()]
+
+
+def split_choices(workspace: Workspace, dataset: str | None) -> list[str]:
+    if not dataset or not workspace.db_path.exists():
+        return []
+    with open_store(workspace) as store:
+        row = store.dataset(dataset)
+        return store.splits(row["id"]) if row else []
+
+
+def checkpoint_choices(workspace: Workspace) -> list[tuple[str, str]]:
+    """(label, path) of every checkpoint: the latest of each pretraining run, then loose files."""
+    choices: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    if workspace.db_path.exists():
+        with open_store(workspace) as store:
+            runs = store.runs(kind="pretrain")
+        for run in runs:
+            path = run.get("checkpoint")
+            if path and Path(path).is_file():
+                arch = run["config"].get("arch", "")
+                choices.append((f"run {run['id']} · {run.get('name') or ''} {arch} · "
+                                f"{run['status']} · {Path(path).name}", str(Path(path).resolve())))
+                seen.add(str(Path(path).resolve()))
+    if workspace.checkpoints.is_dir():
+        files = sorted(workspace.checkpoints.rglob("*.pth*"), key=lambda p: p.stat().st_mtime,
+                       reverse=True)
+        for path in files:
+            resolved = str(path.resolve())
+            if resolved not in seen:
+                choices.append((str(path.relative_to(workspace.checkpoints)), resolved))
+                seen.add(resolved)
+    return choices
+
+
+def run_label(run: dict) -> str:
+    name = f" {run['name']}" if run.get("name") else ""
+    return f"#{run['id']} {run['kind']}{name} · {run['status']}"
+
+
+def dataset_root(workspace: Workspace, name: str) -> Path:
+    with open_store(workspace) as store:
+        row = store.dataset(name)
+    if row is None:
+        raise FfclrError(f"no imported dataset named {name!r}")
+    return Path(row["root"])
+
+
+# uploads
+
+
+def check_image_upload(path: str | Path) -> None:
+    """Refuse files that are not images, or are too large to handle, with a reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise FfclrError(f"{name}: file not found")
+    size = path.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        raise FfclrError(f"{name}: {size / 1e6:.0f} MB is too large (limit "
+                         f"{MAX_IMAGE_BYTES // 1_000_000} MB)")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise FfclrError(f"{name}: {width}×{height} pixels is too large (limit "
+                                 f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)")
+            image.verify()
+    except FfclrError:
+        raise
+    except Image.DecompressionBombError:
+        raise FfclrError(f"{name}: image is too large (decompression-bomb guard)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise FfclrError(f"{name}: not an image (or a corrupt one)") from None
+
+
+def check_zip_upload(path: str | Path) -> None:
+    import zipfile
+
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise FfclrError(f"{path.name}: not a zip archive (drop the Roboflow COCO export .zip, "
+                         "or give the export's folder path)")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def run_duration(run: dict) -> float | None:
+    from datetime import datetime, timezone
+
+    start = run.get("started_at") or run.get("created_at")
+    if not start:
+        return None
+    end = run.get("ended_at")
+    t0 = datetime.fromisoformat(start)
+    t1 = datetime.fromisoformat(end) if end else datetime.now(timezone.utc)
+    return max(0.0, (t1 - t0).total_seconds())

@@ -1,0 +1,284 @@
+"""Data tab: import a Roboflow COCO export (zip or folder), load the demo data, browse crops."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from ffclr.errors import FfclrError
+from ffclr.workspace import Workspace
+from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard,
+                       has_backend, missing_backend_message, ok_md, open_store)
+
+DEMO_NAME = "demo"
+DEMO_IMAGES = 60
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+GALLERY_LIMIT = 60
+
+Progress = Callable[[int, int, str], None] | None
+
+
+def demo_export_dir(workspace: Workspace) -> Path:
+    """The synthetic export is kept in the workspace, so its schematics stay viewable."""
+    return workspace.root / "exports" / DEMO_NAME
+
+
+def ordered_splits(splits) -> list[str]:
+    order = {"train": 0, "valid": 1, "test": 2}
+    return sorted(set(splits), key=lambda s: (order.get(s, 3), s))
+
+
+def _require_importer() -> None:
+    if not has_backend("ffclr.coco_import"):
+        raise FfclrError("importing is not available yet: this ffclr has no ffclr.coco_import")
+
+
+def load_demo_data(workspace: Workspace, progress: Progress = None) -> Any:
+    """Generate the synthetic export in the workspace and import it as dataset `demo`."""
+    _require_importer()
+    from ffclr.coco_import import import_export
+    from ffclr.demo_export import write_demo_export
+
+    out = demo_export_dir(workspace)
+    if not (out / "train").is_dir():
+        if progress:
+            progress(0, 1, "drawing the synthetic schematics")
+        write_demo_export(out, images=DEMO_IMAGES, seed=0)
+    return import_export(out, DEMO_NAME, workspace, progress=progress)
+
+
+def import_dataset(workspace: Workspace, upload: str | None, folder: str | None, name: str,
+                   padding: float = 0.05, progress: Progress = None) -> Any:
+    """Import an uploaded export zip, or an export folder on this machine, as dataset `name`."""
+    _require_importer()
+    from ffclr.coco_import import import_export
+
+    name = (name or "").strip()
+    if not DATASET_NAME.match(name):
+        raise FfclrError(f"dataset name {name!r}: use letters, digits, '-', '_' or '.' "
+                         "(up to 64, starting with a letter or digit)")
+    folder = (folder or "").strip()
+    if upload and folder:
+        raise FfclrError("give either an uploaded .zip or a folder path, not both")
+    if upload:
+        check_zip_upload(upload)
+        source = Path(upload)
+    elif folder:
+        source = Path(folder).expanduser()
+        if not source.exists():
+            raise FfclrError(f"{folder}: no such file or folder")
+        if source.is_file():
+            check_zip_upload(source)
+    else:
+        raise FfclrError("drop an export .zip or type the export's folder path first")
+    return import_export(source, name, workspace, padding=float(padding), progress=progress)
+
+
+def _result_dict(result: Any) -> dict:
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)
+    return dict(result) if isinstance(result, dict) else vars(result)
+
+
+def import_summary_markdown(result: Any) -> str:
+    """The importer's result as Markdown: per split images, crops, and each skip reason."""
+    info = _result_dict(result)
+    name = info.get("name") or info.get("dataset") or ""
+    lines = []
+    if info.get("unchanged"):
+        lines.append(f"Dataset **{name}** is already up to date: nothing changed.")
+    else:
+        lines.append(f"Imported dataset **{name}**.")
+    splits = info.get("splits") or {}
+    if isinstance(splits, dict):
+        splits = [{"split": k, **(v if isinstance(v, dict) else _result_dict(v))}
+                  for k, v in splits.items()]
+    if splits:
+        lines += ["", "| split | images | crops | skipped |", "| --- | ---: | ---: | --- |"]
+        for split in splits:
+            skipped = split.get("skipped") or {}
+            skipped_text = ", ".join(f"{reason}: {count}" for reason, count in skipped.items()
+                                     if count) or "none"
+            lines.append(f"| {split.get('split', '')} | {split.get('images', '')} | "
+                         f"{split.get('crops', '')} | {skipped_text} |")
+    for key in ("refused_entries", "messages", "warnings"):
+        for item in info.get(key) or []:
+            lines.append(f"- {item}")
+    return "\n".join(lines)
+
+
+def dataset_overview(workspace: Workspace, name: str | None) -> tuple[str, list[list]]:
+    """Markdown summary and a class × split table of crop counts (effective labels)."""
+    if not name:
+        return "No dataset imported yet.", []
+    with open_store(workspace) as store:
+        dataset = store.dataset(name)
+        if dataset is None:
+            raise FfclrError(f"no imported dataset named {name!r}")
+        classes = store.classes(dataset["id"])
+        crops = store.crops(dataset["id"])
+        edits = store.label_edits(dataset_id=dataset["id"])
+    splits = ordered_splits({c["split"] for c in crops})
+    counts = Counter((c["label"], c["split"]) for c in crops)
+    rows = []
+    for cls in classes:
+        per_split = [counts.get((cls["class_index"], s), 0) for s in splits]
+        rows.append([cls["class_index"], cls["name"], *per_split, sum(per_split)])
+    summary = (f"**{name}**: {len(crops)} crops, {len(classes)} classes, splits "
+               f"{', '.join(splits) or 'none'}; {len(edits)} label edits. "
+               f"Source: `{dataset.get('source') or '?'}`; crops in `{dataset['root']}`.")
+    return summary, rows
+
+
+def overview_headers(workspace: Workspace, name: str | None) -> list[str]:
+    splits: list[str] = []
+    if name:
+        with open_store(workspace) as store:
+            dataset = store.dataset(name)
+            if dataset:
+                splits = ordered_splits(store.splits(dataset["id"]))
+    return ["index", "class", *splits, "total"]
+
+
+def class_choices(workspace: Workspace, name: str | None) -> list[tuple[str, int]]:
+    if not name:
+        return []
+    with open_store(workspace) as store:
+        dataset = store.dataset(name)
+        if dataset is None:
+            return []
+        return [(c["name"], c["class_index"]) for c in store.classes(dataset["id"])]
+
+
+def class_gallery(workspace: Workspace, name: str | None, class_index: int | None,
+                  split: str | None = None, limit: int = GALLERY_LIMIT) -> list[tuple[str, str]]:
+    """(image path, caption) of up to `limit` crops whose effective label is `class_index`."""
+    if not name or class_index is None:
+        return []
+    with open_store(workspace) as store:
+        dataset = store.dataset(name)
+        if dataset is None:
+            raise FfclrError(f"no imported dataset named {name!r}")
+        crops = store.crops(dataset["id"], split or None)
+    root = Path(dataset["root"])
+    chosen = [c for c in crops if c["label"] == int(class_index)][:limit]
+    return [(str(root / c["path"]), f"{c['split']} · #{c['id']}") for c in chosen]
+
+
+# layout
+
+
+def _progress_callback(progress: gr.Progress) -> Callable[[int, int, str], None]:
+    def report(done: int, total: int, message: str) -> None:
+        progress((done, total) if total else None, desc=message)
+    return report
+
+
+def build(ctx: Context, tab: gr.Tab) -> None:
+    ws = ctx.workspace
+    c = ctx.components
+    has_data = bool(dataset_choices(ws))
+    with gr.Row():
+        with gr.Column(scale=1):
+            c["data_demo_button"] = gr.Button(
+                "Load demo data", variant="primary", visible=not has_data,
+                elem_id="load-demo")
+            c["data_upload"] = gr.File(label="Roboflow COCO export (.zip)", file_types=[".zip"],
+                                       type="filepath", elem_id="data-upload")
+            c["data_folder"] = gr.Textbox(label="…or the export's folder on this machine",
+                                          placeholder="/path/to/export (with train/ valid/ test/)")
+            with gr.Row():
+                c["data_name"] = gr.Textbox(label="Dataset name", value="ff_devices")
+                c["data_padding"] = gr.Slider(0, 0.5, value=0.05, step=0.01,
+                                              label="Padding around each box")
+            c["data_import"] = gr.Button("Import", elem_id="data-import")
+            c["data_status"] = gr.Markdown(
+                "" if has_backend("ffclr.coco_import")
+                else missing_backend_message("Import", "ffclr.coco_import"),
+                elem_id="data-status")
+        with gr.Column(scale=2):
+            c["data_dataset"] = gr.Dropdown(label="Dataset", choices=dataset_choices(ws),
+                                            value=(dataset_choices(ws) or [None])[0],
+                                            elem_id="data-dataset")
+            c["data_summary"] = gr.Markdown(elem_id="data-summary")
+            c["data_table"] = gr.Dataframe(label="Crops per class and split", interactive=False,
+                                           max_height=320)
+            with gr.Row():
+                c["data_class"] = gr.Dropdown(label="Class", choices=[], elem_id="data-class")
+                c["data_split"] = gr.Dropdown(label="Split", choices=["", "train", "valid", "test"],
+                                              value="")
+            c["data_gallery"] = gr.Gallery(label="Crops", columns=10, height=300,
+                                           object_fit="contain", elem_id="data-gallery")
+
+    @guard(4, status_at=None)
+    def show_dataset(name):
+        summary, rows = dataset_overview(ws, name)
+        classes = class_choices(ws, name)
+        headers = overview_headers(ws, name)
+        first = classes[0][1] if classes else None
+        return (summary, gr.update(value=rows or None, headers=headers),
+                gr.update(choices=classes, value=first),
+                class_gallery(ws, name, first))
+
+    @guard(1, status_at=None)
+    def show_gallery(name, class_index, split):
+        return class_gallery(ws, name, class_index, split or None)
+
+    @guard(4)
+    def on_demo(progress=gr.Progress()):
+        result = load_demo_data(ws, _progress_callback(progress))
+        names = dataset_choices(ws)
+        return (ok_md(import_summary_markdown(result)),
+                gr.update(choices=names, value=DEMO_NAME), gr.update(visible=False), None)
+
+    @guard(4)
+    def on_import(upload, folder, name, padding, progress=gr.Progress()):
+        result = import_dataset(ws, upload, folder, name, padding, _progress_callback(progress))
+        names = dataset_choices(ws)
+        return (ok_md(import_summary_markdown(result)), gr.update(choices=names, value=name.strip()),
+                gr.update(visible=not names), None)
+
+    def refresh_choices(current):
+        names = dataset_choices(ws)
+        value = current if current in names else (names[0] if names else None)
+        return gr.update(choices=names, value=value), gr.update(visible=not names)
+
+    outputs = [c["data_status"], c["data_dataset"], c["data_demo_button"], c["data_upload"]]
+    c["data_demo_button"].click(on_demo, None, outputs, api_name="load_demo")
+    c["data_import"].click(on_import, [c["data_upload"], c["data_folder"], c["data_name"],
+                                       c["data_padding"]], outputs, api_name="import_export")
+    c["data_dataset"].change(show_dataset, c["data_dataset"],
+                             [c["data_summary"], c["data_table"], c["data_class"],
+                              c["data_gallery"]], api_name="dataset_overview")
+    c["data_class"].change(show_gallery, [c["data_dataset"], c["data_class"], c["data_split"]],
+                           c["data_gallery"], show_progress="hidden")
+    c["data_split"].change(show_gallery, [c["data_dataset"], c["data_class"], c["data_split"]],
+                           c["data_gallery"], show_progress="hidden")
+    tab.select(refresh_choices, c["data_dataset"], [c["data_dataset"], c["data_demo_button"]],
+               show_progress="hidden")
+
+
+def wire(ctx: Context) -> None:
+    c = ctx.components
+    c["demo"].load(_initial(ctx), c["data_dataset"],
+                   [c["data_summary"], c["data_table"], c["data_class"], c["data_gallery"]],
+                   show_progress="hidden")
+
+
+def _initial(ctx: Context):
+    def load(name):
+        try:
+            summary, rows = dataset_overview(ctx.workspace, name)
+            classes = class_choices(ctx.workspace, name)
+            first = classes[0][1] if classes else None
+            return (summary, gr.update(value=rows or None,
+                                       headers=overview_headers(ctx.workspace, name)),
+                    gr.update(choices=classes, value=first),
+                    class_gallery(ctx.workspace, name, first))
+        except Exception as exc:  # noqa: BLE001
+            return error_md(str(exc)), gr.skip(), gr.skip(), gr.skip()
+    return load

@@ -1,0 +1,231 @@
+"""Runs tab: every import, pretraining and probe run in the store; compare, open, delete."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import gradio as gr
+
+from ffclr.errors import FfclrError
+from ffclr.workspace import Workspace
+from ui.common import (Context, fmt_duration, guard, ok_md, open_store, run_duration,
+                       run_label)
+
+RUN_COLUMNS = ["id", "kind", "name", "dataset", "status", "created", "duration", "key metrics"]
+KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy", "knn_top1",
+               "epochs", "final_loss")
+KEY_METRICS = ("loss", "knn_top1", "views_per_s")
+ACTIVE = ("queued", "running")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def key_metrics(run: dict, latest: dict[str, float]) -> str:
+    parts = [f"{k}={_fmt(run['summary'][k])}" for k in KEY_SUMMARY
+             if k in run["summary"] and not isinstance(run["summary"][k], (dict, list))]
+    parts += [f"{k}={_fmt(latest[k])}" for k in KEY_METRICS if k in latest
+              and k not in run["summary"]]
+    return ", ".join(parts)
+
+
+def runs_table(workspace: Workspace, kind: str | None = None) -> list[list]:
+    """One row per run, newest first: id, kind, name, dataset, status, created, duration, metrics."""
+    if not workspace.db_path.exists():
+        return []
+    with open_store(workspace) as store:
+        runs = store.runs(kind=kind or None)
+        names = {d["id"]: d["name"] for d in store.datasets()}
+        latest = {r["id"]: store.latest_metrics(r["id"]) for r in runs}
+    return [[r["id"], r["kind"], r.get("name") or "", names.get(r.get("dataset_id"), ""),
+             r["status"], (r.get("created_at") or "")[:19].replace("T", " "),
+             fmt_duration(run_duration(r)), key_metrics(r, latest[r["id"]])] for r in runs]
+
+
+def run_choices(workspace: Workspace) -> list[tuple[str, int]]:
+    if not workspace.db_path.exists():
+        return []
+    with open_store(workspace) as store:
+        return [(run_label(r), r["id"]) for r in store.runs()]
+
+
+def run_details(workspace: Workspace, run_id: int | None) -> dict:
+    if run_id is None:
+        return {}
+    with open_store(workspace) as store:
+        run = store.run(int(run_id))
+        if run is None:
+            raise FfclrError(f"no run #{run_id}")
+        run["latest_metrics"] = store.latest_metrics(int(run_id))
+    run["duration"] = fmt_duration(run_duration(run))
+    return run
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    elif isinstance(value, list) and len(value) > 8:
+        out[prefix] = f"[{len(value)} items]"
+    else:
+        out[prefix] = value if isinstance(value, (int, float, str)) or value is None \
+            else json.dumps(value, default=str)
+
+
+def compare_runs(workspace: Workspace, run_a: int | None, run_b: int | None) -> list[list]:
+    """Rows (field, A, B) over status, config, summary and latest metrics of two runs."""
+    if run_a is None or run_b is None:
+        raise FfclrError("pick two runs to compare")
+    flat = []
+    for run_id in (run_a, run_b):
+        run = run_details(workspace, run_id)
+        values: dict = {}
+        for key in ("kind", "name", "status", "duration", "checkpoint", "error"):
+            values[key] = run.get(key)
+        _flatten("config", run["config"], values)
+        _flatten("summary", run["summary"], values)
+        _flatten("metric", run["latest_metrics"], values)
+        flat.append(values)
+    keys = list(dict.fromkeys([*flat[0], *flat[1]]))
+    return [[k, _fmt(flat[0].get(k, "")), _fmt(flat[1].get(k, ""))] for k in keys
+            if flat[0].get(k) is not None or flat[1].get(k) is not None]
+
+
+def run_checkpoint(workspace: Workspace, run_id: int | None) -> str:
+    run = run_details(workspace, run_id)
+    path = run.get("checkpoint")
+    if not path or not Path(path).is_file():
+        raise FfclrError(f"run #{run_id} has no checkpoint on disk")
+    return str(Path(path).resolve())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return path.resolve() != folder.resolve()
+    except ValueError:
+        return False
+
+
+def run_files(workspace: Workspace, run: dict) -> list[Path]:
+    """The run's own folders inside the workspace (checkpoints, TensorBoard), never anything else."""
+    found: list[Path] = []
+    checkpoint = run.get("checkpoint")
+    candidates = []
+    if checkpoint:
+        candidates.append(Path(checkpoint).parent)
+    for key in ("checkpoint_dir", "out_dir", "tensorboard_dir", "log_dir"):
+        for source in (run["summary"], run["config"]):
+            if isinstance(source.get(key), str):
+                candidates.append(Path(source[key]))
+    for folder in (workspace.checkpoints, workspace.runs):
+        for name in {str(run["id"]), f"run{run['id']}", f"run_{run['id']}", run.get("name") or ""}:
+            if name:
+                candidates.append(folder / name)
+    for candidate in candidates:
+        if candidate.exists() and any(_inside(candidate, root) for root in
+                                      (workspace.checkpoints, workspace.runs, workspace.cache)):
+            if candidate.resolve() not in [f.resolve() for f in found]:
+                found.append(candidate)
+    return found
+
+
+def delete_run(workspace: Workspace, run_id: int | None, confirmed: bool) -> str:
+    """Delete a finished run's row, metrics and files (only inside the workspace)."""
+    if run_id is None:
+        raise FfclrError("pick a run to delete")
+    if not confirmed:
+        raise FfclrError("tick 'yes, delete it' to confirm")
+    with open_store(workspace) as store:
+        run = store.run(int(run_id))
+        if run is None:
+            raise FfclrError(f"no run #{run_id}")
+        if run["status"] in ACTIVE:
+            raise FfclrError(f"run #{run_id} is {run['status']}: cancel it first")
+        files = run_files(workspace, run)
+        for path in files:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        store.delete_run(int(run_id))
+    removed = ", ".join(f"`{p.relative_to(workspace.root)}`" for p in files) or "no files"
+    return f"Deleted run #{run_id} ({removed})."
+
+
+def build(ctx: Context, tab: gr.Tab) -> None:
+    ws = ctx.workspace
+    c = ctx.components
+    with gr.Row():
+        c["runs_kind"] = gr.Dropdown(label="Kind", choices=["", "import", "pretrain", "probe"],
+                                     value="", scale=1)
+        c["runs_refresh"] = gr.Button("Refresh", scale=0, elem_id="runs-refresh")
+    c["runs_table"] = gr.Dataframe(headers=RUN_COLUMNS, value=runs_table(ws) or None,
+                                   interactive=False, max_height=360, elem_id="runs-table")
+    c["runs_status"] = gr.Markdown(elem_id="runs-status")
+    with gr.Row():
+        with gr.Column():
+            c["runs_a"] = gr.Dropdown(label="Run", choices=run_choices(ws), elem_id="runs-a")
+            c["runs_details"] = gr.JSON(label="Config, summary, error")
+            with gr.Row():
+                c["runs_open_explore"] = gr.Button("Open checkpoint in Explore")
+                c["runs_open_probe"] = gr.Button("Open checkpoint in Probe")
+            with gr.Row():
+                c["runs_confirm"] = gr.Checkbox(label="yes, delete it", value=False)
+                c["runs_delete"] = gr.Button("Delete run and its files", variant="stop")
+        with gr.Column():
+            c["runs_b"] = gr.Dropdown(label="Compare with", choices=run_choices(ws))
+            c["runs_compare"] = gr.Button("Compare side by side")
+            c["runs_compare_table"] = gr.Dataframe(headers=["field", "run A", "run B"],
+                                                   interactive=False, max_height=480)
+
+    def refresh(kind, a, b):
+        choices = run_choices(ws)
+        ids = [v for _, v in choices]
+        return (gr.update(value=runs_table(ws, kind) or None),
+                gr.update(choices=choices, value=a if a in ids else None),
+                gr.update(choices=choices, value=b if b in ids else None))
+
+    refresh_outputs = [c["runs_table"], c["runs_a"], c["runs_b"]]
+    refresh_inputs = [c["runs_kind"], c["runs_a"], c["runs_b"]]
+    c["runs_refresh"].click(refresh, refresh_inputs, refresh_outputs, api_name="runs_refresh")
+    c["runs_kind"].change(refresh, refresh_inputs, refresh_outputs)
+    tab.select(refresh, refresh_inputs, refresh_outputs, show_progress="hidden")
+
+    c["runs_a"].change(guard(2, status_at=1)(lambda r: (run_details(ws, r), "")),
+                       c["runs_a"], [c["runs_details"], c["runs_status"]])
+    c["runs_compare"].click(guard(2, status_at=1)(
+        lambda a, b: (compare_runs(ws, a, b), "")), [c["runs_a"], c["runs_b"]],
+        [c["runs_compare_table"], c["runs_status"]], api_name="compare_runs")
+
+    @guard(5, status_at=0)
+    def on_delete(run_id, confirmed, kind):
+        message = delete_run(ws, run_id, confirmed)
+        choices = run_choices(ws)
+        return (ok_md(message), gr.update(value=runs_table(ws, kind) or None),
+                gr.update(choices=choices, value=None), gr.update(choices=choices, value=None),
+                False)
+
+    c["runs_delete"].click(on_delete, [c["runs_a"], c["runs_confirm"], c["runs_kind"]],
+                           [c["runs_status"], c["runs_table"], c["runs_a"], c["runs_b"],
+                            c["runs_confirm"]], api_name="delete_run")
+
+
+def wire(ctx: Context) -> None:
+    """Open a run's checkpoint in Explore or Probe: fill that tab's checkpoint and switch to it."""
+    c = ctx.components
+    ws = ctx.workspace
+    for target in ("explore", "probe"):
+        dropdown = c.get(f"{target}_checkpoint")
+        if dropdown is None:
+            continue
+
+        def open_in(run_id, _target=target):
+            from ui.common import checkpoint_choices
+            path = run_checkpoint(ws, run_id)
+            return (gr.update(choices=checkpoint_choices(ws), value=path),
+                    gr.Tabs(selected=_target), "")
+
+        c[f"runs_open_{target}"].click(guard(3, status_at=2)(open_in), c["runs_a"],
+                                       [dropdown, c["tabs"], c["runs_status"]])
