@@ -1,8 +1,6 @@
 """Data tab: import a Roboflow COCO export (zip or folder), load the demo data, browse crops."""
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +14,6 @@ from ui.common import (Context, check_zip_upload, dataset_choices, error_md, gua
 
 DEMO_NAME = "demo"
 DEMO_IMAGES = 60
-DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 GALLERY_LIMIT = 60
 
 Progress = Callable[[int, int, str], None] | None
@@ -55,12 +52,9 @@ def import_dataset(workspace: Workspace, upload: str | None, folder: str | None,
                    padding: float = 0.05, progress: Progress = None) -> Any:
     """Import an uploaded export zip, or an export folder on this machine, as dataset `name`."""
     _require_importer()
-    from ffclr.coco_import import import_export
+    from ffclr.coco_import import check_name, import_export
 
-    name = (name or "").strip()
-    if not DATASET_NAME.match(name):
-        raise FfclrError(f"dataset name {name!r}: use letters, digits, '-', '_' or '.' "
-                         "(up to 64, starting with a letter or digit)")
+    name = check_name((name or "").strip())
     folder = (folder or "").strip()
     if upload and folder:
         raise FfclrError("give either an uploaded .zip or a folder path, not both")
@@ -78,37 +72,11 @@ def import_dataset(workspace: Workspace, upload: str | None, folder: str | None,
     return import_export(source, name, workspace, padding=float(padding), progress=progress)
 
 
-def _result_dict(result: Any) -> dict:
-    if dataclasses.is_dataclass(result):
-        return dataclasses.asdict(result)
-    return dict(result) if isinstance(result, dict) else vars(result)
-
-
 def import_summary_markdown(result: Any) -> str:
-    """The importer's result as Markdown: per split images, crops, and each skip reason."""
-    info = _result_dict(result)
-    name = info.get("name") or info.get("dataset") or ""
-    lines = []
-    if info.get("unchanged"):
-        lines.append(f"Dataset **{name}** is already up to date: nothing changed.")
-    else:
-        lines.append(f"Imported dataset **{name}**.")
-    splits = info.get("splits") or {}
-    if isinstance(splits, dict):
-        splits = [{"split": k, **(v if isinstance(v, dict) else _result_dict(v))}
-                  for k, v in splits.items()]
-    if splits:
-        lines += ["", "| split | images | crops | skipped |", "| --- | ---: | ---: | --- |"]
-        for split in splits:
-            skipped = split.get("skipped") or {}
-            skipped_text = ", ".join(f"{reason}: {count}" for reason, count in skipped.items()
-                                     if count) or "none"
-            lines.append(f"| {split.get('split', '')} | {split.get('images', '')} | "
-                         f"{split.get('crops', '')} | {skipped_text} |")
-    for key in ("refused_entries", "messages", "warnings"):
-        for item in info.get(key) or []:
-            lines.append(f"- {item}")
-    return "\n".join(lines)
+    """The importer's summary (per split images, crops, each skip reason) as Markdown."""
+    lines = result.lines()
+    head = f"**Dataset {result.name}**: {result.crops} crops"
+    return head + "\n\n" + "\n".join(f"- {line.strip()}" for line in lines)
 
 
 def dataset_overview(workspace: Workspace, name: str | None) -> tuple[str, list[list]]:

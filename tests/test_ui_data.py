@@ -1,0 +1,55 @@
+"""Data tab handlers: demo data, import from zip/folder, refusals, overview and gallery."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ffclr.errors import FfclrError
+from ui.tabs import data
+
+
+def test_load_demo_data_imports_synthetic_export_into_workspace(workspace):
+    seen = []
+    result = data.load_demo_data(workspace, progress=lambda d, t, m: seen.append((d, t)))
+    assert result.crops > 0 and not result.unchanged
+    assert data.demo_export_dir(workspace).is_dir()
+    assert seen and seen[-1][0] == seen[-1][1]
+    summary, rows = data.dataset_overview(workspace, "demo")
+    assert f"{result.crops} crops" in summary
+    assert sum(r[-1] for r in rows) == result.crops
+    headers = data.overview_headers(workspace, "demo")
+    assert headers[:2] == ["index", "class"] and headers[-1] == "total"
+    markdown = data.import_summary_markdown(result)
+    assert "train:" in markdown and "crops" in markdown
+    again = data.load_demo_data(workspace)
+    assert again.unchanged
+
+
+def test_import_zip_upload_and_folder(workspace, demo_export, tmp_path):
+    archive = shutil.make_archive(str(tmp_path / "export"), "zip", demo_export)
+    result = data.import_dataset(workspace, archive, "", "zipped")
+    assert result.crops > 0
+    result = data.import_dataset(workspace, None, str(demo_export), "folder")
+    assert result.crops > 0
+    assert {"zipped", "folder"} <= set(data.dataset_choices(workspace))
+    classes = data.class_choices(workspace, "folder")
+    gallery = data.class_gallery(workspace, "folder", classes[0][1])
+    assert gallery and all(Path(path).is_file() for path, _ in gallery)
+    assert all(caption.split(" · ")[0] in ("train", "valid", "test") for _, caption in gallery)
+
+
+def test_import_refuses_bad_uploads_with_a_reason(workspace, tmp_path):
+    text = tmp_path / "export.zip"
+    text.write_text("not a zip at all")
+    with pytest.raises(FfclrError, match="not a zip archive"):
+        data.import_dataset(workspace, str(text), "", "x")
+    with pytest.raises(FfclrError, match="no such file"):
+        data.import_dataset(workspace, None, str(tmp_path / "missing"), "x")
+    with pytest.raises(FfclrError, match="dataset name"):
+        data.import_dataset(workspace, None, str(tmp_path), "../evil")
+    with pytest.raises(FfclrError, match="drop an export"):
+        data.import_dataset(workspace, None, "", "x")
+    with pytest.raises(FfclrError, match="not a Roboflow COCO export"):
+        data.import_dataset(workspace, None, str(tmp_path), "x")
