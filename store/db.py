@@ -21,6 +21,7 @@ from store.schema import MIGRATIONS, SCHEMA_VERSION
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
 BUSY_TIMEOUT_MS = 60_000
+UNDO_NOTE = "undo"
 
 
 def now() -> str:
@@ -228,11 +229,20 @@ class Store:
             return cursor.lastrowid
 
     def undo_relabel(self, crop_id: int) -> int | None:
-        """Append an edit restoring the label before the latest one; None when there is none."""
-        edits = self.label_edits(crop_id)
-        if not edits:
+        """Append an edit restoring the label before the latest edit not yet undone.
+
+        Repeated undos walk back through the edits (an undo does not undo the previous undo);
+        None when no edit is left to undo.
+        """
+        pending: list[dict] = []
+        for edit in self.label_edits(crop_id):
+            if edit["note"] == UNDO_NOTE and pending:
+                pending.pop()
+            else:
+                pending.append(edit)
+        if not pending:
             return None
-        return self.relabel(crop_id, edits[-1]["old_class_index"], note="undo")
+        return self.relabel(crop_id, pending[-1]["old_class_index"], note=UNDO_NOTE)
 
     def label_edits(self, crop_id: int | None = None, dataset_id: int | None = None) -> list[dict]:
         if crop_id is not None:

@@ -1,0 +1,206 @@
+"""The SQLite store: migrations, append-only label edits, runs and metrics, two processes."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import store.db
+from store import SCHEMA_VERSION, Store
+from store.schema import MIGRATIONS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db(tmp_path):
+    with Store(tmp_path / "ffclr.sqlite") as opened:
+        yield opened
+
+
+def _dataset_with_crops(db: Store, n: int = 3) -> tuple[int, list[int]]:
+    dataset_id = db.upsert_dataset("d", "/data/d_individual", "/exports/d", "fp")
+    db.set_classes(dataset_id, [{"class_index": i, "coco_id": i + 1, "name": f"c{i}",
+                                 "folder": f"c{i}"} for i in range(3)])
+    db.sync_crops(dataset_id, "train", [
+        {"class_index": 0, "source_image": "a.jpg", "image_id": 0, "annotation_id": i,
+         "bbox": [i, 0, 5, 5], "crop_bbox": [i, 0, 6, 6], "path": f"train/c0/a_{i}.png",
+         "sha256": f"h{i}"} for i in range(n)])
+    return dataset_id, [c["id"] for c in db.crops(dataset_id)]
+
+
+def test_fresh_file_gets_the_schema_version(tmp_path):
+    path = tmp_path / "new.sqlite"
+    with Store(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
+        tables = {t for t in db.db.table_names()}
+        assert {"datasets", "classes", "crops", "runs", "metrics", "label_edits"} <= tables
+        assert db.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reopening_runs_only_new_migrations(tmp_path, monkeypatch):
+    path = tmp_path / "ffclr.sqlite"
+    with Store(path) as db:
+        run_id = db.create_run("pretrain", {"epochs": 3})
+    with Store(path) as db:  # same version: nothing re-run (a CREATE TABLE would fail)
+        assert db.schema_version == SCHEMA_VERSION and db.run(run_id)["config"] == {"epochs": 3}
+    extra = "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes (text) " \
+            "VALUES ('once')"
+    monkeypatch.setattr(store.db, "MIGRATIONS", [*MIGRATIONS, extra])
+    monkeypatch.setattr(store.db, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    for _ in range(2):
+        with Store(path) as db:
+            assert db.schema_version == SCHEMA_VERSION + 1
+            assert [r["text"] for r in db.db.query("SELECT text FROM notes")] == ["once"]
+            assert db.run(run_id)["config"] == {"epochs": 3}
+
+
+def test_a_newer_file_is_refused(tmp_path):
+    path = tmp_path / "ffclr.sqlite"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Store(path)
+
+
+def test_relabel_is_append_only_and_the_latest_edit_is_the_label(db, tmp_path):
+    dataset_id, (first, second, _) = _dataset_with_crops(db)
+    assert db.crop(first)["label"] == 0 and db.undo_relabel(first) is None
+    db.relabel(first, 2, note="looks like c2")
+    db.relabel(first, 1)
+    assert db.crop(first)["label"] == 1 and db.crop(first)["imported_class_index"] == 0
+    assert db.crop(second)["label"] == 0
+    edits = db.label_edits(first)
+    assert [(e["old_class_index"], e["new_class_index"]) for e in edits] == [(0, 2), (2, 1)]
+    assert edits[0]["note"] == "looks like c2" and edits[0]["time"]
+    db.undo_relabel(first)
+    assert db.crop(first)["label"] == 2
+    db.undo_relabel(first)  # a second undo walks further back, to the imported label
+    assert db.crop(first)["label"] == 0
+    assert db.undo_relabel(first) is None
+    assert len(db.label_edits(first)) == 4  # nothing deleted: undos are edits too
+    assert [e["crop_id"] for e in db.label_edits(dataset_id=dataset_id)] == [first] * 4
+    with pytest.raises(KeyError):
+        db.relabel(first, 7)
+    with pytest.raises(KeyError):
+        db.relabel(9999, 1)
+    db.relabel(second, 2)
+    db.close()
+    with Store(tmp_path / "ffclr.sqlite") as reopened:  # edits are saved at once
+        assert reopened.crop(second)["label"] == 2
+        assert [c["label"] for c in reopened.crops(dataset_id, "train")] == [0, 2, 0]
+
+
+def test_sync_keeps_crop_ids_and_edits_when_the_import_changes(db):
+    dataset_id, ids = _dataset_with_crops(db)
+    db.relabel(ids[1], 2)
+    counts = db.sync_crops(dataset_id, "train", [
+        {"class_index": 0, "source_image": "a.jpg", "image_id": 0, "annotation_id": i,
+         "bbox": [i, 0, 5, 5], "crop_bbox": [i, 0, 6, 6], "path": f"train/c0/a_{i}.png",
+         "sha256": "changed" if i == 1 else f"h{i}"} for i in (1, 2, 3)])
+    assert counts == {"added": 1, "updated": 1, "unchanged": 1, "removed": 1}
+    crops = db.crops(dataset_id)
+    assert [c["annotation_id"] for c in crops] == [1, 2, 3]
+    assert crops[0]["id"] == ids[1] and crops[0]["label"] == 2
+    assert db.crop(ids[0]) is None
+
+
+def test_runs_and_metrics_round_trip(db):
+    run_id = db.create_run("pretrain", {"arch": "resnet18", "lr": 3e-4}, name="r18")
+    run = db.run(run_id)
+    assert (run["status"], run["config"], run["summary"], run["name"]) == (
+        "queued", {"arch": "resnet18", "lr": 3e-4}, {}, "r18")
+    db.mark_running(run_id)
+    run = db.run(run_id)
+    assert run["status"] == "running" and run["started_at"] and run["pid"] > 0
+    for step in range(3):
+        db.log_metrics(run_id, step, {"loss": 3.0 - step, "top1": 0.1 * step})
+    assert [m["value"] for m in db.metrics(run_id, "loss")] == [3.0, 2.0, 1.0]
+    assert len(db.metrics(run_id)) == 6
+    assert db.latest_metrics(run_id) == pytest.approx({"loss": 1.0, "top1": 0.2})
+    db.update_run(run_id, summary={"epochs_done": 1})
+    db.finish_run(run_id, "finished", summary={"top1": 0.2}, checkpoint="ck/last.pth.tar")
+    run = db.run(run_id)
+    assert run["summary"] == {"epochs_done": 1, "top1": 0.2}
+    assert run["status"] == "finished" and run["ended_at"] and run["error"] is None
+    assert run["checkpoint"] == "ck/last.pth.tar"
+    probe = db.create_run("probe")
+    assert [r["id"] for r in db.runs(kind="pretrain")] == [run_id]
+    assert [r["id"] for r in db.runs(status="queued")] == [probe]
+    assert not db.cancel_requested(probe)
+    db.request_cancel(probe)
+    assert db.cancel_requested(probe)
+    with pytest.raises(AssertionError):
+        db.update_run(probe, status="exploded")
+    db.delete_run(run_id)
+    assert db.run(run_id) is None and db.metrics(run_id) == []
+
+
+def test_mark_interrupted_runs_finds_runs_whose_process_is_gone(db):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lost = db.create_run("pretrain")
+    db.mark_running(lost, pid=dead.pid)
+    alive = db.create_run("probe")
+    db.mark_running(alive)  # this process
+    queued = db.create_run("probe")
+    assert db.mark_interrupted_runs() == [lost]
+    assert db.run(lost)["status"] == "interrupted" and "ended" in db.run(lost)["error"]
+    assert db.run(alive)["status"] == "running" and db.run(queued)["status"] == "queued"
+    assert db.mark_interrupted_runs() == []
+
+
+WRITER = """
+import sys, time
+from store import Store
+path, run_id, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+with Store(path) as db:
+    print("ready", flush=True)
+    step, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        db.log_metrics(run_id, step, {"loss": 1.0 / (step + 1), "lr": 0.1})
+        step += 1
+print(step, flush=True)
+"""
+
+
+def test_a_worker_process_writing_while_this_one_reads_and_writes(tmp_path):
+    path = tmp_path / "ffclr.sqlite"
+    with Store(path) as db:
+        worker_run = db.create_run("pretrain")
+        db.mark_running(worker_run)
+    worker = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(worker_run), "2"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    assert worker.stdout.readline().strip() == "ready"
+    reads = writes = 0
+    mine = []
+    with Store(path) as db:
+        while worker.poll() is None:
+            db.metrics(worker_run, "loss")
+            db.latest_metrics(worker_run)
+            db.runs()
+            reads += 1
+            run_id = db.create_run("probe", {"i": writes})
+            db.log_metrics(run_id, 0, {"acc": writes})
+            db.finish_run(run_id, "finished", summary={"i": writes})
+            mine.append(run_id)
+            writes += 1
+        out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err
+        assert "locked" not in err
+        steps = int(out.strip().splitlines()[-1])
+        loss = db.metrics(worker_run, "loss")
+        assert steps > 0 and [m["step"] for m in loss] == list(range(steps))
+        assert len(db.metrics(worker_run)) == 2 * steps
+        assert reads > 0 and writes > 0
+        for i, run_id in enumerate(mine):
+            run = db.run(run_id)
+            assert run["status"] == "finished" and run["summary"] == {"i": i}
+            assert [m["value"] for m in db.metrics(run_id)] == [i]
