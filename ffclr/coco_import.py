@@ -271,6 +271,7 @@ class _SplitJob:
     """COCO category id → class dict."""
     root: Path
     padding: float
+    folders_made: set[Path] = field(default_factory=set)
 
 
 def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None]) -> list[dict]:
@@ -323,11 +324,14 @@ def _crop_annotation(job: _SplitJob, ann: dict, image: Image.Image, stem: str, s
         summary.skip(reason)
         return None
     summary.clipped += clipped
+    folder = job.root / job.split / cls["folder"]
+    if folder not in job.folders_made:
+        inside(job.root, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        job.folders_made.add(folder)
     data = png_bytes(image.crop(box))
+    (folder / f"{stem}_{ann_id}.png").write_bytes(data)
     relative = f"{job.split}/{cls['folder']}/{stem}_{ann_id}.png"
-    path = inside(job.root, job.root / relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
     left, top, right, bottom = box
     return {"class_index": cls["class_index"], "source_image": source,
             "image_id": ann.get("image_id"), "annotation_id": ann_id, "bbox": ann["bbox"],

@@ -66,6 +66,11 @@ def extract_zip(archive: Path, target: Path) -> list[str]:
     refused = []
     try:
         with zipfile.ZipFile(archive) as zf:
+            needed = sum(i.file_size for i in zf.infolist())
+            free = shutil.disk_usage(target).free
+            if needed > free:
+                raise FfclrError(f"{archive}: extracting needs {needed / 2**30:.1f} GiB, only "
+                                 f"{free / 2**30:.1f} GiB free in {target.parent}")
             for info in zf.infolist():
                 if info.is_dir():
                     continue
