@@ -410,10 +410,11 @@ def _import(export: ExportFolder, source: Path, name: str, root: Path, padding: 
     labels = {split: export.label(folder / ANNOTATIONS) for split, folder in export.splits.items()}
     cocos = {}
     for split, folder in export.splits.items():
+        result.splits[split] = SplitSummary()
         try:
             cocos[split] = load_coco(folder / ANNOTATIONS, labels[split])
         except FfclrError as exc:
-            result.splits[split] = SplitSummary(error=str(exc))
+            result.splits[split].error = str(exc)
     if not cocos:
         raise FfclrError("nothing imported: " + "; ".join(s.error for s in result.splits.values()))
     classes = build_classes(cocos, labels)
@@ -428,12 +429,11 @@ def _import(export: ExportFolder, source: Path, name: str, root: Path, padding: 
 
     rows = {}
     for split, coco in cocos.items():
-        result.splits[split] = SplitSummary()
         rows[split] = crop_split(_SplitJob(split, export.splits[split], coco, class_of, root,
                                            padding), result.splits[split], tick)
     if not any(rows.values()):
         raise FfclrError(f"nothing imported from {source}: no box gave a crop ("
-                         + "; ".join(result.lines()[:-1]) + ")")
+                         + "; ".join(line.strip() for line in result.lines()[:-1]) + ")")
     dataset_id = store.upsert_dataset(name, str(root), str(source), fingerprint=None)
     result.dataset_id = dataset_id
     store.update_run(run_id, dataset_id=dataset_id)

@@ -483,3 +483,14 @@ def test_progress_reports_every_image(export, workspace):
     import_export(export, "p", workspace, progress=lambda *a: calls.append(a))
     assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
     assert calls[0][2].startswith("train: ")
+
+
+def test_no_crop_at_all_is_an_error_and_keeps_the_previous_import(export, workspace):
+    import_export(export, "k", workspace)
+    before = store_rows(workspace, "k")[2]
+    for image in [*export.glob("*/*.png")]:
+        image.unlink()
+    with pytest.raises(FfclrError, match="nothing imported.*missing image: a.png, b.png"):
+        import_export(export, "k", workspace)
+    assert store_rows(workspace, "k")[2] == before
+    assert all((workspace.dataset_dir("k") / c["path"]).is_file() for c in before)
