@@ -32,12 +32,14 @@ class ExportFolder:
     """What the user gave: the folder or the zip file."""
     refused_entries: list[str] = field(default_factory=list)
     """Zip entries not extracted because they were unsafe."""
+    extracted_to: Path | None = None
+    """The temporary folder a zip was extracted into."""
 
     def label(self, path: Path) -> str:
         """How to name a file of the export in messages: as the user knows it."""
         if self.source.is_dir():
             return str(path)
-        return f"{self.source}:{path.relative_to(self.root).as_posix()}"
+        return f"{self.source}:{path.relative_to(self.extracted_to).as_posix()}"
 
 
 def _split_dirs(folder: Path) -> dict[str, Path]:
@@ -46,6 +48,7 @@ def _split_dirs(folder: Path) -> dict[str, Path]:
 
 def _locate(folder: Path, source: Path, refused: list[str]) -> ExportFolder:
     """The export in `folder`, directly or inside its one top folder."""
+    base = folder
     splits = _split_dirs(folder)
     if not splits:
         tops = [p for p in folder.iterdir() if p.is_dir() and p.name not in _IGNORED_TOP]
@@ -54,7 +57,8 @@ def _locate(folder: Path, source: Path, refused: list[str]) -> ExportFolder:
     if not splits:
         raise FfclrError(f"{source}: not a Roboflow COCO export (no {'/'.join(SPLITS)} folder "
                          f"with {ANNOTATIONS})")
-    return ExportFolder(root=folder, splits=splits, source=source, refused_entries=refused)
+    return ExportFolder(root=folder, splits=splits, source=source, refused_entries=refused,
+                        extracted_to=None if source.is_dir() else base)
 
 
 def _is_link(info: zipfile.ZipInfo) -> bool:

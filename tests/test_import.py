@@ -494,3 +494,12 @@ def test_no_crop_at_all_is_an_error_and_keeps_the_previous_import(export, worksp
         import_export(export, "k", workspace)
     assert store_rows(workspace, "k")[2] == before
     assert all((workspace.dataset_dir("k") / c["path"]).is_file() for c in before)
+
+
+def test_errors_in_a_zip_name_the_entry(export, tmp_path, workspace):
+    (export / "valid" / "_annotations.coco.json").write_text("{oops")
+    archive = _zip(export, tmp_path / "e.zip", "top")
+    result = import_export(archive, "ze", workspace)
+    assert result.splits["valid"].error.startswith(f"{archive}:top/valid/_annotations.coco.json: "
+                                                   "malformed JSON")
+    assert result.splits["train"].crops == 4
