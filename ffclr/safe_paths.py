@@ -1,4 +1,4 @@
-"""Untrusted names (zip entries, COCO `file_name`s, category names) made safe for the file system."""
+"""Untrusted names (zip entries, COCO `file_name`s, category names) made safe as paths."""
 from __future__ import annotations
 
 import re

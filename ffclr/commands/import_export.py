@@ -1,4 +1,4 @@
-"""`python -m ffclr import EXPORT --name NAME`: a Roboflow COCO export → symbol crops + store rows."""
+"""`python -m ffclr import EXPORT --name NAME`: a Roboflow COCO export → crops + store rows."""
 from __future__ import annotations
 
 from pathlib import Path
