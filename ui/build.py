@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from ffclr.workspace import Workspace
+from ui.build_assets import plotly_js_path
 from ui.common import Context
 from ui.tabs import classify, data, explore, pretrain, probe, runs
 
@@ -37,12 +38,6 @@ document.addEventListener('keydown', (event) => {
 });
 </script>
 """
-
-
-def plotly_js_path() -> Path:
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 def static_paths(workspace: Workspace) -> list[Path]:
