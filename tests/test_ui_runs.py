@@ -9,11 +9,12 @@ from ui.tabs import runs
 
 def _make_runs(workspace):
     with workspace.open_store() as store:
-        finished = store.create_run("pretrain", {"arch": "resnet18", "lr": 0.001}, name="a")
+        finished = store.create_run("pretrain", {"arch": "resnet18", "lr": 0.001},
+                                    name=f"run{len(store.runs()) + 1}")
         store.mark_running(finished)
         store.log_metrics(finished, 1, {"loss": 5.0, "views_per_s": 100.0})
         store.log_metrics(finished, 2, {"loss": 4.0, "views_per_s": 120.0})
-        folder = workspace.checkpoints / f"run{finished}"
+        folder = workspace.checkpoints / store.run(finished)["name"]
         folder.mkdir(parents=True)
         checkpoint = folder / "checkpoint_0001.pth.tar"
         checkpoint.write_bytes(b"x")
@@ -56,6 +57,20 @@ def test_delete_run_needs_confirmation_refuses_active_and_removes_files(workspac
     with workspace.open_store() as store:
         assert store.run(finished) is None and store.metrics(finished) == []
         assert store.run(active) is not None
+
+
+def test_deleting_a_probe_run_keeps_the_encoder_checkpoint_it_used(workspace):
+    finished, active, checkpoint = _make_runs(workspace)
+    probe_dir = workspace.root / "probes" / "run_9"
+    probe_dir.mkdir(parents=True)
+    (probe_dir / "metrics.csv").write_text("a,b\n")
+    with workspace.open_store() as store:
+        probe = store.create_run("probe", {"checkpoint": str(checkpoint)})
+        store.finish_run(probe, "finished", checkpoint=str(checkpoint),
+                         summary={"top1": 0.9, "files": {"csv": str(probe_dir / "metrics.csv")}})
+    assert "top1=0.9" in runs.runs_table(workspace, "probe")[0][7]
+    runs.delete_run(workspace, probe, confirmed=True)
+    assert checkpoint.is_file() and not probe_dir.exists()
 
 
 def test_run_checkpoint_for_open_in_explore(workspace):

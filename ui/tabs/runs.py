@@ -112,25 +112,27 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def run_files(workspace: Workspace, run: dict) -> list[Path]:
-    """The run's own folders inside the workspace (checkpoints, TensorBoard), never anything else."""
+    """The run's own folders inside the workspace, never anything else.
+
+    A pretraining run owns its checkpoint folder and its TensorBoard folder; a probe run owns
+    the folder of its files (`probes/run_<id>`); an import owns none (its dataset stays).
+    """
+    candidates: list[tuple[Path, Path]] = []
+    if run["kind"] == "pretrain":
+        if run.get("checkpoint"):
+            candidates.append((Path(run["checkpoint"]).parent, workspace.checkpoints))
+        if run.get("name"):
+            candidates.append((workspace.checkpoints / run["name"], workspace.checkpoints))
+            candidates.append((workspace.runs / run["name"], workspace.runs))
+    elif run["kind"] == "probe":
+        files = run["summary"].get("files") or {}
+        for path in files.values():
+            candidates.append((Path(path).parent, workspace.root / "probes"))
     found: list[Path] = []
-    checkpoint = run.get("checkpoint")
-    candidates = []
-    if checkpoint:
-        candidates.append(Path(checkpoint).parent)
-    for key in ("checkpoint_dir", "out_dir", "tensorboard_dir", "log_dir"):
-        for source in (run["summary"], run["config"]):
-            if isinstance(source.get(key), str):
-                candidates.append(Path(source[key]))
-    for folder in (workspace.checkpoints, workspace.runs):
-        for name in {str(run["id"]), f"run{run['id']}", f"run_{run['id']}", run.get("name") or ""}:
-            if name:
-                candidates.append(folder / name)
-    for candidate in candidates:
-        if candidate.exists() and any(_inside(candidate, root) for root in
-                                      (workspace.checkpoints, workspace.runs, workspace.cache)):
-            if candidate.resolve() not in [f.resolve() for f in found]:
-                found.append(candidate)
+    for candidate, root in candidates:
+        if candidate.exists() and _inside(candidate, root) \
+                and candidate.resolve() not in [f.resolve() for f in found]:
+            found.append(candidate)
     return found
 
 

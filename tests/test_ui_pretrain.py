@@ -1,0 +1,91 @@
+"""Pretrain tab handlers: options → config, live view from the store, queue, cancel, start."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ffclr.errors import FfclrError
+from ui.tabs import pretrain
+
+
+@pytest.fixture
+def imported(workspace, demo_export):
+    from ffclr.coco_import import import_export
+
+    import_export(demo_export, "demo", workspace)
+    return workspace
+
+
+def test_options_become_a_validated_config(imported):
+    options = pretrain.PretrainOptions(dataset="demo", split="train", image_size=24,
+                                       batch_size=16, epochs=3, time_budget_s=30,
+                                       mode="labeled (supervised contrastive)",
+                                       device="CPU", precision="fp32")
+    config = pretrain.pretrain_config(imported, options)
+    assert config.data == str(imported.dataset_dir("demo") / "train")
+    assert config.dataset_name == "ff_devices_labeled" and config.disable_cuda
+    assert config.time_budget == 30 and config.bf16 is False and config.lr is None
+    with pytest.raises(FfclrError, match="no split 'nope'"):
+        pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset="demo", split="nope"))
+    with pytest.raises(FfclrError, match="pick a dataset"):
+        pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset=None))
+    with pytest.raises(FfclrError, match="image-size"):
+        pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset="demo", image_size=4))
+    for preset in pretrain.PRESETS.values():
+        assert set(pretrain.PRESET_FIELDS) == set(preset)
+
+
+def test_view_follows_the_store_queue_failure_and_cancel(workspace):
+    with workspace.open_store() as store:
+        failed = store.create_run("pretrain", {"arch": "resnet18", "epochs": 4}, name="old")
+        store.mark_running(failed)
+        store.log_metrics(failed, 2, {"loss": 3.0, "views_per_s": 50.0, "epoch": 1.0})
+        store.log_metrics(failed, 4, {"loss": 2.5, "views_per_s": 60.0, "epoch": 2.0,
+                                      "knn_top1": 0.5})
+        store.finish_run(failed, "failed", error="loss became nan at step 4; lower --lr",
+                         checkpoint="/ws/checkpoints/old/checkpoint_0001.pth.tar")
+        running = store.create_run("pretrain", {"arch": "resnet18", "epochs": 10,
+                                                "time_budget": 600}, name="now")
+        store.mark_running(running)
+        store.log_metrics(running, 2, {"loss": 4.0, "epoch": 1.0})
+        queued = store.create_run("pretrain", {"arch": "resnet50"}, name="next")
+    text = pretrain.run_status(workspace, failed)
+    assert "failed" in text and "lower --lr" in text and "checkpoint_0001.pth.tar" in text
+    assert "kNN top-1 50.0%" in text and "epoch 2.0 / 4" in text
+    series = pretrain.curves(workspace, failed)
+    assert series["loss"] == ([2, 4], [3.0, 2.5])
+    figure = pretrain.curves_figure(series)
+    assert list(figure.data[0].y) == [3.0, 2.5] and list(figure.data[2].y) == [0.5]
+    assert "ETA" in pretrain.run_status(workspace, running)
+    assert [r[0] for r in pretrain.queue_rows(workspace)] == [running, queued]
+    assert pretrain.default_run(workspace) == running
+    before = pretrain.poll_signature(workspace, running)
+    with workspace.open_store() as store:
+        store.log_metrics(running, 4, {"loss": 3.5})
+    assert pretrain.poll_signature(workspace, running) != before
+    assert "Cancel requested" in pretrain.cancel(workspace, queued)
+    with workspace.open_store() as store:
+        assert store.cancel_requested(queued)
+    with pytest.raises(FfclrError, match="already failed"):
+        pretrain.cancel(workspace, failed)
+
+
+def test_start_runs_a_worker_that_writes_metrics_and_can_be_cancelled(imported):
+    pytest.importorskip("ffclr.jobs", reason="ffclr.jobs (the pretraining worker API) not built")
+    options = pretrain.PretrainOptions(dataset="demo", image_size=16, batch_size=16, epochs=50,
+                                       time_budget_s=120, device="CPU", knn_every=0)
+    run_id = pretrain.start(imported, options)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and "loss" not in pretrain.curves(imported, run_id):
+        time.sleep(0.5)
+    assert "loss" in pretrain.curves(imported, run_id), pretrain.run_status(imported, run_id)
+    pretrain.cancel(imported, run_id)
+    while time.monotonic() < deadline:
+        with imported.open_store() as store:
+            run = store.run(run_id)
+        if run["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    assert run["status"] == "cancelled" and run["checkpoint"]
+    assert "Last checkpoint" in pretrain.run_status(imported, run_id)
