@@ -1,10 +1,156 @@
-"""Probe tab (being built)."""
+"""Probe tab: a linear probe on frozen features (`ffclr.evaluate.run_probe`), its metrics beside
+the majority baseline, the per-class table, the confusion heatmap and the CSV."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import gradio as gr
 
-from ui.common import Context
+from ffclr.errors import FfclrError
+from ffclr.workspace import Workspace
+from ui.common import (Context, checkpoint_choices, dataset_choices, guard, has_backend,
+                       missing_backend_message, ok_md, split_choices)
+
+METHODS = {"logistic regression, L-BFGS (CV-chosen regularisation)": "lbfgs",
+           "Adam + focal loss (the seed's probe)": "adam"}
+SUMMARY_KEYS = (("top1", "top-1"), ("top5", "top-5"), ("balanced_accuracy", "balanced accuracy"),
+                ("macro_f1", "macro-F1"))
+CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support", "n_train"]
+
+
+def run_probe(workspace: Workspace, checkpoint: str | None, dataset: str | None,
+              train_split: str | None, test_split: str | None, method: str = "lbfgs",
+              progress=None):
+    """Fit on the train split's crops only, score on the test split; returns ffclr's report."""
+    if not has_backend("ffclr.evaluate"):
+        raise FfclrError("probing is not available yet: this ffclr has no ffclr.evaluate")
+    from ffclr.cropset import load_dataset_split
+    from ffclr.evaluate import run_probe as fit_and_score
+
+    if not checkpoint:
+        raise FfclrError("pick a checkpoint (pretrain one in the Pretrain tab)")
+    if not dataset:
+        raise FfclrError("pick a dataset (import one in the Data tab)")
+    if not train_split or not test_split:
+        raise FfclrError("pick the train and the test split")
+    if train_split == test_split:
+        raise FfclrError(f"train and test are both {train_split!r}: a probe must be scored on "
+                         "crops it was not fitted on")
+    method = METHODS.get(method, method)
+    train = load_dataset_split(dataset, train_split, workspace)
+    test = load_dataset_split(dataset, test_split, workspace)
+    return fit_and_score(train, test, checkpoint, workspace, method=method, progress=progress)
+
+
+def summary_rows(metrics: dict) -> list[list]:
+    """(metric, probe, majority baseline) rows."""
+    baseline = metrics.get("baseline") or {}
+    rows = []
+    for key, title in SUMMARY_KEYS:
+        value = metrics.get(key)
+        base = baseline.get(key)
+        rows.append([title, None if value is None else round(value, 4),
+                     None if base is None else round(base, 4)])
+    rows.append(["train / test crops", metrics.get("n_train"), metrics.get("n_test")])
+    return rows
+
+
+def class_rows(metrics: dict) -> list[list]:
+    return [[r["class"], round(r["precision"], 3), round(r["recall"], 3), round(r["f1"], 3),
+             r["support"], r.get("n_train", "")] for r in metrics["per_class"]
+            if r["support"] or r.get("n_train")]
+
+
+def confusion_figure(metrics: dict):
+    import plotly.graph_objects as go
+
+    names = metrics["class_names"]
+    matrix = metrics["confusion"]
+    keep = [i for i in range(len(names)) if sum(matrix[i]) or sum(row[i] for row in matrix)]
+    z = [[matrix[i][j] for j in keep] for i in keep]
+    labels = [names[i] for i in keep]
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="Blues", text=z,
+                               texttemplate="%{text}", hovertemplate="true %{y}<br>predicted "
+                               "%{x}<br>%{z} crops<extra></extra>"))
+    fig.update_layout(height=max(360, 28 * len(labels) + 160), xaxis_title="predicted",
+                      yaxis_title="true", yaxis_autorange="reversed",
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def headline(report) -> str:
+    m = report.metrics
+    base = m.get("baseline") or {}
+    unseen = m.get("unseen_in_train") or []
+    text = (f"Probe run #{report.run_id}: top-1 **{m['top1']:.1%}**, macro-F1 "
+            f"**{m['macro_f1']:.3f}** (majority class {base.get('class', '?')}: top-1 "
+            f"{base.get('top1', float('nan')):.1%}).")
+    if unseen:
+        text += f" Test classes never seen in training: {', '.join(unseen)}."
+    return text
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
-    gr.Markdown("Not available yet.")
+    ws = ctx.workspace
+    c = ctx.components
+    if not has_backend("ffclr.evaluate"):
+        gr.Markdown(missing_backend_message("Probe", "ffclr.evaluate"))
+    datasets = dataset_choices(ws)
+    first = datasets[0] if datasets else None
+    splits = split_choices(ws, first)
+    with gr.Row():
+        c["probe_checkpoint"] = gr.Dropdown(label="Checkpoint", choices=checkpoint_choices(ws),
+                                            scale=3, elem_id="probe-checkpoint")
+        dataset = gr.Dropdown(label="Dataset", choices=datasets, value=first, scale=1)
+        train = gr.Dropdown(label="Train split", choices=splits,
+                            value="train" if "train" in splits else None, scale=1)
+        test = gr.Dropdown(label="Test split", choices=splits,
+                           value="valid" if "valid" in splits else None, scale=1)
+    with gr.Row():
+        method = gr.Dropdown(label="Method", choices=list(METHODS), value=list(METHODS)[0],
+                             scale=3)
+        c["probe_run"] = gr.Button("Fit probe", variant="primary", scale=1, elem_id="probe-run")
+        c["probe_csv"] = gr.DownloadButton("Download CSV", visible=False, scale=1,
+                                           elem_id="probe-csv")
+    c["probe_status"] = gr.Markdown(elem_id="probe-status")
+    with gr.Row():
+        with gr.Column():
+            c["probe_summary"] = gr.Dataframe(headers=["metric", "probe", "majority baseline"],
+                                              interactive=False, elem_id="probe-summary")
+            c["probe_classes"] = gr.Dataframe(headers=CLASS_COLUMNS, label="Per class",
+                                              interactive=False, max_height=400)
+        with gr.Column():
+            c["probe_confusion"] = gr.Plot(label="Confusion matrix")
+
+    @guard(5)
+    def on_run(checkpoint, dataset_name, train_split, test_split, method_name,
+               progress=gr.Progress()):
+        report = run_probe(ws, checkpoint, dataset_name, train_split, test_split, method_name,
+                           lambda d, t, m: progress((d, t) if t else None, desc=m))
+        csv = report.files.get("csv")
+        return (ok_md(headline(report)), summary_rows(report.metrics), class_rows(report.metrics),
+                confusion_figure(report.metrics),
+                gr.DownloadButton(value=csv, visible=bool(csv and Path(csv).is_file())))
+
+    c["probe_run"].click(on_run, [c["probe_checkpoint"], dataset, train, test, method],
+                         [c["probe_status"], c["probe_summary"], c["probe_classes"],
+                          c["probe_confusion"], c["probe_csv"]], api_name="probe_run")
+
+    def refresh(checkpoint, dataset_name):
+        choices = checkpoint_choices(ws)
+        paths = [p for _, p in choices]
+        names = dataset_choices(ws)
+        dataset_name = dataset_name if dataset_name in names else (names[0] if names else None)
+        return (gr.update(choices=choices, value=checkpoint if checkpoint in paths
+                          else (paths[0] if paths else None)),
+                gr.update(choices=names, value=dataset_name))
+
+    def splits_of(dataset_name):
+        names = split_choices(ws, dataset_name)
+        return (gr.update(choices=names, value="train" if "train" in names else None),
+                gr.update(choices=names, value="valid" if "valid" in names else
+                          ("test" if "test" in names else None)))
+
+    tab.select(refresh, [c["probe_checkpoint"], dataset], [c["probe_checkpoint"], dataset],
+               show_progress="hidden")
+    dataset.change(splits_of, dataset, [train, test], show_progress="hidden")

@@ -1,0 +1,56 @@
+"""Probe tab handlers: fit on train, score on valid, tables, heatmap, CSV; refusals."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from ffclr.errors import FfclrError
+from ui.tabs import probe
+
+
+@pytest.fixture
+def probed(workspace, demo_export, monkeypatch):
+    import torch
+
+    from ffclr.checkpoint import save_checkpoint
+    from ffclr.coco_import import import_export
+    from ffclr.models import SimCLRModel
+
+    import_export(demo_export, "demo", workspace)
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(workspace.checkpoints / "tiny" / "checkpoint_0001.pth.tar",
+                                 {"epoch": 1, "arch": "resnet18", "image_size": 32,
+                                  "state_dict": SimCLRModel("resnet18", out_dim=32).state_dict()})
+    # regularisation search is ffclr.probe's and tested there; one C keeps this test fast
+    monkeypatch.setattr("ffclr.probe.select_c", lambda *a, **k: (1.0, {"C": 1.0}))
+    return workspace, str(checkpoint)
+
+
+def test_probe_reports_metrics_baseline_classes_confusion_and_csv(probed):
+    workspace, checkpoint = probed
+    report = probe.run_probe(workspace, checkpoint, "demo", "train", "valid")
+    rows = {r[0]: r[1:] for r in probe.summary_rows(report.metrics)}
+    assert 0 <= rows["top-1"][0] <= 1 and 0 <= rows["top-1"][1] <= 1
+    assert rows["top-1"][1] == round(report.metrics["baseline"]["top1"], 4)
+    with workspace.open_store() as store:
+        n_valid = len(store.crops(store.dataset("demo")["id"], "valid"))
+    assert rows["train / test crops"][1] == n_valid
+    classes = probe.class_rows(report.metrics)
+    assert sum(r[4] for r in classes) == n_valid
+    figure = probe.confusion_figure(report.metrics)
+    assert sum(map(sum, figure.data[0].z)) == n_valid
+    with open(report.files["csv"], newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert any(row["class"] == "overall:top1" for row in table)
+    assert "Probe run #" in probe.headline(report)
+    with workspace.open_store() as store:
+        assert store.run(report.run_id)["status"] == "finished"
+
+
+def test_probe_refuses_scoring_on_its_training_split(probed):
+    workspace, checkpoint = probed
+    with pytest.raises(FfclrError, match="not fitted on"):
+        probe.run_probe(workspace, checkpoint, "demo", "train", "train")
+    with pytest.raises(FfclrError, match="pick a checkpoint"):
+        probe.run_probe(workspace, None, "demo", "train", "valid")
