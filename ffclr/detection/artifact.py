@@ -1,0 +1,112 @@
+"""A detector as ONE `.npz` file: the encoder's weights, probe, margins, pixel filter and
+settings as plain arrays plus a JSON header. Loaded with `allow_pickle=False`: it can never run
+code, and it no longer needs the checkpoint it was fitted from."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ffclr.errors import FfclrError
+
+FORMAT = "ffclr-detector"
+VERSION = 1
+
+
+def save_detector(detector, path: str | os.PathLike) -> Path:
+    """Write atomically (temp file + rename); returns the path written."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    encoder, probe = detector.encoder, detector.probe
+    model = encoder.model.model if hasattr(encoder.model, "model") else encoder.model
+    meta = {
+        "format": FORMAT, "version": VERSION,
+        "class_names": detector.class_names, "category_ids": detector.category_ids,
+        "score_threshold": detector.score_threshold, "config": asdict(detector.config),
+        "info": detector.info,
+        "encoder": {"arch": encoder.arch, "image_size": encoder.image_size,
+                    "mean": list(encoder.mean), "std": list(encoder.std),
+                    "out_dim": int(model.out_dim), "small_stem": bool(model.small_stem)},
+        "probe": {"class_names": probe.class_names, "method": probe.method, "info": probe.info},
+        "pixel_filter_intercept": detector.pixel_filter.intercept,
+        "pixel_filter_threshold": detector.pixel_filter.threshold,
+    }
+    arrays = {f"encoder/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    arrays.update({
+        "probe/mean": probe.mean, "probe/scale": probe.scale, "probe/coef": probe.coef,
+        "probe/intercept": probe.intercept, "probe/trained": probe.trained,
+        "margins": detector.margins.coef,
+        "pixel_filter/mean": detector.pixel_filter.mean,
+        "pixel_filter/scale": detector.pixel_filter.scale,
+        "pixel_filter/coef": detector.pixel_filter.coef,
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta, default=float)), **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def _config_from(raw: dict):
+    from ffclr.detection.detector import DetectorConfig
+    from ffclr.detection.proposals import ProposalConfig
+
+    proposals = ProposalConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in raw.pop("proposals").items()})
+    return DetectorConfig(proposals=proposals, **raw)
+
+
+def load_detector(path: str | os.PathLike, device: str = "cpu"):
+    """The `Detector` saved at `path`; a missing or foreign file raises FfclrError."""
+    import torch
+
+    from ffclr.checkpoint import Encoder
+    from ffclr.detection.boxes import MarginModel
+    from ffclr.detection.detector import Detector
+    from ffclr.detection.scoring import LinearScorer
+    from ffclr.models import FeatureExtractor, SimCLRModel
+    from ffclr.probe import Probe
+
+    path = Path(path)
+    if not path.is_file():
+        raise FfclrError(f"{path}: no such detector file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != FORMAT:
+                raise ValueError("not an ffclr detector")
+            if meta.get("version", 0) > VERSION:
+                raise ValueError(f"format version {meta['version']} is newer than this ffclr")
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+        enc = meta["encoder"]
+        model = SimCLRModel(enc["arch"], out_dim=enc["out_dim"], small_stem=enc["small_stem"])
+        model.load_state_dict({k.removeprefix("encoder/"): torch.from_numpy(v)
+                               for k, v in arrays.items() if k.startswith("encoder/")})
+        extractor = FeatureExtractor(model).to(device).eval()
+        extractor.to(memory_format=torch.channels_last)
+        encoder = Encoder(model=extractor, image_size=int(enc["image_size"]),
+                          mean=tuple(enc["mean"]), std=tuple(enc["std"]), arch=enc["arch"],
+                          feature_dim=model.feature_dim, path=path)
+        probe = Probe(class_names=meta["probe"]["class_names"], mean=arrays["probe/mean"],
+                      scale=arrays["probe/scale"], coef=arrays["probe/coef"],
+                      intercept=arrays["probe/intercept"],
+                      trained=arrays["probe/trained"].astype(bool),
+                      method=meta["probe"]["method"], info=meta["probe"]["info"])
+        pixel_filter = LinearScorer(arrays["pixel_filter/mean"], arrays["pixel_filter/scale"],
+                                    arrays["pixel_filter/coef"],
+                                    float(meta["pixel_filter_intercept"]),
+                                    float(meta["pixel_filter_threshold"]))
+        return Detector(encoder=encoder, probe=probe, class_names=list(meta["class_names"]),
+                        category_ids=[int(i) for i in meta["category_ids"]],
+                        margins=MarginModel(arrays["margins"]), pixel_filter=pixel_filter,
+                        score_threshold=float(meta["score_threshold"]),
+                        config=_config_from(dict(meta["config"])), info=meta.get("info", {}))
+    except FfclrError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise FfclrError(f"{path}: not a detector saved by ffclr ({str(exc).splitlines()[0][:200]})"
+                         ) from None

@@ -1,0 +1,165 @@
+"""`Detector`: everything needed to find symbols in a drawing, and `detect_image`.
+
+Pipeline: stroke proposals (ink extents) → agnostic margins give annotator-style boxes →
+raw-pixel filter keeps the likely symbols → encoder features → probe with a background class →
+class-specific margins around the ink extent → class-wise NMS.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ffclr.detection.boxes import MarginModel, batched_nms, clip_boxes
+from ffclr.detection.crops import CROP_PADDING, crop_pixels, embed_pixels
+from ffclr.detection.images import MAX_PIXELS, read_drawing
+from ffclr.detection.proposals import ProposalConfig, dedupe_indices, stroke_proposals
+from ffclr.detection.scoring import LinearScorer, pixel_features
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    proposal_dedupe_iou: float = 0.8
+    """Proposals whose boxes overlap this much after the margins are one proposal."""
+    max_candidates: int = 160
+    """At most this many proposals per megapixel (and per smaller drawing) reach the encoder."""
+    nms_iou: float = 0.5
+    min_score: float = 0.02
+    """Detections below this score are dropped whatever the threshold (they only feed mAP)."""
+    crop_padding: float = CROP_PADDING
+    probe_c: float = 1.0
+    background_per_image: int = 40
+    positives_per_box: int = 2
+    filter_recall: float = 0.99
+
+
+@dataclass
+class Detection:
+    bbox: tuple[float, float, float, float]
+    """COCO (x, y, width, height) in pixels."""
+    class_index: int
+    class_name: str
+    category_id: int
+    score: float
+
+    def as_dict(self) -> dict:
+        return {"bbox": list(self.bbox), "class_index": self.class_index,
+                "class_name": self.class_name, "category_id": self.category_id,
+                "score": self.score}
+
+
+@dataclass
+class Detector:
+    encoder: object
+    """`ffclr.checkpoint.Encoder`."""
+    probe: object
+    """`ffclr.probe.Probe` over the classes + background (last)."""
+    class_names: list[str]
+    category_ids: list[int]
+    """The training export's COCO category id of each class."""
+    margins: MarginModel
+    pixel_filter: LinearScorer
+    score_threshold: float
+    """Detections at or above it are shown by default (chosen on the training split)."""
+    config: DetectorConfig = field(default_factory=DetectorConfig)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def background_index(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class Candidates:
+    """The proposals of one drawing that reach the encoder."""
+
+    cores: np.ndarray
+    boxes: np.ndarray
+    filter_logits: np.ndarray
+
+
+def propose(detector_or_parts, image: Image.Image, rgb: np.ndarray | None = None,
+            margins: MarginModel | None = None, config: DetectorConfig | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(ink extents, agnostic boxes) of a drawing's proposals, near-duplicates merged."""
+    margins = margins or detector_or_parts.margins
+    config = config or detector_or_parts.config
+    rgb = np.asarray(image) if rgb is None else rgb
+    cores = stroke_proposals(rgb, config.proposals)
+    boxes = clip_boxes(margins.apply(cores), *image.size)
+    keep = dedupe_indices(boxes, config.proposal_dedupe_iou)
+    return cores[keep], boxes[keep]
+
+
+def select_candidates(detector: Detector, image: Image.Image) -> Candidates:
+    cores, boxes = propose(detector, image)
+    logits = detector.pixel_filter.logit(pixel_features(image, boxes)) if len(boxes) else np.zeros(0)
+    keep = np.flatnonzero(logits >= detector.pixel_filter.threshold)
+    cap = int(detector.config.max_candidates * max(1.0, image.size[0] * image.size[1] / 1e6))
+    keep = keep[np.argsort(-logits[keep], kind="stable")][:cap]
+    return Candidates(cores[keep], boxes[keep], logits[keep])
+
+
+def score_candidates(detector: Detector, image: Image.Image, candidates: Candidates
+                     ) -> np.ndarray:
+    """(N, n_classes + 1) probe probabilities, background last."""
+    pixels = crop_pixels(image, candidates.boxes, detector.encoder.image_size,
+                         detector.config.crop_padding)
+    return detector.probe.predict_proba(embed_pixels(pixels, detector.encoder))
+
+
+def detections_from_scores(detector: Detector, image_size: tuple[int, int], cores: np.ndarray,
+                           proba: np.ndarray, min_score: float) -> list[Detection]:
+    if len(cores) == 0:
+        return []
+    symbol = proba[:, : detector.background_index]
+    classes = symbol.argmax(axis=1)
+    scores = symbol[np.arange(len(classes)), classes]
+    boxes = clip_boxes(detector.margins.apply(cores, classes), *image_size)
+    ok = (scores >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    rows = np.flatnonzero(ok)
+    rows = rows[batched_nms(boxes[rows], scores[rows], classes[rows], detector.config.nms_iou)]
+    return [Detection(bbox=tuple(round(float(v), 2) for v in (b[0], b[1], b[2] - b[0], b[3] - b[1])),
+                      class_index=int(k), class_name=detector.class_names[k],
+                      category_id=int(detector.category_ids[k]), score=round(float(s), 5))
+            for b, k, s in zip(boxes[rows], classes[rows], scores[rows])]
+
+
+def detect_image(detector: Detector, image: str | os.PathLike | Image.Image,
+                 min_score: float | None = None, max_pixels: int = MAX_PIXELS) -> list[Detection]:
+    """Every symbol found in one drawing (path or PIL image), best score first.
+
+    `min_score` defaults to the detector's threshold chosen on its training split; pass 0 for
+    every scored box (as mAP wants). Non-images and drawings over `max_pixels` raise FfclrError.
+    """
+    rgb_image, _ = read_drawing(image, max_pixels)
+    return detect_rgb(detector, rgb_image, min_score)
+
+
+def detect_rgb(detector: Detector, image: Image.Image, min_score: float | None = None
+               ) -> list[Detection]:
+    threshold = detector.score_threshold if min_score is None else min_score
+    candidates = select_candidates(detector, image)
+    proba = score_candidates(detector, image, candidates) if len(candidates.boxes) else \
+        np.zeros((0, detector.background_index + 1))
+    return detections_from_scores(detector, image.size, candidates.cores, proba,
+                                  max(threshold, detector.config.min_score))
+
+
+def detect_images(detector: Detector, images: list, min_score: float | None = None,
+                  progress: Progress | None = None, max_pixels: int = MAX_PIXELS
+                  ) -> list[tuple[str, tuple[int, int], list[Detection]]]:
+    """(file name, (width, height), detections) per drawing; a bad file raises FfclrError."""
+    results = []
+    for done, source in enumerate(images):
+        rgb_image, name = read_drawing(source, max_pixels)
+        results.append((name, rgb_image.size, detect_rgb(detector, rgb_image, min_score)))
+        if progress:
+            progress(done + 1, len(images), f"detected {len(results[-1][2])} symbols in {name}")
+    return results

@@ -1,0 +1,151 @@
+"""Class-agnostic proposals: the ink extents of stroke groups in a CAD drawing.
+
+A drawing is strokes on a flat background. The background colour is the image's most common
+colour; a pixel is ink when it differs from it. Symbols hang on long straight wires, so ink runs
+longer than a symbol are cut away before grouping ink into connected components; this is done
+at a few cut lengths, a few grouping distances (letters of a label, dashed strokes), for all ink
+and for each main colour layer (CAD layers have their own colours, so a white frame splits from
+the red wire it touches). Each group's ink extent is a proposal: boxes `(x0, y0, x1, y1)`.
+Large drawings are cut into overlapping tiles, so memory stays bounded by the tile size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ffclr.detection.boxes import box_iou
+
+
+@dataclass(frozen=True)
+class ProposalConfig:
+    ink_threshold: int = 40
+    """Max channel difference from the background colour above which a pixel is ink."""
+    cut_lengths: tuple[int, ...] = (40, 80, 160)
+    """Ink runs at least this long (horizontal or vertical) are wires, cut before grouping."""
+    grow_radii: tuple[int, ...] = (0, 2, 4)
+    """Ink closer than about twice this is grouped into one component."""
+    layer_min_pixels: int = 200
+    """A colour layer needs this much ink (per tile) to be grouped on its own."""
+    max_layers: int = 6
+    min_side: float = 4.0
+    max_side: float = 160.0
+    """Ink extents outside [min_side, max_side] are not symbols."""
+    dedupe_iou: float = 0.9
+    tile: int = 2048
+    """Tile side for large drawings; tiles overlap by 2 × max_side."""
+
+
+def background_colour(rgb: np.ndarray) -> np.ndarray:
+    """The most common colour (quantised to 8 levels a channel, then averaged)."""
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))
+    sample = rgb[::step, ::step].reshape(-1, 3).astype(np.int32)
+    keys = (sample[:, 0] // 8) * 1024 + (sample[:, 1] // 8) * 32 + sample[:, 2] // 8
+    values, counts = np.unique(keys, return_counts=True)
+    return sample[keys == values[np.argmax(counts)]].mean(axis=0)
+
+
+def ink_mask(rgb: np.ndarray, background: np.ndarray, threshold: int) -> np.ndarray:
+    diff = np.abs(rgb.astype(np.int16) - np.round(background).astype(np.int16))
+    return diff.max(axis=2) > threshold
+
+
+def colour_layers(rgb: np.ndarray, ink: np.ndarray, min_pixels: int, max_layers: int
+                  ) -> list[np.ndarray]:
+    """Ink split by coarse colour (4 levels a channel), largest layers first."""
+    q = (rgb // 64).astype(np.int16)
+    keys = np.where(ink, q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2], -1)
+    values, counts = np.unique(keys[ink], return_counts=True)
+    order = np.argsort(-counts)[:max_layers]
+    return [keys == values[i] for i in order if counts[i] >= min_pixels]
+
+
+def _runs_at_least(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Pixels of `mask` inside a straight run of at least `length` pixels along `axis`."""
+    full = ndimage.uniform_filter1d(mask.astype(np.float32), length, axis=axis,
+                                    mode="constant") > 1 - 0.5 / length
+    return ndimage.uniform_filter1d(full.astype(np.float32), length, axis=axis,
+                                    mode="constant") > 0.5 / length
+
+
+def cut_wires(mask: np.ndarray, length: int) -> np.ndarray:
+    return mask & ~(_runs_at_least(mask, length, 1) | _runs_at_least(mask, length, 0))
+
+
+def component_boxes(mask: np.ndarray, grow: int = 0) -> np.ndarray:
+    """Ink extent of each connected component, ink within about 2 × `grow` px joined."""
+    grouped = ndimage.maximum_filter(mask, size=2 * grow + 1) if grow else mask
+    labels, count = ndimage.label(grouped, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return np.zeros((0, 4), np.float32)
+    if grow:
+        labels = np.where(mask, labels, 0)
+    slices = [s for s in ndimage.find_objects(labels) if s is not None]
+    return np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices],
+                    np.float32).reshape(-1, 4)
+
+
+def dedupe_indices(boxes: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes left after dropping each box that overlaps an earlier kept one by
+    more than `iou` (exact duplicates always go)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    _, first = np.unique(boxes, axis=0, return_index=True)
+    first = np.sort(first)
+    overlaps = box_iou(boxes[first], boxes[first])
+    keep = np.ones(len(first), bool)
+    for i in range(len(first)):
+        if keep[i]:
+            dup = overlaps[i] > iou
+            dup[: i + 1] = False
+            keep &= ~dup
+    return first[keep]
+
+
+def dedupe(boxes: np.ndarray, iou: float) -> np.ndarray:
+    return boxes[dedupe_indices(boxes, iou)]
+
+
+def tile_proposals(rgb: np.ndarray, background: np.ndarray, config: ProposalConfig) -> np.ndarray:
+    ink = ink_mask(rgb, background, config.ink_threshold)
+    masks = [ink, *colour_layers(rgb, ink, config.layer_min_pixels, config.max_layers)]
+    found = []
+    for mask in masks:
+        for length in config.cut_lengths:
+            cut = cut_wires(mask, length)
+            for grow in config.grow_radii:
+                found.append(component_boxes(cut, grow))
+    boxes = np.concatenate(found)
+    sides = boxes[:, 2:] - boxes[:, :2]
+    ok = (sides.min(axis=1) >= config.min_side) & (sides.max(axis=1) <= config.max_side)
+    return boxes[ok]
+
+
+def tiles(width: int, height: int, tile: int, overlap: int):
+    """(x0, y0, x1, y1) of overlapping tiles and the core (x0, y0, x1, y1) each one owns."""
+    step = max(tile - overlap, 1)
+    xs = list(range(0, max(width - overlap, 1), step))
+    ys = list(range(0, max(height - overlap, 1), step))
+    for y in ys:
+        for x in xs:
+            outer = (x, y, min(x + tile, width), min(y + tile, height))
+            core = (x if x == 0 else x + overlap // 2, y if y == 0 else y + overlap // 2,
+                    outer[2] if outer[2] == width else outer[2] - overlap // 2,
+                    outer[3] if outer[3] == height else outer[3] - overlap // 2)
+            yield outer, core
+
+
+def stroke_proposals(rgb: np.ndarray, config: ProposalConfig = ProposalConfig()) -> np.ndarray:
+    """Ink extents (N, 4) float32 of candidate symbols in an RGB uint8 (H, W, 3) drawing."""
+    height, width = rgb.shape[:2]
+    background = background_colour(rgb)
+    found = []
+    for (x0, y0, x1, y1), (cx0, cy0, cx1, cy1) in tiles(width, height, config.tile,
+                                                         int(2 * config.max_side)):
+        boxes = tile_proposals(rgb[y0:y1, x0:x1], background, config) + [x0, y0, x0, y0]
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        own = (centre[:, 0] >= cx0) & (centre[:, 0] < cx1) & (centre[:, 1] >= cy0) & (centre[:, 1] < cy1)
+        found.append(boxes[own])
+    boxes = np.concatenate(found) if found else np.zeros((0, 4), np.float32)
+    return dedupe(boxes, config.dedupe_iou).astype(np.float32)
