@@ -1,0 +1,249 @@
+"""Pretraining engine on tiny synthetic crops: loss, checkpoints, resume, cancel, seed compatibility."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from ffclr.checkpoint import load_checkpoint, load_encoder
+from ffclr.errors import FfclrError
+from ffclr.pretrain_config import PretrainConfig
+from ffclr.pretraining import pretrain
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_crops(root: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """Bright strokes on a dark background, three shapes, random sizes and colours."""
+    rng = np.random.default_rng(seed)
+    for c, shape in enumerate(["ellipse", "box", "cross"]):
+        (root / shape).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            w, h = (int(v) for v in rng.integers(18, 40, 2))
+            image = Image.new("RGB", (w, h), (18, 18, 22))
+            draw = ImageDraw.Draw(image)
+            colour = tuple(int(v) for v in rng.integers(90, 256, 3))
+            if shape == "ellipse":
+                draw.ellipse((3, 3, w - 4, h - 4), outline=colour, width=2)
+            elif shape == "box":
+                draw.rectangle((3, 3, w - 4, h - 4), outline=colour, width=2)
+            else:
+                draw.line((3, 3, w - 4, h - 4), fill=colour, width=2)
+                draw.line((3, h - 4, w - 4, 3), fill=colour, width=2)
+            image.save(root / shape / f"{i}.png")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and far faster when other work shares the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    return write_crops(tmp_path_factory.mktemp("crops") / "train")
+
+
+def tiny(crops: Path, **overrides) -> PretrainConfig:
+    values = dict(data=str(crops), image_size=8, batch_size=8, epochs=2, seed=3,
+                  log_every_n_steps=1, bf16=False, lr=1e-3, warmup=0, workers=2,
+                  checkpoint_every=1)
+    return PretrainConfig(**{**values, **overrides})
+
+
+def _fixed_view_loss(model, crops: Path) -> float:
+    """Loss of a model on the same augmented views of every crop (batch-norm in batch mode)."""
+    from ffclr.augment import PRESETS, make_views
+    from ffclr.losses import supcon
+    from ffclr.pretrain_data import crop_pixels
+    from ffclr.preprocess import to_model_input
+
+    paths = sorted(crops.rglob("*.png"))
+    pixels, _ = crop_pixels(paths, 8)
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    views = make_views(images, 2, PRESETS["default"], torch.Generator().manual_seed(123))
+    with torch.no_grad():
+        z = model.train()(to_model_input(views))
+    return supcon(z.view(len(paths), 2, -1), None, 0.5).item()
+
+
+def test_loss_falls_and_run_is_recorded(crops, workspace):
+    from ffclr.checkpoint import build_model
+    from ffclr.models import SimCLRModel
+
+    config = tiny(crops, epochs=8, temperature=0.5)
+    torch.manual_seed(config.seed)
+    before = _fixed_view_loss(SimCLRModel("resnet18", 128, small_stem=True), crops)
+    result = pretrain(config, workspace)
+    after = _fixed_view_loss(build_model(load_checkpoint(result.checkpoint)), crops)
+    assert after < before - 0.2, (before, after)
+    assert result.status == "finished" and result.steps == 24
+    with workspace.open_store() as store:
+        run = store.run(result.run_id)
+        losses = [m["value"] for m in store.metrics(result.run_id, "loss")]
+        assert run["status"] == "finished" and run["kind"] == "pretrain"
+        assert run["config"]["image_size"] == 8 and run["checkpoint"] == str(result.checkpoint)
+        assert {"acc/top1", "learning_rate", "views_per_s"} <= set(store.latest_metrics(
+            result.run_id))
+    assert len(losses) == 24 and all(np.isfinite(losses))
+    assert list((workspace.runs / result.run_name).glob("events.out.tfevents.*"))
+
+
+def test_checkpoint_round_trip(crops, workspace):
+    result = pretrain(tiny(crops, epochs=1, knn_every=1), workspace)
+    assert result.checkpoint.name == "checkpoint_0001.pth.tar"
+    assert result.checkpoint.parent == workspace.checkpoints / result.run_name
+    state = load_checkpoint(result.checkpoint)
+    assert {"epoch", "arch", "state_dict", "optimizer", "image_size", "mean", "std",
+            "class_names", "config", "scheduler", "rng"} <= set(state)
+    assert all(k.startswith("backbone.") for k in state["state_dict"])
+    assert 0.0 <= result.summary["knn_top1"] <= 1.0
+    encoder = load_encoder(result.checkpoint)
+    assert (encoder.image_size, encoder.arch, encoder.feature_dim) == (8, "resnet18", 512)
+    assert encoder.class_names == ["box", "cross", "ellipse"]
+    assert encoder.config["batch_size"] == 8 and not encoder.model.training
+    x = torch.randn(3, 3, 8, 8)
+    from ffclr.models import SimCLRModel
+
+    model = SimCLRModel("resnet18", 128, small_stem=True)
+    model.load_state_dict(state["state_dict"])
+    with torch.no_grad():
+        assert torch.allclose(encoder.model(x), model.eval().features(x), atol=1e-5)
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.pth.tar"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(FfclrError, match="notes.pth.tar"):
+        load_encoder(bad)
+    with pytest.raises(FfclrError, match="missing.pth.tar"):
+        load_checkpoint(tmp_path / "missing.pth.tar")
+
+
+def test_seed_checkpoint_loads(tmp_path):
+    """A checkpoint as sthalles/SimCLR's run.py writes it, from its own model definition."""
+    from torch import nn
+    from torchvision import models
+
+    class ResNetSimCLR(nn.Module):
+        def __init__(self, out_dim):
+            super().__init__()
+            self.backbone = models.resnet18(weights=None, num_classes=out_dim)
+            dim_mlp = self.backbone.fc.in_features
+            self.backbone.fc = nn.Sequential(nn.Linear(dim_mlp, dim_mlp), nn.ReLU(),
+                                             self.backbone.fc)
+
+        def forward(self, x):
+            return self.backbone(x)
+
+    seed_model = ResNetSimCLR(64).eval()
+    optimizer = torch.optim.Adam(seed_model.parameters(), 3e-4, weight_decay=1e-4)
+    path = tmp_path / "checkpoint_0200.pth.tar"
+    torch.save({"epoch": 200, "arch": "resnet18", "state_dict": seed_model.state_dict(),
+                "optimizer": optimizer.state_dict()}, path)
+    encoder = load_encoder(path)
+    assert (encoder.image_size, encoder.feature_dim) == (96, 512)
+    assert encoder.mean == (0.0, 0.0, 0.0) and encoder.std == (1.0, 1.0, 1.0)
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        trunk = nn.Sequential(*list(seed_model.backbone.children())[:-1])
+        assert torch.allclose(encoder.model(x), trunk(x).flatten(1), atol=1e-5)
+
+
+def test_seed_cli_spellings_parse():
+    from ffclr.cli import build_parser
+    from ffclr.commands.pretrain import config_from_args
+
+    readme = ["pretrain", "-data", "./datasets/ff_devices_individual/train", "-dataset-name",
+              "ff_devices_one_shot", "-b", "32", "--epochs", "200", "--log-every-n-steps", "10"]
+    config = config_from_args(build_parser().parse_args(readme))
+    assert (config.data, config.mode, config.batch_size, config.epochs,
+            config.log_every_n_steps) == ("./datasets/ff_devices_individual/train", "one_shot",
+                                          32, 200, 10)
+    flags = ["pretrain", "-a", "resnet50", "-j", "4", "--lr", "0.001", "--wd", "0.0005",
+             "--seed", "7", "--disable-cuda", "--fp16_precision", "--out_dim", "64",
+             "--temperature", "0.5", "--n-views", "4", "--gpu-index", "1", "-dataset-name",
+             "ff_devices_labeled"]
+    config = config_from_args(build_parser().parse_args(flags))
+    assert (config.arch, config.workers, config.lr, config.weight_decay, config.seed,
+            config.disable_cuda, config.fp16_precision, config.out_dim, config.temperature,
+            config.n_views, config.gpu_index, config.mode) == (
+        "resnet50", 4, 0.001, 0.0005, 7, True, True, 64, 0.5, 4, 1, "labeled")
+    dashed = build_parser().parse_args(["pretrain", "--fp16-precision", "--learning-rate", "0.1",
+                                        "--weight-decay", "0", "--batch-size", "16"])
+    assert (dashed.fp16_precision, dashed.lr, dashed.weight_decay, dashed.batch_size) == (
+        True, 0.1, 0.0, 16)
+
+
+def test_cancel_leaves_checkpoint_and_resume_equals_uninterrupted(crops, workspace):
+    full = pretrain(tiny(crops, run_name="full"), workspace)
+
+    def cancel_after_four(done, total, message):
+        if done == 4:
+            with workspace.open_store() as store:
+                store.request_cancel(store.runs(kind="pretrain")[0]["id"])
+
+    from ffclr import pretraining
+
+    cut = pretraining.pretrain(tiny(crops, run_name="cut"), workspace,
+                               progress=cancel_after_four)
+    assert cut.status == "cancelled" and cut.steps == 4 and cut.checkpoint.is_file()
+    with workspace.open_store() as store:
+        assert store.run(cut.run_id)["status"] == "cancelled"
+    resumed = pretrain(PretrainConfig(resume=str(cut.checkpoint)), workspace)
+    assert resumed.status == "finished" and resumed.steps == full.steps == 6
+    assert resumed.run_id == cut.run_id
+    a = load_checkpoint(full.checkpoint)["state_dict"]
+    b = load_checkpoint(resumed.checkpoint)["state_dict"]
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+
+
+def test_labelled_one_shot_and_many_views_train(crops, workspace):
+    labelled = pretrain(tiny(crops, epochs=1, dataset_name="ff_devices_labeled", n_views=3,
+                             optimizer="lars", augment="seed"), workspace)
+    assert labelled.status == "finished" and labelled.steps == 3
+    one_shot = pretrain(tiny(crops, epochs=2, dataset_name="ff_devices_one_shot",
+                             optimizer="sgd", lr=0.05), workspace)
+    assert one_shot.summary["crops"] == 3 and one_shot.steps == 2
+
+
+def test_sigkill_is_marked_interrupted_and_resume_auto_continues(crops, workspace):
+    command = [sys.executable, "-m", "ffclr", "pretrain", "-data", str(crops), "--image-size",
+               "8", "-b", "8", "--epochs", "6", "--seed", "1", "--no-bf16",
+               "--checkpoint-every", "1", "--run-name", "killed", "--workspace",
+               str(workspace.root)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if workspace.db_path.exists():
+                with workspace.open_store() as store:
+                    runs = store.runs(kind="pretrain")
+                    if runs and runs[0]["checkpoint"]:
+                        break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the worker wrote no checkpoint within 60 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with workspace.open_store() as store:
+        assert store.mark_interrupted_runs() == [runs[0]["id"]]
+        assert store.run(runs[0]["id"])["status"] == "interrupted"
+    result = pretrain(PretrainConfig(resume="auto", epochs=1), workspace)
+    assert result.run_id == runs[0]["id"] and result.run_name == "killed"
+    assert result.status == "finished" and result.steps == 6 * 3
