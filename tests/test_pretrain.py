@@ -247,3 +247,32 @@ def test_sigkill_is_marked_interrupted_and_resume_auto_continues(crops, workspac
     result = pretrain(PretrainConfig(resume="auto", epochs=1), workspace)
     assert result.run_id == runs[0]["id"] and result.run_name == "killed"
     assert result.status == "finished" and result.steps == 6 * 3
+
+
+def _wait(predicate, seconds: float, what: str):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_jobs_run_one_at_a_time_and_cancel(crops, workspace, monkeypatch):
+    from ffclr import jobs
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    first = jobs.start_pretrain(workspace, tiny(crops, epochs=500))
+    second = jobs.start_pretrain(workspace, tiny(crops, epochs=1))
+    _wait(lambda: jobs.status(workspace, first)["metrics"].get("loss") is not None, 60,
+          "the first job to train")
+    assert jobs.status(workspace, second)["status"] == "queued"
+    jobs.cancel(workspace, first)
+    done = _wait(lambda: (s := jobs.status(workspace, first))["status"] == "cancelled" and s,
+                 60, "the first job to stop")
+    assert done["checkpoint"] and Path(done["checkpoint"]).is_file()
+    finished = _wait(lambda: (s := jobs.status(workspace, second))["status"] in (
+        "finished", "failed") and s, 90, "the second job to finish")
+    assert finished["status"] == "finished", jobs.worker_log(workspace, second).read_text()
+    assert load_encoder(finished["checkpoint"]).image_size == 8

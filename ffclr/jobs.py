@@ -1,0 +1,139 @@
+"""Pretraining jobs for the UI: each run in its own worker process, one at a time, in order.
+
+`start_pretrain` records a queued run and spawns `python -m ffclr pretrain --run-id N`; the
+worker waits until every earlier pretraining run has ended (and holds a lock file while it
+trains), so later jobs queue. `cancel` sets the store's flag, which the worker checks every
+step (it then writes a checkpoint and ends as cancelled); `status` reads the store.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ffclr.errors import FfclrError
+from ffclr.pretrain_config import PretrainConfig
+from ffclr.workspace import Workspace
+
+LOCK_FILE = ".pretrain.lock"
+POLL_SECONDS = 0.5
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def worker_log(workspace: Workspace, run_id: int) -> Path:
+    return workspace.runs / f"worker-{run_id:04d}.log"
+
+
+def start_pretrain(workspace: Workspace, config: PretrainConfig) -> int:
+    """Queue a run and start its worker process; returns the run id at once."""
+    config.validate()
+    with workspace.open_store() as store:
+        run_id = store.create_run("pretrain", config.to_dict(), name=config.run_name,
+                                  status="queued")
+        log = worker_log(workspace, run_id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ffclr", "pretrain", "--run-id", str(run_id),
+                 "--workspace", str(workspace.root)],
+                cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        store.update_run(run_id, pid=proc.pid)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it: no zombie
+    return run_id
+
+
+def cancel(workspace: Workspace, run_id: int) -> None:
+    """Ask a queued or running job to stop (a finished one is left alone)."""
+    with workspace.open_store() as store:
+        run = store.run(run_id)
+        if run is None:
+            raise FfclrError(f"no run with id {run_id}")
+        if run["status"] not in ("queued", "running"):
+            return
+        store.request_cancel(run_id)
+        if not _alive(run["pid"]):
+            store.finish_run(run_id, "cancelled", checkpoint=run["checkpoint"])
+
+
+def status(workspace: Workspace, run_id: int) -> dict:
+    """The run's row (status, config, summary, checkpoint, error) plus its latest metrics."""
+    with workspace.open_store() as store:
+        store.mark_interrupted_runs()
+        run = store.run(run_id)
+        if run is None:
+            raise FfclrError(f"no run with id {run_id}")
+        if run["status"] == "queued" and not _alive(run["pid"]):
+            store.finish_run(run_id, "interrupted", error="the queued worker process is gone")
+            run = store.run(run_id)
+        run["metrics"] = store.latest_metrics(run_id)
+    return run
+
+
+def _wait_for_turn(workspace: Workspace, run_id: int, lock) -> bool:
+    """Block until no earlier pretraining run is active and the lock is ours; False if
+    cancelled meanwhile."""
+    while True:
+        with workspace.open_store() as store:
+            store.mark_interrupted_runs()
+            if store.cancel_requested(run_id):
+                store.finish_run(run_id, "cancelled")
+                return False
+            earlier = [r for r in store.runs(kind="pretrain")
+                       if r["id"] < run_id and r["status"] in ("queued", "running")]
+            for run in earlier:
+                if run["status"] == "queued" and not _alive(run["pid"]):
+                    store.finish_run(run["id"], "interrupted",
+                                     error="the queued worker process is gone")
+                    earlier.remove(run)
+        if not earlier:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+        time.sleep(POLL_SECONDS)
+
+
+def run_job(workspace: Workspace, run_id: int) -> int:
+    """The worker's side: wait for its turn, train with the stored config, record the outcome."""
+    from ffclr.pretraining import pretrain
+
+    with workspace.open_store() as store:
+        run = store.run(run_id)
+        if run is None:
+            raise FfclrError(f"no run with id {run_id} in {workspace.root}")
+        store.update_run(run_id, pid=os.getpid())
+    workspace.root.mkdir(parents=True, exist_ok=True)
+    with open(workspace.root / LOCK_FILE, "w") as lock:
+        if not _wait_for_turn(workspace, run_id, lock):
+            return 1
+        try:
+            result = pretrain(PretrainConfig.from_dict(run["config"]), workspace, run_id=run_id)
+        except BaseException as exc:
+            with workspace.open_store() as store:
+                if store.run(run_id)["status"] in ("queued", "running"):
+                    message = str(exc) if isinstance(exc, FfclrError) else repr(exc)
+                    store.finish_run(run_id, "failed", error=message)
+            raise
+    return 0 if result.status == "finished" else 1
