@@ -88,6 +88,25 @@ def any_rank(flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor):
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks; differentiable (the gradient is summed over ranks too)."""
+    return _AllReduceSum.apply(tensor)
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d with statistics over all ranks, on any device (SyncBatchNorm is GPU-only)."""
 
@@ -95,22 +114,21 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_available() and dist.is_initialized()
                 and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()
         channels = xf.shape[1]
         count = torch.tensor([xf.numel() / channels], dtype=torch.float32, device=x.device)
-        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
-        total = stats[-1]
-        mean = stats[:channels] / total
-        var = (stats[channels:2 * channels] / total - mean * mean).clamp(min=0)
+        sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), count]))
+        total = sums[-1]
+        mean = sums[:channels] / total
+        centred = xf - mean.view(1, channels, 1, 1)
+        var = all_reduce((centred * centred).sum((0, 2, 3))) / total
         with torch.no_grad():
             m = self.momentum if self.momentum is not None else 0.1
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
             self.running_var.mul_(1 - m).add_(var.detach() * total / (total - 1), alpha=m)
             self.num_batches_tracked.add_(1)
         shape = (1, channels, 1, 1)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
         y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
 
