@@ -29,6 +29,8 @@ class DetectorConfig:
     """Proposals whose boxes overlap this much after the margins are one proposal."""
     max_candidates: int = 160
     """At most this many proposals per megapixel (and per smaller drawing) reach the encoder."""
+    min_candidates: int = 40
+    """The pixel filter's best this many always reach the encoder, whatever their score."""
     nms_iou: float = 0.5
     min_score: float = 0.02
     """Detections below this score are dropped whatever the threshold (they only feed mAP)."""
@@ -84,25 +86,24 @@ class Candidates:
     filter_logits: np.ndarray
 
 
-def propose(detector_or_parts, image: Image.Image, rgb: np.ndarray | None = None,
-            margins: MarginModel | None = None, config: DetectorConfig | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def propose(image: Image.Image, margins: MarginModel, config: DetectorConfig,
+            cores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ink extents, agnostic boxes) of a drawing's proposals, near-duplicates merged."""
-    margins = margins or detector_or_parts.margins
-    config = config or detector_or_parts.config
-    rgb = np.asarray(image) if rgb is None else rgb
-    cores = stroke_proposals(rgb, config.proposals)
+    if cores is None:
+        cores = stroke_proposals(np.asarray(image), config.proposals)
     boxes = clip_boxes(margins.apply(cores), *image.size)
     keep = dedupe_indices(boxes, config.proposal_dedupe_iou)
     return cores[keep], boxes[keep]
 
 
-def select_candidates(detector: Detector, image: Image.Image) -> Candidates:
-    cores, boxes = propose(detector, image)
+def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray | None = None
+                      ) -> Candidates:
+    cores, boxes = propose(image, detector.margins, detector.config, cores)
     logits = detector.pixel_filter.logit(pixel_features(image, boxes)) if len(boxes) else np.zeros(0)
-    keep = np.flatnonzero(logits >= detector.pixel_filter.threshold)
+    order = np.argsort(-logits, kind="stable")
+    passed = int(np.sum(logits >= detector.pixel_filter.threshold))
     cap = int(detector.config.max_candidates * max(1.0, image.size[0] * image.size[1] / 1e6))
-    keep = keep[np.argsort(-logits[keep], kind="stable")][:cap]
+    keep = order[:min(max(passed, detector.config.min_candidates), cap)]
     return Candidates(cores[keep], boxes[keep], logits[keep])
 
 

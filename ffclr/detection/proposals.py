@@ -22,7 +22,7 @@ from ffclr.detection.boxes import box_iou
 class ProposalConfig:
     ink_threshold: int = 40
     """Max channel difference from the background colour above which a pixel is ink."""
-    cut_lengths: tuple[int, ...] = (40, 80, 160)
+    cut_lengths: tuple[int, ...] = (24, 48, 160)
     """Ink runs at least this long (horizontal or vertical) are wires, cut before grouping."""
     grow_radii: tuple[int, ...] = (0, 2, 4)
     """Ink closer than about twice this is grouped into one component."""
@@ -53,12 +53,28 @@ def ink_mask(rgb: np.ndarray, background: np.ndarray, threshold: int) -> np.ndar
 
 def colour_layers(rgb: np.ndarray, ink: np.ndarray, min_pixels: int, max_layers: int
                   ) -> list[np.ndarray]:
-    """Ink split by coarse colour (4 levels a channel), largest layers first."""
-    q = (rgb // 64).astype(np.int16)
-    keys = np.where(ink, q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2], -1)
-    values, counts = np.unique(keys[ink], return_counts=True)
-    order = np.argsort(-counts)[:max_layers]
-    return [keys == values[i] for i in order if counts[i] >= min_pixels]
+    """Ink split by hue (12 sectors) with greys as one more layer, largest layers first.
+
+    Hue, not RGB bins: a stroke's faint anti-aliased or JPEG-blurred edge has its hue.
+    """
+    ys, xs = np.nonzero(ink)
+    px = rgb[ys, xs].astype(np.float32)
+    high, low = px.max(axis=1), px.min(axis=1)
+    chroma = high - low
+    r, g, b = px[:, 0], px[:, 1], px[:, 2]
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(high == r, (g - b) / safe % 6, np.where(high == g, (b - r) / safe + 2,
+                                                          (r - g) / safe + 4))
+    key = np.where(chroma < 0.25 * np.maximum(high, 1), 12, (hue * 2).astype(np.int64) % 12)
+    counts = np.bincount(key, minlength=13)
+    layers = []
+    for k in np.argsort(-counts)[:max_layers]:
+        if counts[k] < min_pixels:
+            break
+        mask = np.zeros_like(ink)
+        mask[ys[key == k], xs[key == k]] = True
+        layers.append(mask)
+    return layers
 
 
 def _runs_at_least(mask: np.ndarray, length: int, axis: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from ffclr.detection.crops import crop_pixels, embed_pixels
 from ffclr.detection.detector import (Detector, DetectorConfig, detections_from_scores,
                                       propose, score_candidates, select_candidates)
 from ffclr.detection.images import read_drawing
+from ffclr.detection.proposals import stroke_proposals
 from ffclr.detection.scoring import LinearScorer, fit_background_probe, pixel_features
 from ffclr.errors import FfclrError
 
@@ -72,12 +73,9 @@ def read_labelled_split(export: str | os.PathLike, split: str) -> LabelledSplit:
                          images)
 
 
-def _fit_margins(drawings, n_classes: int, config: DetectorConfig) -> MarginModel:
-    from ffclr.detection.proposals import stroke_proposals
-
+def _fit_margins(drawings, n_classes: int) -> MarginModel:
     cores, targets, labels = [], [], []
-    for image, rgb, item in drawings:
-        found = stroke_proposals(rgb, config.proposals)
+    for image, found, item in drawings:
         if len(found) == 0 or len(item.boxes) == 0:
             continue
         grown = np.concatenate([found[:, :2] - MATCH_PAD, found[:, 2:] + MATCH_PAD], 1)
@@ -115,15 +113,15 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
             image, _ = read_drawing(item.path)
         except FfclrError:
             continue
-        drawings.append((image, np.asarray(image), item))
+        drawings.append((image, stroke_proposals(np.asarray(image), config.proposals), item))
     if not drawings:
         raise FfclrError(f"{export}: no readable image in split {split!r}")
     report(0, 4, f"{len(drawings)} drawings, {sum(len(d[2].boxes) for d in drawings)} boxes")
-    margins = _fit_margins(drawings, n_classes, config)
+    margins = _fit_margins(drawings, n_classes)
 
     filter_x, filter_y, best_logit_rows, proposals = [], [], [], []
-    for image, rgb, item in drawings:
-        cores, boxes = propose(None, image, rgb, margins, config)
+    for image, found, item in drawings:
+        cores, boxes = propose(image, margins, config, found)
         iou = box_iou(boxes, item.boxes) if len(item.boxes) else np.zeros((len(boxes), 0))
         best = iou.max(axis=1, initial=0.0)
         positive = np.flatnonzero(best >= 0.5)
@@ -134,7 +132,7 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
         filter_y.append(np.r_[np.ones(len(positive)), np.zeros(len(negative))])
         proposals.append((cores, boxes, iou))
     pixel_filter = LinearScorer.fit(np.concatenate(filter_x), np.concatenate(filter_y))
-    for (image, rgb, item), (cores, boxes, iou) in zip(drawings, proposals):
+    for (image, _, item), (cores, boxes, iou) in zip(drawings, proposals):
         if iou.shape[1] and len(boxes):
             logits = pixel_filter.logit(pixel_features(image, boxes))
             hit = iou >= 0.5
@@ -146,10 +144,10 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
                         category_ids=data.category_ids, margins=margins,
                         pixel_filter=pixel_filter, score_threshold=0.5, config=config)
     crops, labels = [], []
-    for image, rgb, item in drawings:
+    for index, (image, found, item) in enumerate(drawings):
         crops.append(crop_pixels(image, item.boxes, encoder.image_size, config.crop_padding))
         labels.append(item.classes)
-        cand = select_candidates(detector, image)
+        cand = select_candidates(detector, image, found)
         if len(cand.boxes) == 0:
             continue
         iou = box_iou(cand.boxes, item.boxes) if len(item.boxes) else np.zeros((len(cand.boxes), 0))
@@ -161,10 +159,17 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
             chosen_labels.extend([item.classes[g]] * len(rows[: config.positives_per_box]))
         background = rng.permutation(np.flatnonzero(best < 0.3))[: config.background_per_image]
         chosen.extend(background)
-        chosen_labels.extend([n_classes] * len(background))
         crops.append(crop_pixels(image, cand.boxes[np.array(chosen, np.int64)], encoder.image_size,
                                  config.crop_padding))
+        chosen_labels.extend([n_classes] * len(background))
         labels.append(np.array(chosen_labels, np.int64))
+        if len(background) < config.background_per_image // 2:
+            _, _, all_iou = proposals[index]
+            easy = np.flatnonzero(all_iou.max(axis=1, initial=0.0) < 0.3)
+            easy = rng.permutation(easy)[: config.background_per_image // 2 - len(background)]
+            crops.append(crop_pixels(image, proposals[index][1][easy], encoder.image_size,
+                                     config.crop_padding))
+            labels.append(np.full(len(easy), n_classes, np.int64))
     pixels, labels = np.concatenate(crops), np.concatenate(labels)
     report(2, 4, f"embedding {len(pixels)} training crops")
     features = embed_pixels(pixels, encoder)
@@ -185,8 +190,8 @@ def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
     rows = rng.permutation(len(drawings))[:max_images]
     scores, hits, n_truth = [], [], 0
     for i in rows:
-        image, _, item = drawings[i]
-        cand = select_candidates(detector, image)
+        image, found, item = drawings[i]
+        cand = select_candidates(detector, image, found)
         if len(cand.boxes) == 0:
             n_truth += len(item.boxes)
             continue

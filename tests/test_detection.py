@@ -1,0 +1,155 @@
+"""Whole-drawing detection on the synthetic demo export, with a tiny random encoder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ffclr.errors import FfclrError
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    import torch
+
+    from ffclr.checkpoint import save_checkpoint
+    from ffclr.models import SimCLRModel
+
+    torch.manual_seed(0)
+    model = SimCLRModel("resnet18", out_dim=32, small_stem=True)
+    path = tmp_path_factory.mktemp("enc") / "checkpoint_0000.pth.tar"
+    save_checkpoint(path, {"epoch": 0, "arch": "resnet18", "state_dict": model.state_dict(),
+                           "image_size": 16, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector_file(tiny_checkpoint, demo_export, tmp_path_factory):
+    from ffclr.detection import fit_detector, save_detector
+
+    detector = fit_detector(tiny_checkpoint, demo_export, "train")
+    return save_detector(detector, tmp_path_factory.mktemp("det") / "detector.npz")
+
+
+@pytest.fixture(scope="module")
+def detector(detector_file):
+    from ffclr.detection import load_detector
+
+    return load_detector(detector_file)
+
+
+def _truth(export, split):
+    from ffclr.detection.training import read_labelled_split
+
+    return read_labelled_split(export, split)
+
+
+def _matches(detections, boxes, classes, iou_min=0.5):
+    """Labelled boxes found by a detection of the right class with IoU ≥ iou_min."""
+    from ffclr.detection.boxes import box_iou, xywh_to_xyxy
+
+    found = np.zeros(len(boxes), bool)
+    for det in detections:
+        iou = box_iou(xywh_to_xyxy([det.bbox]), boxes)[0]
+        iou[classes != det.class_index] = 0
+        found |= iou >= iou_min
+    return found
+
+
+def test_finds_the_known_symbols_of_unseen_schematics(detector, demo_export):
+    from ffclr.detection import detect_image
+
+    valid = _truth(demo_export, "valid")
+    found, total, false = 0, 0, 0
+    for item in valid.images:
+        detections = detect_image(detector, item.path)
+        hits = _matches(detections, item.boxes, item.classes)
+        found += hits.sum()
+        total += len(hits)
+        false += len(detections) - hits.sum()
+    assert total >= 5
+    assert found / total >= 0.8, (found, total)
+    assert false <= 0.5 * total, (false, total)
+
+
+def test_artifact_is_one_file_that_reloads_to_the_same_detections(detector_file, detector,
+                                                                  demo_export, tmp_path):
+    from ffclr.detection import detect_image, load_detector
+
+    copy = tmp_path / "moved.npz"
+    copy.write_bytes(detector_file.read_bytes())
+    item = _truth(demo_export, "valid").images[0]
+    again = load_detector(copy)
+    assert [d.as_dict() for d in detect_image(again, item.path)] == \
+        [d.as_dict() for d in detect_image(detector, item.path)]
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(FfclrError, match="not a detector"):
+        load_detector(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK"])
+def test_grayscale_rgba_and_cmyk_drawings_work(detector, demo_export, tmp_path, mode):
+    from ffclr.detection import detect_image
+
+    item = _truth(demo_export, "valid").images[0]
+    image = Image.open(item.path).convert(mode)
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    path = tmp_path / f"drawing{suffix}"
+    image.save(path)
+    assert Image.open(path).mode == mode
+    detections = detect_image(detector, path)
+    width, height = image.size
+    for det in detections:
+        x, y, w, h = det.bbox
+        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height and w > 0 and h > 0
+    if mode != "L":
+        assert _matches(detections, item.boxes, item.classes).mean() >= 0.5
+
+
+def test_non_image_and_oversized_image_are_refused(detector, tmp_path):
+    from ffclr.detection import detect_image
+
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(FfclrError, match="notes.png: not a readable image"):
+        detect_image(detector, text)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (400, 300)).save(big)
+    with pytest.raises(FfclrError, match=r"big.png: image is 400×300 = 120,000 pixels, over the limit"):
+        detect_image(detector, big, max_pixels=100_000)
+
+
+def test_cli_writes_coco_that_pycocotools_and_the_importer_read(detector_file, demo_export,
+                                                                tmp_path, workspace, capsys):
+    from pycocotools.coco import COCO
+
+    from ffclr.cli import main
+    from ffclr.coco_import import import_export
+
+    valid = _truth(demo_export, "valid")
+    export = tmp_path / "reviewed" / "train"
+    export.mkdir(parents=True)
+    for item in valid.images:
+        (export / item.path.name).write_bytes(item.path.read_bytes())
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    out = export / "_annotations.coco.json"
+    code = main(["detect", "--detector", str(detector_file), *[str(export / i.path.name)
+                 for i in valid.images], str(bad), "--out", str(out), "--viz",
+                 str(tmp_path / "viz")])
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.jpg: not a readable image" in err
+    coco = json.loads(out.read_text())
+    assert [i["file_name"] for i in coco["images"]] == [i.path.name for i in valid.images]
+    assert {c["name"] for c in coco["categories"]} == set(valid.class_names)
+    assert coco["annotations"] and all(a["iscrowd"] == 0 and 0 < a["score"] <= 1
+                                       and a["area"] > 0 for a in coco["annotations"])
+    index = COCO(str(out))
+    assert len(index.getAnnIds()) == len(coco["annotations"])
+    results = index.loadRes(coco["annotations"])
+    assert len(results.anns) == len(coco["annotations"])
+    assert len(list((tmp_path / "viz").glob("*.png"))) == len(valid.images)
+    imported = import_export(tmp_path / "reviewed", "reviewed", workspace)
+    assert imported.crops == len(coco["annotations"])
