@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import sqlite_utils
 
+from ffclr.errors import FfclrError
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
@@ -94,7 +95,7 @@ class Store:
         with self.write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: schema version {version} is newer than this "
+                raise FfclrError(f"{self.path}: schema version {version} is newer than this "
                                    f"ffclr ({SCHEMA_VERSION}); upgrade ffclr")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
@@ -129,8 +130,33 @@ class Store:
             return conn.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()[0]
 
     def set_classes(self, dataset_id: int, classes: list[dict]) -> None:
-        """Replace the class list: dicts with class_index, coco_id, name, folder."""
+        """Replace the class list: dicts with class_index, coco_id, name, folder.
+
+        Label edits follow their classes by name when indices move (a category added to a
+        re-imported export); edits naming a class that no longer exists are dropped.
+        """
         with self.write() as conn:
+            old_names = dict(conn.execute("SELECT class_index, name FROM classes "
+                                          "WHERE dataset_id = ?", [dataset_id]).fetchall())
+            new_index = {c["name"]: c["class_index"] for c in classes}
+            moved = {old: new_index.get(name) for old, name in old_names.items()
+                     if new_index.get(name) != old}
+            if moved:
+                edits = conn.execute(
+                    "SELECT e.id, e.old_class_index, e.new_class_index FROM label_edits e "
+                    "JOIN crops c ON c.id = e.crop_id WHERE c.dataset_id = ?",
+                    [dataset_id]).fetchall()
+                for edit_id, old_class, new_class in edits:
+                    if old_class not in moved and new_class not in moved:
+                        continue
+                    old_class, new_class = (moved.get(old_class, old_class),
+                                            moved.get(new_class, new_class))
+                    if old_class is None or new_class is None:
+                        conn.execute("DELETE FROM label_edits WHERE id = ?", [edit_id])
+                    else:
+                        conn.execute("UPDATE label_edits SET old_class_index = ?, "
+                                     "new_class_index = ? WHERE id = ?",
+                                     [old_class, new_class, edit_id])
             conn.execute("DELETE FROM classes WHERE dataset_id = ?", [dataset_id])
             conn.executemany(
                 "INSERT INTO classes (dataset_id, class_index, coco_id, name, folder) "

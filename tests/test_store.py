@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import store.db
+from ffclr.errors import FfclrError
 from store import SCHEMA_VERSION, Store
 from store.schema import MIGRATIONS
 
@@ -64,7 +65,7 @@ def test_a_newer_file_is_refused(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(FfclrError, match="newer"):
         Store(path)
 
 
@@ -203,3 +204,18 @@ def test_a_worker_process_writing_while_this_one_reads_and_writes(tmp_path):
             run = db.run(run_id)
             assert run["status"] == "finished" and run["summary"] == {"i": i}
             assert [m["value"] for m in db.metrics(run_id)] == [i]
+
+
+def test_label_edits_follow_their_classes_when_indices_move(db):
+    dataset_id, crop_ids = _dataset_with_crops(db)
+    db.relabel(crop_ids[0], 2)
+    db.relabel(crop_ids[1], 1)
+    # a re-imported export gained a category sorting first and lost class c1
+    db.set_classes(dataset_id, [{"class_index": 0, "coco_id": 0, "name": "new", "folder": "new"},
+                                {"class_index": 1, "coco_id": 1, "name": "c0", "folder": "c0"},
+                                {"class_index": 2, "coco_id": 3, "name": "c2", "folder": "c2"}])
+    names = {c["class_index"]: c["name"] for c in db.classes(dataset_id)}
+    assert names[db.crop(crop_ids[0])["label"]] == "c2"
+    assert [(e["old_class_index"], e["new_class_index"]) for e in db.label_edits(crop_ids[0])] \
+        == [(1, 2)]
+    assert db.label_edits(crop_ids[1]) == []
