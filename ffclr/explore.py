@@ -60,6 +60,7 @@ class LabelIssues:
 
 def label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
                  c: float | None = None) -> LabelIssues:
+    """`c`: the probe's C when known (else chosen by the same cross-validation)."""
     """Likely mislabelled crops from cross-validated probe probabilities (cleanlab)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -68,8 +69,9 @@ def label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
 
     labels = np.asarray(labels, dtype=np.int64)
     if c is None:
-        c = select_c(features, labels, n_classes)[0]
-    proba = out_of_fold_proba(features, labels, n_classes, c)
+        proba = select_c(features, labels, n_classes)[2]
+    else:
+        proba = out_of_fold_proba(features, labels, n_classes, (c,))[c]
     proba = np.clip(proba, 1e-12, 1.0)
     proba /= proba.sum(axis=1, keepdims=True)
     present = np.unique(labels)

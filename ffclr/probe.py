@@ -95,25 +95,39 @@ def _standardiser(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return scaler.mean_, scaler.scale_
 
 
-def _fit_logistic(features: np.ndarray, labels: np.ndarray, n_classes: int, c: float,
-                  max_iter: int = 1000):
-    """Logistic regression on standardised rows; returns (coef, intercept) over all classes."""
+def _logistic_path(features: np.ndarray, labels: np.ndarray, n_classes: int,
+                   grid: tuple[float, ...], max_iter: int = 500):
+    """(C, coef, intercept) over all classes for each C of `grid` in increasing order, each fit
+    warm-started from the previous one; rows are standardised already.
+
+    One thread: scikit-learn's OpenMP loss loops slow down 30-fold or more when the cores are
+    busy (measured on the 2-core dev machine), and these fits are small.
+    """
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     present = np.unique(labels)
-    coef = np.zeros((n_classes, features.shape[1]))
-    intercept = np.full(n_classes, -np.inf)
-    if len(present) == 1:
-        intercept[present[0]] = 0.0
-        return coef, intercept
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = LogisticRegression(C=c, max_iter=max_iter, solver="lbfgs").fit(features, labels)
-    if len(present) == 2:
-        coef[present[1]], intercept[present[0]], intercept[present[1]] = model.coef_[0], 0.0, model.intercept_[0]
-    else:
-        coef[present], intercept[present] = model.coef_, model.intercept_
-    return coef, intercept
+    model = LogisticRegression(max_iter=max_iter, solver="lbfgs", warm_start=True)
+    for c in sorted(grid):
+        coef = np.zeros((n_classes, features.shape[1]))
+        intercept = np.full(n_classes, -np.inf)
+        if len(present) == 1:
+            intercept[present[0]] = 0.0
+            yield c, coef, intercept
+            continue
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore")
+            model.set_params(C=c).fit(features, labels)
+        if len(present) == 2:
+            coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
+            intercept[present[0]] = 0.0
+        else:
+            coef[present], intercept[present] = model.coef_, model.intercept_
+        yield c, coef, intercept
+
+
+def _fit_logistic(features: np.ndarray, labels: np.ndarray, n_classes: int, c: float):
+    return next(_logistic_path(features, labels, n_classes, (c,), max_iter=1000))[1:]
 
 
 def cv_folds(labels: np.ndarray, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -130,39 +144,45 @@ def cv_folds(labels: np.ndarray, seed: int = 0) -> list[tuple[np.ndarray, np.nda
         return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(labels, labels))
 
 
-def out_of_fold_proba(features: np.ndarray, labels: np.ndarray, n_classes: int, c: float,
-                      folds: list | None = None) -> np.ndarray:
-    """Probabilities of each training row from a probe that never saw it (scaler refitted per fold)."""
+def out_of_fold_proba(features: np.ndarray, labels: np.ndarray, n_classes: int,
+                      grid: tuple[float, ...], folds: list | None = None,
+                      progress=None) -> dict[float, np.ndarray]:
+    """For each C: probabilities of every row from a probe fitted on the other folds only
+    (scaler refitted per fold)."""
     features = np.asarray(features, dtype=np.float64)
-    proba = np.zeros((len(labels), n_classes))
-    for train_rows, held_rows in folds or cv_folds(labels):
+    folds = folds or cv_folds(labels)
+    proba = {c: np.zeros((len(labels), n_classes)) for c in grid}
+    for step, (train_rows, held_rows) in enumerate(folds):
         mean, scale = _standardiser(features[train_rows])
-        coef, intercept = _fit_logistic((features[train_rows] - mean) / scale, labels[train_rows],
-                                        n_classes, c)
-        logits = ((features[held_rows] - mean) / scale) @ coef.T + intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        proba[held_rows] = exp / exp.sum(axis=1, keepdims=True)
+        held = (features[held_rows] - mean) / scale
+        for c, coef, intercept in _logistic_path((features[train_rows] - mean) / scale,
+                                                 labels[train_rows], n_classes, grid):
+            logits = held @ coef.T + intercept
+            logits -= logits.max(axis=1, keepdims=True)
+            exp = np.exp(logits)
+            proba[c][held_rows] = exp / exp.sum(axis=1, keepdims=True)
+        if progress:
+            progress(step + 1, len(folds), "choosing C by cross-validation")
     return proba
 
 
 def select_c(features: np.ndarray, labels: np.ndarray, n_classes: int,
-             grid: tuple[float, ...] = C_GRID, progress=None) -> tuple[float, dict]:
-    """The `C` with the best out-of-fold macro-F1 (ties: higher accuracy, then smaller C)."""
+             grid: tuple[float, ...] = C_GRID, progress=None) -> tuple[float, dict, np.ndarray]:
+    """The `C` with the best out-of-fold macro-F1 (ties: higher accuracy, then smaller C), a
+    summary of the search, and that C's out-of-fold probabilities."""
     from sklearn.metrics import f1_score
 
     folds = cv_folds(labels)
+    oof = out_of_fold_proba(features, labels, n_classes, grid, folds, progress)
     scores = {}
-    for step, c in enumerate(grid):
-        predicted = out_of_fold_proba(features, labels, n_classes, c, folds).argmax(axis=1)
+    for c, proba in oof.items():
+        predicted = proba.argmax(axis=1)
         scores[c] = (float(f1_score(labels, predicted, average="macro")),
                      float(np.mean(predicted == labels)))
-        if progress:
-            progress(step + 1, len(grid), f"C={c:g}: CV macro-F1 {scores[c][0]:.3f}")
     best = max(grid, key=lambda c: (scores[c][0], scores[c][1], -c))
     return best, {"C": best, "cv_folds": len(folds),
                   "cv_macro_f1": {str(c): s[0] for c, s in scores.items()},
-                  "cv_top1": {str(c): s[1] for c, s in scores.items()}}
+                  "cv_top1": {str(c): s[1] for c, s in scores.items()}}, oof[best]
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, class_names: list[str],
@@ -178,7 +198,7 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, class_names: list[str],
     mean, scale = _standardiser(features)
     standardised = (features - mean) / scale
     if method == "lbfgs":
-        c, info = select_c(features, labels, n_classes, progress=progress)
+        c, info, _ = select_c(features, labels, n_classes, progress=progress)
         coef, intercept = _fit_logistic(standardised, labels, n_classes, c)
     elif method == "adam":
         coef, intercept = _fit_adam(standardised, labels, n_classes, epochs, batch_size,

@@ -1,0 +1,122 @@
+"""Classify new symbol crops: top-k classes, the nearest training crops, an "unknown" flag.
+
+A crop is preprocessed exactly as in training (`ffclr.preprocess` via `ffclr.embedding`),
+embedded by the frozen encoder and scored by the linear probe. The reference is the training
+split's features: each query's nearest training crops by cosine similarity, and "unknown symbol"
+when its distance to the nearest one exceeds a threshold calibrated on the training split itself
+(`UNKNOWN_PERCENTILE`-th percentile of each training crop's distance to its nearest other crop).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ffclr.errors import FfclrError
+from ffclr.knn import l2_normalise
+
+UNKNOWN_PERCENTILE = 99.0
+
+
+@dataclass
+class Reference:
+    features: np.ndarray
+    """L2-normalised training features."""
+    labels: np.ndarray
+    paths: list[str]
+    crop_ids: list[int | None]
+    class_names: list[str]
+    unknown_distance: float
+    """Cosine distance to the nearest training crop beyond which a query is flagged unknown."""
+
+
+def nearest_other_distance(features: np.ndarray) -> np.ndarray:
+    """Cosine distance of each row to its nearest other row (leave-one-out)."""
+    features = l2_normalise(features)
+    nearest = np.empty(len(features), dtype=np.float32)
+    for start in range(0, len(features), 2048):
+        sims = features[start:start + 2048] @ features.T
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
+        nearest[start:start + len(sims)] = 1.0 - sims.max(axis=1)
+    return nearest
+
+
+def build_reference(features: np.ndarray, labels: np.ndarray, paths: Sequence,
+                    class_names: list[str], crop_ids: Sequence | None = None,
+                    percentile: float = UNKNOWN_PERCENTILE) -> Reference:
+    if len(features) < 2:
+        raise FfclrError("need at least two training crops to calibrate the unknown-symbol flag")
+    threshold = float(np.percentile(nearest_other_distance(features), percentile))
+    return Reference(features=l2_normalise(features), labels=np.asarray(labels),
+                     paths=[str(p) for p in paths],
+                     crop_ids=list(crop_ids) if crop_ids is not None else [None] * len(paths),
+                     class_names=list(class_names), unknown_distance=threshold)
+
+
+@dataclass
+class ClassifyResult:
+    source: str
+    error: str | None = None
+    """Why this file could not be classified (then every other field is empty)."""
+    top: list[tuple[str, float]] = field(default_factory=list)
+    """(class name, probability), most probable first."""
+    neighbours: list[dict] = field(default_factory=list)
+    """Nearest training crops: path, crop_id, class, similarity."""
+    distance: float | None = None
+    """Cosine distance to the nearest training crop."""
+    unknown: bool = False
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+
+def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k: int = 5,
+                    n_neighbours: int = 5) -> list[ClassifyResult]:
+    """One result per input (path or PIL image), in order; unreadable files get `error` set."""
+    from ffclr.embedding import embed_images
+    from ffclr.preprocess import load_image_rgb
+
+    if probe.class_names != reference.class_names:
+        raise FfclrError("the probe and the reference crops come from datasets with different classes")
+    results, images, rows = [], [], []
+    for item in paths:
+        name = str(item) if not hasattr(item, "size") else getattr(item, "filename", "") or "image"
+        results.append(ClassifyResult(source=name))
+        try:
+            images.append(load_image_rgb(item))
+            rows.append(len(results) - 1)
+        except FfclrError as exc:
+            results[-1].error = str(exc)
+    if not images:
+        return results
+    features = embed_images(images, encoder)
+    proba = probe.predict_proba(features)
+    similarity = l2_normalise(features) @ reference.features.T
+    k = min(n_neighbours, similarity.shape[1])
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    for row, index in enumerate(rows):
+        result = results[index]
+        best = np.argsort(-proba[row], kind="stable")[:top_k]
+        result.top = [(probe.class_names[c], float(proba[row, c])) for c in best
+                      if proba[row, c] > 0]
+        result.neighbours = [{"path": reference.paths[j], "crop_id": reference.crop_ids[j],
+                              "class": reference.class_names[reference.labels[j]],
+                              "similarity": float(similarity[row, j])} for j in order[row]]
+        result.distance = float(1.0 - similarity[row, order[row, 0]])
+        result.unknown = result.distance > reference.unknown_distance
+    return results
+
+
+def format_result(result: ClassifyResult) -> list[str]:
+    if result.error:
+        return [f"{result.source}: skipped, {result.error}"]
+    flag = "  UNKNOWN SYMBOL (far from all training crops)" if result.unknown else ""
+    lines = [f"{result.source}: {result.label} ({result.top[0][1]:.1%}){flag}"]
+    lines.append("  top: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top))
+    lines.append(f"  nearest training crops (distance {result.distance:.3f}):")
+    lines += [f"    {n['similarity']:.3f}  {n['class']}  {Path(n['path']).name}"
+              for n in result.neighbours]
+    return lines

@@ -1,0 +1,122 @@
+"""Backbone features of crops, computed once per (checkpoint, crop set) and cached.
+
+Features are taken before the projection head, in batches, with the model in eval mode under
+`torch.inference_mode`, from exactly the preprocessing the encoder was trained with
+(`ffclr.preprocess`). The cache file `<workspace>/cache/embeddings/<key>.npz` is keyed by the
+checkpoint (path, size, mtime) and the crop files (paths, sizes, mtimes): any change there gives
+a new key. Labels are not part of it, so relabelling reuses the features.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ffclr.cropset import CropSet
+from ffclr.errors import FfclrError
+from ffclr.workspace import Workspace
+
+Progress = Callable[[int, int, str], None]
+BATCH_SIZE = 256
+
+
+@dataclass
+class Embeddings:
+    features: np.ndarray
+    """(N, feature_dim) float32, in the crop set's order."""
+    crop_set: CropSet
+    key: str
+    cache_file: Path | None = None
+    cached: bool = False
+
+    def umap(self, workspace: Workspace) -> np.ndarray:
+        """The 2-D UMAP layout of these features, cached beside them."""
+        from ffclr.explore import umap_2d
+
+        path = workspace.cache / "embeddings" / f"{self.key}.umap.npy"
+        if path.is_file():
+            layout = np.load(path, allow_pickle=False)
+            if layout.shape == (len(self.features), 2):
+                return layout
+        layout = umap_2d(self.features)
+        _atomic_save(path, lambda tmp: np.save(tmp, layout))
+        return layout
+
+
+def _stat_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def cache_key(checkpoint: str | os.PathLike, crop_set: CropSet) -> str:
+    digest = hashlib.sha256(_stat_key(Path(checkpoint)).encode())
+    for path in crop_set.paths:
+        try:
+            digest.update(_stat_key(Path(path)).encode())
+        except FileNotFoundError:
+            raise FfclrError(f"{path}: crop file missing (re-import the dataset?)") from None
+    return digest.hexdigest()[:24]
+
+
+def images_to_batch(images: Sequence, image_size: int) -> np.ndarray:
+    """uint8 (N, S, S, 3) from paths or PIL images, with the training preprocessing."""
+    from ffclr.preprocess import load_image_rgb, square_crop_array
+
+    return np.stack([square_crop_array(load_image_rgb(image), image_size) for image in images])
+
+
+def embed_images(images: Sequence, encoder, batch_size: int = BATCH_SIZE,
+                 progress: Progress | None = None) -> np.ndarray:
+    """(N, feature_dim) float32 features of crops given as paths or PIL images."""
+    import torch
+
+    from ffclr.preprocess import to_model_input
+
+    encoder.model.eval()
+    device = next(encoder.model.parameters()).device
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            pixels = images_to_batch(images[start:start + batch_size], encoder.image_size)
+            x = to_model_input(torch.from_numpy(pixels).to(device), encoder.mean, encoder.std)
+            chunks.append(encoder.model(x).float().cpu().numpy())
+            if progress:
+                progress(min(start + batch_size, len(images)), len(images), "embedding crops")
+    if not chunks:
+        return np.zeros((0, encoder.feature_dim), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: Workspace,
+                   encoder=None, batch_size: int = BATCH_SIZE,
+                   progress: Progress | None = None) -> Embeddings:
+    """Features of every crop of `crop_set` from the checkpoint's backbone, from cache if fresh."""
+    key = cache_key(checkpoint, crop_set)
+    path = workspace.cache / "embeddings" / f"{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                features = data["features"]
+            if len(features) == len(crop_set):
+                return Embeddings(features, crop_set, key, path, cached=True)
+        except (OSError, ValueError, KeyError):
+            pass
+    if encoder is None:
+        from ffclr.checkpoint import load_encoder
+
+        encoder = load_encoder(checkpoint)
+    features = embed_images(crop_set.paths, encoder, batch_size, progress)
+    _atomic_save(path, lambda tmp: np.savez(tmp, features=features,
+                                            paths=np.array([str(p) for p in crop_set.paths])))
+    return Embeddings(features, crop_set, key, path, cached=False)
+
+
+def _atomic_save(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
