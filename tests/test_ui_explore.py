@@ -7,6 +7,7 @@ import pytest
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import resolve_workspace
+from test_ui_probe import one_c
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,7 @@ def explored(tmp_path_factory, demo_export):
     from ui.tabs import explore
 
     with pytest.MonkeyPatch.context() as patch:
-        # the regularisation search is ffclr.probe's (tested there); one C keeps this test fast
-        patch.setattr("ffclr.probe.select_c", lambda *args, **kwargs: (1.0, {}))
+        one_c(patch)
         emap = explore.compute_map(workspace, str(checkpoint), "demo")
     return workspace, checkpoint, emap
 

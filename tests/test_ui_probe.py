@@ -9,6 +9,16 @@ from ffclr.errors import FfclrError
 from ui.tabs import probe
 
 
+def one_c(monkeypatch) -> None:
+    """ffclr.probe's own C search (tested there) over one value, so UI tests stay quick."""
+    import functools
+
+    from ffclr import probe as probe_module
+
+    monkeypatch.setattr(probe_module, "select_c",
+                        functools.partial(probe_module.select_c, grid=(1.0,)))
+
+
 @pytest.fixture
 def probed(workspace, demo_export, monkeypatch):
     import torch
@@ -18,12 +28,11 @@ def probed(workspace, demo_export, monkeypatch):
     from ffclr.models import SimCLRModel
 
     import_export(demo_export, "demo", workspace)
+    one_c(monkeypatch)
     torch.manual_seed(0)
     checkpoint = save_checkpoint(workspace.checkpoints / "tiny" / "checkpoint_0001.pth.tar",
                                  {"epoch": 1, "arch": "resnet18", "image_size": 32,
                                   "state_dict": SimCLRModel("resnet18", out_dim=32).state_dict()})
-    # regularisation search is ffclr.probe's and tested there; one C keeps this test fast
-    monkeypatch.setattr("ffclr.probe.select_c", lambda *a, **k: (1.0, {"C": 1.0}))
     return workspace, str(checkpoint)
 
 

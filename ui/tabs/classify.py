@@ -1,10 +1,201 @@
-"""Classify tab (being built)."""
+"""Classify tab: drop symbol images → top-k classes, nearest training crops, unknown flag
+(`ffclr.classify`); whole schematics need the detector (its own issue)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import gradio as gr
 
-from ui.common import Context
+from ffclr.errors import FfclrError
+from ffclr.workspace import Workspace
+from ui.common import (Context, check_image_upload, guard, has_backend, missing_backend_message,
+                       ok_md, open_store, user_message)
+
+TOP_K = 5
+RESULT_COLUMNS = ["file", "prediction", "probability", "unknown symbol", "top-k",
+                  "distance to nearest crop"]
+BACKENDS = ("ffclr.classify", "ffclr.evaluate", "ffclr.probe", "ffclr.embedding")
+DETECTION_BACKEND = "ffclr.detection.detector"
+
+_CLASSIFIERS: dict[tuple, tuple] = {}
+
+
+def classifier_choices(workspace: Workspace) -> list[tuple[str, int]]:
+    """Finished probe runs whose saved probe is on disk (a probe + its encoder = a classifier)."""
+    if not workspace.db_path.exists():
+        return []
+    with open_store(workspace) as store:
+        runs = store.runs(kind="probe", status="finished")
+    choices = []
+    for run in runs:
+        path = (run["summary"].get("files") or {}).get("probe")
+        if path and Path(path).is_file():
+            top1 = run["summary"].get("top1")
+            train = run["config"].get("train") or {}
+            choices.append((f"probe #{run['id']} · {train.get('dataset', '')} "
+                            f"{train.get('split') or ''} · top-1 "
+                            f"{top1:.1%} · {Path(run['config'].get('checkpoint', '')).parent.name}"
+                            if top1 is not None else f"probe #{run['id']}", run["id"]))
+    return choices
+
+
+def load_classifier(workspace: Workspace, probe_run: int | None):
+    """(encoder, probe, reference) of a probe run, cached while its files are unchanged."""
+    missing = [m for m in BACKENDS if not has_backend(m)]
+    if missing:
+        raise FfclrError(f"classifying is not available yet: this ffclr has no {missing[0]}")
+    if probe_run is None:
+        raise FfclrError("pick a classifier: fit a probe in the Probe tab first")
+    with open_store(workspace) as store:
+        run = store.run(int(probe_run))
+    if run is None or run["kind"] != "probe":
+        raise FfclrError(f"no probe run #{probe_run}")
+    probe_path = Path((run["summary"].get("files") or {}).get("probe") or "")
+    checkpoint = Path(run["config"].get("checkpoint") or "")
+    for path, what in ((probe_path, "probe"), (checkpoint, "checkpoint")):
+        if not path.is_file():
+            raise FfclrError(f"probe run #{probe_run}: its {what} file {path} is gone")
+    key = (str(probe_path), probe_path.stat().st_mtime_ns, str(checkpoint),
+           checkpoint.stat().st_mtime_ns)
+    if key not in _CLASSIFIERS:
+        from ffclr.checkpoint import load_encoder
+        from ffclr.classify import build_reference
+        from ffclr.embedding import embed_crop_set
+        from ffclr.evaluate import reload_crop_set
+        from ffclr.probe import Probe
+
+        probe = Probe.load(probe_path)
+        encoder = load_encoder(checkpoint)
+        train = reload_crop_set(probe.info.get("train_data") or run["config"]["train"], workspace)
+        features = embed_crop_set(train, checkpoint, workspace, encoder).features
+        reference = build_reference(features, train.labels, train.paths, probe.class_names,
+                                    train.crop_ids)
+        _CLASSIFIERS.clear()
+        _CLASSIFIERS[key] = (encoder, probe, reference)
+    return _CLASSIFIERS[key]
+
+
+def classify(workspace: Workspace, probe_run: int | None, files: list[str] | None,
+             top_k: int = TOP_K) -> list[dict]:
+    """One entry per dropped file: its result, or why it was refused."""
+    if not files:
+        raise FfclrError("drop one or more symbol images first")
+    encoder, probe, reference = load_classifier(workspace, probe_run)
+    from ffclr.classify import classify_images
+
+    entries, accepted = [], []
+    for path in files:
+        entry = {"file": Path(path).name, "path": str(path), "result": None, "error": None}
+        try:
+            check_image_upload(path)
+            accepted.append(entry)
+        except FfclrError as exc:
+            entry["error"] = str(exc)
+        entries.append(entry)
+    if accepted:
+        results = classify_images([e["path"] for e in accepted], encoder, probe, reference,
+                                  top_k=top_k, n_neighbours=8)
+        for entry, result in zip(accepted, results):
+            if result.error:
+                entry["error"] = f"{entry['file']}: {result.error}"
+            else:
+                entry["result"] = result
+    return entries
+
+
+def result_rows(entries: list[dict]) -> list[list]:
+    rows = []
+    for e in entries:
+        r = e["result"]
+        if r is None:
+            rows.append([e["file"], f"refused: {e['error']}", None, "", "", None])
+        else:
+            rows.append([e["file"], r.label, round(r.top[0][1], 4), "UNKNOWN" if r.unknown else "",
+                         ", ".join(f"{name} {p:.1%}" for name, p in r.top),
+                         round(r.distance, 4)])
+    return rows
+
+
+def neighbour_gallery(entries: list[dict], index: int = 0) -> list[tuple[str, str]]:
+    good = [e for e in entries if e["result"] is not None]
+    if not good:
+        return []
+    result = good[min(index, len(good) - 1)]["result"]
+    return [(n["path"], f"{n['class']} · {n['similarity']:.2f}") for n in result.neighbours]
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
-    gr.Markdown("Not available yet.")
+    ws = ctx.workspace
+    c = ctx.components
+    missing = [m for m in BACKENDS if not has_backend(m)]
+    if missing:
+        gr.Markdown(missing_backend_message("Classify", missing[0]))
+    choices = classifier_choices(ws)
+    with gr.Row():
+        c["classify_probe"] = gr.Dropdown(label="Classifier (a fitted probe and its encoder)",
+                                          choices=choices,
+                                          value=choices[0][1] if choices else None, scale=3,
+                                          elem_id="classify-probe")
+        top_k = gr.Slider(1, 10, value=TOP_K, step=1, label="top-k", scale=1)
+    with gr.Row():
+        with gr.Column(scale=1):
+            c["classify_files"] = gr.File(label="Drop symbol images here", file_count="multiple",
+                                          file_types=["image"], type="filepath",
+                                          elem_id="classify-files")
+            c["classify_go"] = gr.Button("Classify", variant="primary", elem_id="classify-go")
+        with gr.Column(scale=2):
+            c["classify_status"] = gr.Markdown(elem_id="classify-status")
+            c["classify_table"] = gr.Dataframe(headers=RESULT_COLUMNS, interactive=False,
+                                               elem_id="classify-table")
+            c["classify_neighbours"] = gr.Gallery(label="Nearest training crops (click a row "
+                                                  "for another file)", columns=8, height=200,
+                                                  object_fit="contain")
+    entries_state = gr.State([])
+    gr.Markdown("### Whole schematics")
+    if has_backend(DETECTION_BACKEND):
+        gr.Markdown("Schematic detection exists in this ffclr as `python -m ffclr detect`; "
+                    "it is not wired into the app yet.")
+    else:
+        gr.Markdown("**Schematic detection isn't available yet**: finding every symbol on a "
+                    "dropped drawing is being built (ffclr has no detector). Drop cropped symbols "
+                    "above meanwhile.")
+
+    @guard(4)
+    def on_classify(probe_run, files, k):
+        entries = classify(ws, probe_run, files, int(k))
+        refused = sum(e["result"] is None for e in entries)
+        unknown = sum(bool(e["result"] and e["result"].unknown) for e in entries)
+        message = f"Classified {len(entries) - refused} image(s)"
+        message += f", refused {refused}" if refused else ""
+        message += f"; {unknown} flagged as unknown symbols" if unknown else ""
+        lightweight = [{"file": e["file"], "neighbours": e["result"].neighbours if e["result"]
+                        else []} for e in entries]
+        return (ok_md(message + "."), result_rows(entries), neighbour_gallery(entries),
+                lightweight)
+
+    c["classify_go"].click(on_classify, [c["classify_probe"], c["classify_files"], top_k],
+                           [c["classify_status"], c["classify_table"], c["classify_neighbours"],
+                            entries_state], api_name="classify")
+    c["classify_files"].upload(on_classify, [c["classify_probe"], c["classify_files"], top_k],
+                               [c["classify_status"], c["classify_table"],
+                                c["classify_neighbours"], entries_state])
+
+    def on_row(entries, evt: gr.SelectData):
+        try:
+            chosen = entries[evt.index[0]]
+            return [(n["path"], f"{n['class']} · {n['similarity']:.2f}")
+                    for n in chosen["neighbours"]]
+        except (IndexError, KeyError, TypeError) as exc:
+            gr.Warning(user_message(exc))
+            return gr.skip()
+
+    c["classify_table"].select(on_row, entries_state, c["classify_neighbours"],
+                               show_progress="hidden")
+
+    def refresh(current):
+        options = classifier_choices(ws)
+        ids = [v for _, v in options]
+        return gr.update(choices=options, value=current if current in ids
+                         else (ids[0] if ids else None))
+
+    tab.select(refresh, c["classify_probe"], c["classify_probe"], show_progress="hidden")
