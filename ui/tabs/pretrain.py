@@ -230,10 +230,22 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
     return text
 
 
+def notice_lost_workers(workspace: Workspace, run_id: int) -> None:
+    """Let ffclr.jobs mark a run whose worker process died as interrupted."""
+    if has_backend("ffclr.jobs"):
+        from ffclr import jobs
+
+        try:
+            jobs.status(workspace, int(run_id))
+        except FfclrError:
+            pass
+
+
 def poll_signature(workspace: Workspace, run_id: int | None) -> tuple:
     """Changes whenever something shown would change (so unchanged polls send nothing)."""
     if run_id is None or not workspace.db_path.exists():
         return (run_id,)
+    notice_lost_workers(workspace, run_id)
     with open_store(workspace) as store:
         run = store.run(int(run_id))
         count = store.db.execute("SELECT COUNT(*) FROM metrics WHERE run_id = ?",
