@@ -112,7 +112,7 @@ def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k
 
 def format_result(result: ClassifyResult) -> list[str]:
     if result.error:
-        return [f"{result.source}: skipped, {result.error}"]
+        return [f"skipped: {result.error}"]
     flag = "  UNKNOWN SYMBOL (far from all training crops)" if result.unknown else ""
     lines = [f"{result.source}: {result.label} ({result.top[0][1]:.1%}){flag}"]
     lines.append("  top: " + ", ".join(f"{name} {p:.1%}" for name, p in result.top))
@@ -120,3 +120,34 @@ def format_result(result: ClassifyResult) -> list[str]:
     lines += [f"    {n['similarity']:.3f}  {n['class']}  {Path(n['path']).name}"
               for n in result.neighbours]
     return lines
+
+
+def load_classifier(checkpoint: str | Path, probe_path: str | Path, workspace,
+                    train_data: str | Path | None = None, device: str = "cpu"):
+    """(encoder, probe, reference) for `classify_images`: the reference is the probe's own
+    training crops (recorded in the probe) unless `train_data` names others."""
+    from ffclr.checkpoint import load_encoder
+    from ffclr.embedding import embed_crop_set
+    from ffclr.evaluate import reload_crop_set
+    from ffclr.cropset import load_crop_set
+    from ffclr.probe import Probe
+
+    probe = Probe.load(probe_path)
+    encoder = load_encoder(checkpoint, device)
+    if encoder.feature_dim != probe.feature_dim:
+        raise FfclrError(f"{probe_path} was fitted on {probe.feature_dim}-d features, "
+                         f"{checkpoint} gives {encoder.feature_dim}-d")
+    if train_data:
+        train = load_crop_set(train_data, workspace)
+    elif probe.info.get("train_data"):
+        train = reload_crop_set(probe.info["train_data"], workspace)
+    else:
+        raise FfclrError(f"{probe_path} does not record its training crops: give --train DIR")
+    names = {n: i for i, n in enumerate(probe.class_names)}
+    missing = sorted(set(train.class_names) - set(names))
+    if missing:
+        raise FfclrError(f"training crops have classes the probe lacks: {', '.join(missing[:5])}")
+    labels = np.array([names[train.class_names[i]] for i in train.labels], dtype=np.int64)
+    features = embed_crop_set(train, checkpoint, workspace, encoder).features
+    return encoder, probe, build_reference(features, labels, train.paths, probe.class_names,
+                                           train.crop_ids)

@@ -93,3 +93,19 @@ def suspicion_order(issues: LabelIssues, outlier_distance: np.ndarray) -> np.nda
     """Row order for review: flagged label issues first (lowest quality first), then the rest by
     label quality, outlier distance breaking ties."""
     return np.lexsort((-outlier_distance, issues.quality, ~issues.is_issue))
+
+
+def review_table(features: np.ndarray, crop_set, k: int = NEIGHBOURS) -> list[dict]:
+    """Every crop of `crop_set` with its scores, most suspicious first."""
+    names = crop_set.class_names
+    distance, ood = outlier_scores(features, k)
+    issues = label_issues(features, crop_set.labels, len(names))
+    rows = []
+    for i in suspicion_order(issues, distance):
+        rows.append({"crop_id": crop_set.crop_ids[i] if crop_set.crop_ids else None,
+                     "path": str(crop_set.paths[i]), "label": names[crop_set.labels[i]],
+                     "suggested": names[issues.suggested[i]],
+                     "label_issue": bool(issues.is_issue[i]),
+                     "label_quality": float(issues.quality[i]),
+                     "outlier_distance": float(distance[i]), "ood_score": float(ood[i])})
+    return rows
