@@ -59,7 +59,7 @@ def crops(tmp_path_factory) -> Path:
 def tiny(crops: Path, **overrides) -> PretrainConfig:
     values = dict(data=str(crops), image_size=8, batch_size=8, epochs=2, seed=3,
                   log_every_n_steps=1, bf16=False, lr=1e-3, warmup=0, workers=2,
-                  checkpoint_every=1)
+                  checkpoint_every=1, small_stem=True)
     return PretrainConfig(**{**values, **overrides})
 
 
@@ -222,7 +222,7 @@ def test_labelled_one_shot_and_many_views_train(crops, workspace):
 
 def test_sigkill_is_marked_interrupted_and_resume_auto_continues(crops, workspace):
     command = [sys.executable, "-m", "ffclr", "pretrain", "-data", str(crops), "--image-size",
-               "8", "-b", "8", "--epochs", "6", "--seed", "1", "--no-bf16",
+               "8", "--small-stem", "-b", "8", "--epochs", "6", "--seed", "1", "--no-bf16",
                "--checkpoint-every", "1", "--run-name", "killed", "--workspace",
                str(workspace.root)]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,

@@ -24,8 +24,8 @@ def _free_port() -> int:
 
 def _command(data: Path, workspace: Path, batch: int) -> list[str]:
     return [sys.executable, "-m", "ffclr", "pretrain", "-data", str(data), "--workspace",
-            str(workspace), "--image-size", "8", "-b", str(batch), "--epochs", "1", "--seed", "5",
-            "--no-bf16", "--optimizer", "sgd", "--lr", "0.05", "--warmup", "0",
+            str(workspace), "--image-size", "8", "--small-stem", "-b", str(batch), "--epochs", "1",
+            "--seed", "5", "--no-bf16", "--optimizer", "sgd", "--lr", "0.05", "--warmup", "0",
             "--n-views", "3", "--temperature", "0.5", "--run-name", "r", "--log-every-n-steps", "1", "--disable-cuda"]
 
 
