@@ -1,0 +1,70 @@
+import os
+
+import numpy as np
+
+import ffclr.explore as explore
+from eval_helpers import clusters, write_checkpoint, write_folder
+from ffclr.cli import main
+from ffclr.cropset import load_crop_set
+from ffclr.embedding import embed_crop_set
+
+
+def test_far_crop_has_the_top_outlier_scores():
+    x, _ = clusters([30, 30], dim=6)
+    x[7] = -x[7] * 5 + 40
+    distance, ood = explore.outlier_scores(x, k=5)
+    assert distance.argmax() == 7 and ood.argmin() == 7
+    assert np.all(distance >= 0) and np.all((ood >= 0) & (ood <= 1))
+
+
+def test_flipped_labels_are_found_and_the_true_class_suggested():
+    x, y = clusters([40, 40, 40], dim=6, spread=0.5)
+    given = y.copy()
+    flipped = np.array([3, 45, 90])
+    given[flipped] = (y[flipped] + 1) % 3
+    issues = explore.label_issues(x, given, 4)
+    assert issues.proba.shape == (120, 4)
+    flagged = set(np.flatnonzero(issues.is_issue).tolist())
+    assert len(flagged) >= 2 and flagged <= set(flipped.tolist())
+    assert np.argsort(issues.quality)[:3].tolist() == sorted(flipped.tolist(),
+                                                             key=lambda i: issues.quality[i])
+    assert np.array_equal(issues.suggested[flipped], y[flipped])
+    distance, _ = explore.outlier_scores(x)
+    assert set(explore.suspicion_order(issues, distance)[:3].tolist()) == set(flipped.tolist())
+
+
+def test_embeddings_cached_and_recomputed_when_a_crop_changes(tmp_path, workspace):
+    crops = load_crop_set(write_folder(tmp_path / "crops", {"red": 4, "blue": 4}), workspace)
+    ckpt = write_checkpoint(tmp_path / "ckpt.pth.tar")
+    first = embed_crop_set(crops, ckpt, workspace)
+    assert first.features.shape == (8, 512) and not first.cached
+    assert first.cache_file.parent == workspace.cache / "embeddings"
+    second = embed_crop_set(crops, ckpt, workspace)
+    assert second.cached and np.array_equal(second.features, first.features)
+    changed = crops.paths[4]
+    assert changed.name == "red_0.png"
+    changed.write_bytes(crops.paths[0].read_bytes())
+    os.utime(changed, ns=(1, 1))
+    third = embed_crop_set(crops, ckpt, workspace)
+    assert not third.cached and third.key != first.key
+    assert np.allclose(third.features[0], third.features[4], atol=1e-5)
+
+
+def test_umap_layout_is_cached_beside_the_embeddings(tmp_path, workspace, monkeypatch):
+    crops = load_crop_set(write_folder(tmp_path / "crops", {"red": 6, "blue": 6}), workspace)
+    embeddings = embed_crop_set(crops, write_checkpoint(tmp_path / "c.pth.tar"), workspace)
+    calls = []
+    monkeypatch.setattr(explore, "umap_2d", lambda f: calls.append(1) or f[:, :2] * 2)
+    layout = embeddings.umap(workspace)
+    assert np.array_equal(layout, embeddings.features[:, :2] * 2)
+    assert np.array_equal(embeddings.umap(workspace), layout) and len(calls) == 1
+
+
+def test_explore_command_lists_suspicious_crops(tmp_path, workspace, capsys):
+    crops = write_folder(tmp_path / "crops", {"red": 6, "blue": 6, "green": 6})
+    ckpt = write_checkpoint(tmp_path / "c.pth.tar")
+    assert main(["explore", "--checkpoint", str(ckpt), "-data", str(crops), "--top", "4",
+                 "--csv", str(tmp_path / "scores.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "18 crops" in out and out.count(str(crops)) == 4
+    assert (tmp_path / "scores.csv").read_text().count("\n") == 19
