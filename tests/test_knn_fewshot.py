@@ -76,3 +76,20 @@ def test_per_class_figure_saved_as_html(tmp_path, monkeypatch):
     assert list(figure.data[1].x) == ["smoke"] and list(figure.data[1].y) == [0.9]
     written = fewshot.save_figure(figure, tmp_path / "cmp")
     assert written[0] == tmp_path / "cmp.html" and "smoke" in written[0].read_text()
+
+
+def test_fewshot_command_compares_two_checkpoints(tmp_path, workspace, monkeypatch, capsys):
+    from eval_helpers import write_checkpoint, write_folder
+    from ffclr.cli import main
+
+    monkeypatch.setattr(fewshot, "_screenshot", lambda *a: False)
+    train = write_folder(tmp_path / "train", {"red": 6, "blue": 6, "green": 6}, seed=1)
+    test = write_folder(tmp_path / "test", {"red": 3, "blue": 3, "yellow": 2}, seed=2)
+    a, b = write_checkpoint(tmp_path / "a.pth.tar", seed=0), write_checkpoint(tmp_path / "b.pth.tar", seed=1)
+    assert main(["fewshot", "--checkpoint", str(a), str(b), "--name", "one-shot", "multi-shot",
+                 "--train", str(train), "--test", str(test), "--shots", "1", "5", "--seeds", "3",
+                 "--figure", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" 1-shot: top-1") == 2 and out.count("kNN (k=") == 2
+    html = (tmp_path / "cmp.html").read_text()
+    assert "one-shot" in html and "multi-shot" in html and "yellow" in html
