@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -232,6 +233,9 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
     """Train (or resume) one run; returns how it ended. Raises FfclrError on bad input."""
     config.validate()
     resume_path = resolve_resume(config, workspace)
+    if config.resume == "auto" and resume_path is None:
+        print("--resume auto: no unfinished run with a checkpoint; starting a new run",
+              file=sys.stderr)
     resumed = load_checkpoint(resume_path) if resume_path else None
     if resumed is not None:
         if "step" not in resumed or "config" not in resumed:
@@ -322,13 +326,13 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
 
     summary: dict[str, float] = {}
     window_start, window_views, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
-    step_times: list[float] = []
+    loop_start, elapsed_before = time.perf_counter(), elapsed
+    epoch_start_elapsed, epoch_start_step = elapsed, step
     model.train()
     try:
         with _StopRequest() as stop:
             perm_epoch, perm = -1, None
             while step < total_steps:
-                t0 = time.perf_counter()
                 epoch, k = divmod(step, steps_per_epoch)
                 if epoch != perm_epoch:
                     perm_epoch, perm = epoch, epoch_permutation(n, config.seed, epoch)
@@ -361,9 +365,7 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                 if not torch.isfinite(loss):
                     raise FfclrError(f"loss became {loss.item()} at step {step}; lower --lr")
                 step += 1
-                dt = time.perf_counter() - t0
-                elapsed += dt
-                step_times.append(dt)
+                elapsed = elapsed_before + time.perf_counter() - loop_start
                 global_loss = distributed.all_mean(loss.detach()).item()
                 window_views += global_batch * config.n_views
                 window_loss += global_loss
@@ -382,8 +384,7 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                     window_loss, window_steps = 0.0, 0
                 epoch_done = step % steps_per_epoch == 0
                 if epoch_done and config.time_budget:
-                    recent = step_times[-steps_per_epoch:]
-                    per_step = sum(recent) / len(recent)
+                    per_step = (elapsed - epoch_start_elapsed) / max(1, step - epoch_start_step)
                     left = max(0.0, config.time_budget - elapsed)
                     total_steps = max(step + (1 if left > per_step else 0),
                                       min(config.epochs * steps_per_epoch,
@@ -400,6 +401,8 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                     break
                 if epoch_done and (step // steps_per_epoch) % config.checkpoint_every == 0:
                     checkpoint()
+                if epoch_done:
+                    epoch_start_elapsed, epoch_start_step = elapsed, step
             if status == "running":
                 status = "finished"
             if config.knn_every and ctx.is_main and "knn_top1" not in summary:

@@ -276,3 +276,12 @@ def test_jobs_run_one_at_a_time_and_cancel(crops, workspace, monkeypatch):
         "finished", "failed") and s, 90, "the second job to finish")
     assert finished["status"] == "finished", jobs.worker_log(workspace, second).read_text()
     assert load_encoder(finished["checkpoint"]).image_size == 8
+
+
+def test_time_budget_stops_with_a_checkpoint_and_a_decayed_schedule(crops, workspace):
+    result = pretrain(tiny(crops, epochs=10_000, time_budget=3.0), workspace)
+    assert result.status == "finished" and result.checkpoint.is_file()
+    assert 3 <= result.steps < 10_000 * 3
+    assert result.summary["train_seconds"] < 3.0 + 2.0
+    assert load_checkpoint(result.checkpoint)["step"] == result.steps
+    assert result.summary["learning_rate"] < 0.5 * 1e-3
