@@ -39,6 +39,8 @@ class DetectorConfig:
     background_per_image: int = 40
     positives_per_box: int = 2
     filter_recall: float = 0.99
+    pixels_in_probe: bool = True
+    """The probe also sees the pixel filter's 16 × 16 pixels beside the encoder's features."""
 
 
 @dataclass
@@ -107,12 +109,19 @@ def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray 
     return Candidates(cores[keep], boxes[keep], logits[keep])
 
 
+def probe_features(detector: Detector, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
+    """What the probe reads for each box: encoder features (+ the crop's 16 × 16 pixels)."""
+    pixels = crop_pixels(image, boxes, detector.encoder.image_size, detector.config.crop_padding)
+    features = embed_pixels(pixels, detector.encoder)
+    if detector.config.pixels_in_probe:
+        features = np.concatenate([features, pixel_features(image, boxes)], axis=1)
+    return features
+
+
 def score_candidates(detector: Detector, image: Image.Image, candidates: Candidates
                      ) -> np.ndarray:
     """(N, n_classes + 1) probe probabilities, background last."""
-    pixels = crop_pixels(image, candidates.boxes, detector.encoder.image_size,
-                         detector.config.crop_padding)
-    return detector.probe.predict_proba(embed_pixels(pixels, detector.encoder))
+    return detector.probe.predict_proba(probe_features(detector, image, candidates.boxes))
 
 
 def detections_from_scores(detector: Detector, image_size: tuple[int, int], cores: np.ndarray,

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from ffclr.detection.boxes import MarginModel, box_iou, xywh_to_xyxy
-from ffclr.detection.crops import crop_pixels, embed_pixels
 from ffclr.detection.detector import (Detector, DetectorConfig, detections_from_scores,
-                                      propose, score_candidates, select_candidates)
+                                      probe_features, propose, score_candidates,
+                                      select_candidates)
 from ffclr.detection.images import read_drawing
 from ffclr.detection.proposals import stroke_proposals
 from ffclr.detection.scoring import LinearScorer, fit_background_probe, pixel_features
@@ -143,13 +143,10 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
     detector = Detector(encoder=encoder, probe=None, class_names=data.class_names,
                         category_ids=data.category_ids, margins=margins,
                         pixel_filter=pixel_filter, score_threshold=0.5, config=config)
-    crops, labels = [], []
+    groups = []
     for index, (image, found, item) in enumerate(drawings):
-        crops.append(crop_pixels(image, item.boxes, encoder.image_size, config.crop_padding))
-        labels.append(item.classes)
+        groups.append((image, item.boxes, item.classes))
         cand = select_candidates(detector, image, found)
-        if len(cand.boxes) == 0:
-            continue
         iou = box_iou(cand.boxes, item.boxes) if len(item.boxes) else np.zeros((len(cand.boxes), 0))
         best = iou.max(axis=1, initial=0.0)
         chosen, chosen_labels = [], []
@@ -159,20 +156,18 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
             chosen_labels.extend([item.classes[g]] * len(rows[: config.positives_per_box]))
         background = rng.permutation(np.flatnonzero(best < 0.3))[: config.background_per_image]
         chosen.extend(background)
-        crops.append(crop_pixels(image, cand.boxes[np.array(chosen, np.int64)], encoder.image_size,
-                                 config.crop_padding))
         chosen_labels.extend([n_classes] * len(background))
-        labels.append(np.array(chosen_labels, np.int64))
+        groups.append((image, cand.boxes[np.array(chosen, np.int64)],
+                       np.array(chosen_labels, np.int64)))
         if len(background) < config.background_per_image // 2:
-            _, _, all_iou = proposals[index]
+            _, boxes, all_iou = proposals[index]
             easy = np.flatnonzero(all_iou.max(axis=1, initial=0.0) < 0.3)
             easy = rng.permutation(easy)[: config.background_per_image // 2 - len(background)]
-            crops.append(crop_pixels(image, proposals[index][1][easy], encoder.image_size,
-                                     config.crop_padding))
-            labels.append(np.full(len(easy), n_classes, np.int64))
-    pixels, labels = np.concatenate(crops), np.concatenate(labels)
-    report(2, 4, f"embedding {len(pixels)} training crops")
-    features = embed_pixels(pixels, encoder)
+            groups.append((image, boxes[easy], np.full(len(easy), n_classes, np.int64)))
+    groups = [g for g in groups if len(g[1])]
+    labels = np.concatenate([g[2] for g in groups])
+    report(2, 4, f"embedding {len(labels)} training crops")
+    features = np.concatenate([probe_features(detector, image, boxes) for image, boxes, _ in groups])
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
     report(3, 4, "probe fitted")
     detector.score_threshold, detector.info = _choose_threshold(detector, drawings, rng)

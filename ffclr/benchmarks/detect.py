@@ -1,0 +1,203 @@
+"""Whole-drawing detection on the real export: fit on train, detect on every valid schematic,
+score with pycocotools' COCOeval (mAP@50, mAP@[.5:.95], per-class AP, AR@100), time it, and
+measure the recall of the proposals that bound it."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ffclr.errors import FfclrError
+
+NAME = "detect"
+HELP = ("fit the detector on the real train schematics, detect on valid, COCO mAP@50, "
+        "mAP@[.5:.95], per-class AP, AR@100, proposal recall and seconds per schematic")
+DEFAULT_EXPORT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ff_devices"
+RANDOM = "random"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT,
+                        help="Roboflow export with train/ and valid/ (default: "
+                             "../shared/datasets/ff_devices)")
+    parser.add_argument("--checkpoint", nargs="+", required=True, metavar="CKPT",
+                        help="encoder checkpoints to compare; 'random' is a randomly "
+                             "initialised ResNet-18 (32 px, small stem) as a baseline")
+    parser.add_argument("--limit", type=int, help="only the first N valid schematics")
+    parser.add_argument("--save-dir", type=Path, help="keep the fitted detectors here")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+
+
+def random_checkpoint(folder: Path) -> Path:
+    import torch
+
+    from ffclr.checkpoint import save_checkpoint
+    from ffclr.models import SimCLRModel
+
+    torch.manual_seed(0)
+    model = SimCLRModel("resnet18", small_stem=True)
+    return save_checkpoint(folder / "random.pth.tar", {
+        "epoch": 0, "arch": "resnet18", "state_dict": model.state_dict(), "image_size": 32,
+        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+
+
+def proposal_recall(detector, images) -> dict:
+    """Share of labelled boxes overlapped (IoU ≥ t) by a proposal, and by a candidate that
+    passed the pixel filter (what the encoder sees)."""
+    from ffclr.detection.boxes import box_iou
+    from ffclr.detection.detector import propose, select_candidates
+    from ffclr.detection.images import read_drawing
+
+    best_proposal, best_candidate, counts = [], [], []
+    for item in images:
+        if not len(item.boxes):
+            continue
+        image, _ = read_drawing(item.path)
+        cores, boxes = propose(image, detector.margins, detector.config)
+        cand = select_candidates(detector, image, None)
+        counts.append((len(boxes), len(cand.boxes)))
+        best_proposal.extend(box_iou(item.boxes, boxes).max(axis=1, initial=0.0))
+        best_candidate.extend(box_iou(item.boxes, cand.boxes).max(axis=1, initial=0.0))
+    p, c = np.array(best_proposal), np.array(best_candidate)
+    return {"proposals_per_image": float(np.mean([n[0] for n in counts])),
+            "candidates_per_image": float(np.mean([n[1] for n in counts])),
+            **{f"proposal_recall@{t}": float(np.mean(p >= t)) for t in (0.5, 0.7)},
+            **{f"candidate_recall@{t}": float(np.mean(c >= t)) for t in (0.5, 0.7)}}
+
+
+def coco_scores(truth_file: Path, results, image_ids: list) -> dict:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO(str(truth_file))
+    id_of = {truth.imgs[i]["file_name"]: i for i in image_ids}
+    dets = [{"image_id": id_of[name], "category_id": d.category_id, "bbox": list(d.bbox),
+             "score": d.score} for name, _, found in results for d in found]
+    if not dets:
+        raise FfclrError("no detections at all on the valid schematics")
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(truth, truth.loadRes(dets), "bbox")
+        evaluation.params.imgIds = list(image_ids)
+        used = sorted({a["category_id"] for a in truth.anns.values() if a["image_id"] in id_of.values()})
+        evaluation.params.catIds = used
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    stats = evaluation.stats
+    precision = evaluation.eval["precision"]
+    per_class = []
+    for k, cat_id in enumerate(used):
+        p_all, p50 = precision[:, :, k, 0, -1], precision[0, :, k, 0, -1]
+        support = sum(1 for a in truth.anns.values() if a["category_id"] == cat_id
+                      and a["image_id"] in id_of.values())
+        per_class.append({"category_id": cat_id, "name": truth.cats[cat_id]["name"],
+                          "support": support,
+                          "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
+                          "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else None})
+    return {"mAP": float(stats[0]), "mAP50": float(stats[1]), "mAP75": float(stats[2]),
+            "AR100": float(stats[8]), "per_class": per_class}
+
+
+def threshold_scores(results, images, threshold: float) -> dict:
+    """Precision and recall (IoU ≥ 0.5, same class) of the boxes shown by default."""
+    from ffclr.detection.boxes import box_iou, xywh_to_xyxy
+
+    tp = shown = total = 0
+    for (_, _, found), item in zip(results, images):
+        kept = [d for d in found if d.score >= threshold]
+        matched = np.zeros(len(item.boxes), bool)
+        for det in kept:
+            iou = box_iou(xywh_to_xyxy([det.bbox]), item.boxes)[0] if len(item.boxes) else np.zeros(0)
+            iou[(item.classes != det.class_index) | matched] = 0
+            if len(iou) and iou.max() >= 0.5:
+                matched[iou.argmax()] = True
+        tp += matched.sum()
+        shown += len(kept)
+        total += len(item.boxes)
+    return {"threshold": threshold, "precision": float(tp / max(shown, 1)),
+            "recall": float(tp / max(total, 1))}
+
+
+def evaluate_checkpoint(checkpoint: Path, export: Path, limit: int | None,
+                        save_dir: Path | None) -> dict:
+    from ffclr.detection import detect_image, fit_detector, save_detector
+    from ffclr.detection.training import read_labelled_split
+
+    started = time.perf_counter()
+    detector = fit_detector(checkpoint, export, "train")
+    fit_seconds = time.perf_counter() - started
+    if save_dir:
+        save_detector(detector, save_dir / f"detector-{Path(checkpoint).stem.split('.')[0]}.npz")
+    valid = read_labelled_split(export, "valid")
+    images = valid.images[:limit] if limit else valid.images
+    detect_image(detector, images[0].path, min_score=0.0)
+    results, seconds = [], []
+    for item in images:
+        started = time.perf_counter()
+        found = detect_image(detector, item.path, min_score=0.0)
+        seconds.append(time.perf_counter() - started)
+        results.append((item.path.name, None, found))
+        print(f"  {item.path.name[:40]}: {len(found)} boxes, {seconds[-1]:.2f} s", flush=True)
+    from ffclr.export_source import ANNOTATIONS
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        from pycocotools.coco import COCO
+        truth = COCO(str(export / "valid" / ANNOTATIONS))
+    names = {item.path.name for item in images}
+    image_ids = [i for i, info in truth.imgs.items() if info["file_name"] in names]
+    return {"checkpoint": str(checkpoint), "fit_seconds": fit_seconds,
+            "seconds_per_schematic": float(np.mean(seconds)),
+            "seconds_per_schematic_max": float(np.max(seconds)),
+            "valid_images": len(images), "valid_boxes": int(sum(len(i.boxes) for i in images)),
+            "detector": detector.info,
+            **coco_scores(export / "valid" / ANNOTATIONS, results, image_ids),
+            "at_threshold": threshold_scores(results, images, detector.score_threshold),
+            **proposal_recall(detector, images)}
+
+
+def report_lines(result: dict) -> list[str]:
+    lines = [f"checkpoint {result['checkpoint']}",
+             f"  mAP@50 {result['mAP50']:.3f}  mAP@[.5:.95] {result['mAP']:.3f}  "
+             f"mAP@75 {result['mAP75']:.3f}  AR@100 {result['AR100']:.3f}",
+             f"  {result['seconds_per_schematic']:.2f} s per schematic (max "
+             f"{result['seconds_per_schematic_max']:.2f}) on {result['valid_images']} valid "
+             f"schematics, {result['valid_boxes']} boxes; fit {result['fit_seconds']:.0f} s",
+             f"  proposals/image {result['proposals_per_image']:.0f}, reaching the encoder "
+             f"{result['candidates_per_image']:.0f}; proposal recall @0.5 "
+             f"{result['proposal_recall@0.5']:.3f} @0.7 {result['proposal_recall@0.7']:.3f}; "
+             f"candidate recall @0.5 {result['candidate_recall@0.5']:.3f} @0.7 "
+             f"{result['candidate_recall@0.7']:.3f}",
+             f"  at the threshold chosen on train ({result['at_threshold']['threshold']:.2f}): "
+             f"precision {result['at_threshold']['precision']:.3f}, recall "
+             f"{result['at_threshold']['recall']:.3f}",
+             "  per class (support, AP50, AP):"]
+    for row in sorted(result["per_class"], key=lambda r: -r["support"]):
+        ap50 = "  -  " if row["AP50"] is None else f"{row['AP50']:.3f}"
+        ap = "  -  " if row["AP"] is None else f"{row['AP']:.3f}"
+        lines.append(f"    {row['name'][:48]:48s} {row['support']:4d} {ap50} {ap}")
+    return lines
+
+
+def run(args) -> int:
+    export = Path(args.export)
+    if not (export / "train").is_dir() or not (export / "valid").is_dir():
+        raise FfclrError(f"{export}: needs train/ and valid/ splits")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ffclr-bench-detect-") as tmp:
+        for checkpoint in args.checkpoint:
+            path = random_checkpoint(Path(tmp)) if checkpoint == RANDOM else Path(checkpoint)
+            print(f"fitting on {export / 'train'} with {checkpoint} ...", flush=True)
+            result = evaluate_checkpoint(path, export, args.limit, args.save_dir)
+            result["checkpoint"] = checkpoint
+            results.append(result)
+            print("\n".join(report_lines(result)), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+    return 0
