@@ -65,7 +65,8 @@ def error_md(message: str) -> str:
 
 
 def ok_md(message: str) -> str:
-    return f"<div class='ffclr-ok'>{message}</div>"
+    """A success message (Markdown)."""
+    return f"✓ {message}"
 
 
 def guard(n_outputs: int, status_at: int | None = 0) -> Callable:
@@ -143,6 +144,20 @@ def checkpoint_choices(workspace: Workspace) -> list[tuple[str, str]]:
 def run_label(run: dict) -> str:
     name = f" {run['name']}" if run.get("name") else ""
     return f"#{run['id']} {run['kind']}{name} · {run['status']}"
+
+
+def run_dataset(run: dict, workspace: Workspace, names: dict[int, str]) -> str:
+    """The dataset a run used: its dataset id, else the dataset folder its config points into."""
+    if run.get("dataset_id") in names:
+        return names[run["dataset_id"]]
+    data = run["config"].get("data") or (run["config"].get("train") or {}).get("dataset")
+    if not data:
+        return ""
+    path = Path(data)
+    for part in (path, *path.parents):
+        if part.parent == workspace.datasets and part.name.endswith("_individual"):
+            return part.name.removesuffix("_individual")
+    return str(data) if not path.is_absolute() else path.name
 
 
 def dataset_root(workspace: Workspace, name: str) -> Path:

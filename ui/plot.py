@@ -28,6 +28,8 @@ function draw() {
   if (!holder) return;
   if (!props.value) { holder.innerHTML = '<p class="umap-empty">Pick a checkpoint and a dataset, then Compute map.</p>'; return; }
   if (typeof Plotly === 'undefined') { setTimeout(draw, 200); return; }
+  const placeholder = holder.querySelector('.umap-empty');
+  if (placeholder) placeholder.remove();
   const spec = JSON.parse(props.value);
   holder._spec = spec;
   Plotly.react(holder, spec.data, spec.layout, {displaylogo: false, responsive: true});

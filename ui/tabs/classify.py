@@ -58,20 +58,11 @@ def load_classifier(workspace: Workspace, probe_run: int | None):
     key = (str(probe_path), probe_path.stat().st_mtime_ns, str(checkpoint),
            checkpoint.stat().st_mtime_ns)
     if key not in _CLASSIFIERS:
-        from ffclr.checkpoint import load_encoder
-        from ffclr.classify import build_reference
-        from ffclr.embedding import embed_crop_set
-        from ffclr.evaluate import reload_crop_set
-        from ffclr.probe import Probe
+        from ffclr.classify import load_classifier as load
 
-        probe = Probe.load(probe_path)
-        encoder = load_encoder(checkpoint)
-        train = reload_crop_set(probe.info.get("train_data") or run["config"]["train"], workspace)
-        features = embed_crop_set(train, checkpoint, workspace, encoder).features
-        reference = build_reference(features, train.labels, train.paths, probe.class_names,
-                                    train.crop_ids)
+        loaded = load(checkpoint, probe_path, workspace)
         _CLASSIFIERS.clear()
-        _CLASSIFIERS[key] = (encoder, probe, reference)
+        _CLASSIFIERS[key] = loaded
     return _CLASSIFIERS[key]
 
 
@@ -109,6 +100,10 @@ def result_rows(entries: list[dict]) -> list[list]:
         r = e["result"]
         if r is None:
             rows.append([e["file"], f"refused: {e['error']}", None, "", "", None])
+        elif not r.top:
+            rows.append([e["file"], "no prediction: the encoder gives non-finite features for this "
+                         "image (a diverged checkpoint?)", None,
+                         "UNKNOWN" if r.unknown else "", "", r.distance])
         else:
             rows.append([e["file"], r.label, round(r.top[0][1], 4), "UNKNOWN" if r.unknown else "",
                          ", ".join(f"{name} {p:.1%}" for name, p in r.top),

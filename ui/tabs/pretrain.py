@@ -10,7 +10,8 @@ import gradio as gr
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 from ui.common import (Context, dataset_choices, fmt_duration, guard, has_backend,
-                       missing_backend_message, ok_md, open_store, run_duration, split_choices)
+                       missing_backend_message, ok_md, open_store, run_dataset, run_duration,
+                       split_choices)
 
 MODES = {"unlabeled (SimCLR)": "ff_devices_unlabeled",
          "labeled (supervised contrastive)": "ff_devices_labeled",
@@ -28,14 +29,14 @@ class PretrainOptions:
     split: str = "train"
     mode: str = "unlabeled (SimCLR)"
     arch: str = "resnet18"
-    image_size: int = 32
-    batch_size: int = 128
+    image_size: int = 48
+    batch_size: int = 256
     epochs: int = 100
     time_budget_s: float = 0
     """0: no budget, train for `epochs`."""
     lr: float = 0
     """0: the optimiser's default."""
-    temperature: float = 0.1
+    temperature: float = 0.07
     device: str = "auto"
     precision: str = "auto"
     augment: str = "default"
@@ -44,14 +45,14 @@ class PretrainOptions:
 
 
 PRESETS = {
-    "CPU quick (≈3 min)": dict(arch="resnet18", image_size=32, batch_size=128, epochs=200,
-                               time_budget_s=180, lr=0, temperature=0.1, device="auto",
-                               precision="auto", augment="default", knn_every=2),
-    "CPU thorough (20 min)": dict(arch="resnet18", image_size=32, batch_size=256, epochs=1000,
-                                  time_budget_s=1200, lr=0, temperature=0.1, device="auto",
-                                  precision="auto", augment="default", knn_every=5),
+    "CPU quick (≈3 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=1000,
+                               time_budget_s=180, lr=0, temperature=0.07, device="auto",
+                               precision="auto", augment="default", knn_every=5),
+    "CPU thorough (20 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=5000,
+                                  time_budget_s=1200, lr=0, temperature=0.07, device="auto",
+                                  precision="auto", augment="default", knn_every=20),
     "GPU (ResNet-50, 64 px)": dict(arch="resnet50", image_size=64, batch_size=512, epochs=200,
-                                   time_budget_s=0, lr=0, temperature=0.1, device="GPU",
+                                   time_budget_s=0, lr=0, temperature=0.07, device="GPU",
                                    precision="fp16 (GPU)", augment="default", knn_every=10),
 }
 PRESET_FIELDS = ("arch", "image_size", "batch_size", "epochs", "time_budget_s", "lr",
@@ -151,7 +152,7 @@ def queue_rows(workspace: Workspace) -> list[list]:
     with open_store(workspace) as store:
         names = {d["id"]: d["name"] for d in store.datasets()}
     return [[r["id"], r.get("name") or "", r["status"], (r["created_at"] or "")[:19]
-             .replace("T", " "), names.get(r.get("dataset_id"), "")] for r in runs]
+             .replace("T", " "), run_dataset(r, workspace, names)] for r in runs]
 
 
 def curves(workspace: Workspace, run_id: int) -> dict[str, tuple[list[int], list[float]]]:
@@ -288,17 +289,18 @@ def build(ctx: Context, tab: gr.Tab) -> None:
             mode = gr.Dropdown(label="Mode", choices=list(MODES), value="unlabeled (SimCLR)")
             with gr.Row():
                 arch = gr.Dropdown(label="Architecture", choices=list(ARCHS), value="resnet18")
-                image_size = gr.Number(label="Image size (px)", value=32, precision=0)
-                batch = gr.Number(label="Batch", value=128, precision=0)
+                image_size = gr.Number(label="Image size (px)", value=48, precision=0)
+                batch = gr.Number(label="Batch", value=256, precision=0)
             with gr.Row():
                 epochs = gr.Number(label="Epochs (at most)", value=100, precision=0)
                 budget = gr.Number(label="Time budget (s, 0 = none)", value=0)
             with gr.Row():
                 lr = gr.Number(label="Learning rate (0 = default)", value=0)
-                temperature = gr.Number(label="Temperature", value=0.1)
+                temperature = gr.Number(label="Temperature", value=0.07)
             with gr.Row():
                 device = gr.Dropdown(label="Device", choices=list(DEVICES), value="auto")
-                precision = gr.Dropdown(label="Precision", choices=list(PRECISIONS), value="auto")
+                precision = gr.Dropdown(label="Precision", choices=list(PRECISIONS), value="auto",
+                                        elem_id="pretrain-precision")
             with gr.Row():
                 augment = gr.Dropdown(label="Augmentation", choices=list(AUGMENT_PRESETS),
                                       value="default")

@@ -9,8 +9,8 @@ import gradio as gr
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, fmt_duration, guard, ok_md, open_store, run_duration,
-                       run_label)
+from ui.common import (Context, fmt_duration, guard, ok_md, open_store, run_dataset,
+                       run_duration, run_label)
 
 RUN_COLUMNS = ["id", "kind", "name", "dataset", "status", "created", "duration", "key metrics"]
 KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy", "knn_top1",
@@ -41,7 +41,7 @@ def runs_table(workspace: Workspace, kind: str | None = None) -> list[list]:
         runs = store.runs(kind=kind or None)
         names = {d["id"]: d["name"] for d in store.datasets()}
         latest = {r["id"]: store.latest_metrics(r["id"]) for r in runs}
-    return [[r["id"], r["kind"], r.get("name") or "", names.get(r.get("dataset_id"), ""),
+    return [[r["id"], r["kind"], r.get("name") or "", run_dataset(r, workspace, names),
              r["status"], (r.get("created_at") or "")[:19].replace("T", " "),
              fmt_duration(run_duration(r)), key_metrics(r, latest[r["id"]])] for r in runs]
 

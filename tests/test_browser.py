@@ -1,0 +1,189 @@
+"""The app in headless Chromium: demo data → pretrain (live curve, reload, cancel) → Explore
+(click, relabel) → Probe (CSV) → Classify (drop an image) → Runs, with a screenshot of each tab.
+
+Screenshots go to test-artifacts/screenshots/ (printed at the end).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+TIMEOUT_MS = 120_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
+                       "(apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from ffclr.workspace import resolve_workspace
+    from ui.serve import start_app
+
+    workspace = resolve_workspace(tmp_path_factory.mktemp("browser") / "ws")
+    demo, url = start_app(workspace)
+    yield workspace, url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    workspace, url = app
+    outside: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      accept_downloads=True)
+        context.on("request", lambda request: outside.append(request.url)
+                   if not request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+                   else None)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        yield page
+        browser.close()
+    shutil.rmtree(SHOTS / "_tmp", ignore_errors=True)
+    print(f"\nscreenshots of every tab: {SHOTS}")
+    assert not outside, f"the page requested hosts other than 127.0.0.1: {outside[:5]}"
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+    page.wait_for_timeout(500)
+
+
+def text_of(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def wait_text(page, elem_id: str, needle: str, timeout: int = TIMEOUT_MS) -> None:
+    page.wait_for_function(
+        "([id, needle]) => { const el = document.getElementById(id);"
+        " return el && el.innerText.includes(needle); }", arg=[elem_id, needle], timeout=timeout)
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick an option of a Gradio dropdown by its visible text."""
+    page.locator(f"#{elem_id} input").click()
+    exact = re.compile(rf"^\W*{re.escape(option)}\s*$")
+    page.locator('[data-testid="dropdown-option"]').filter(has_text=exact).first.click()
+
+
+def curve_points(page) -> int:
+    return page.evaluate("() => { const gd = document.querySelector('#pretrain-plot "
+                         ".js-plotly-plot'); return gd && gd.data ? gd.data[0].x.length : 0; }")
+
+
+def test_newcomer_walkthrough(app, page):
+    workspace, url = app
+
+    # Data: one click loads the synthetic export
+    page.get_by_role("button", name="Load demo data").click()
+    wait_text(page, "data-status", "Dataset demo")
+    page.wait_for_selector("#data-gallery img")
+    with workspace.open_store() as store:
+        dataset = store.dataset("demo")
+        n_crops = len(store.crops(dataset["id"]))
+    assert f"{n_crops} crops" in text_of(page, "data-summary")
+    shot(page, "1-data")
+
+    # Pretrain: a tiny CPU run; the curve advances; a reload shows the same run; cancel
+    open_tab(page, "Pretrain")
+    for label, value in (("Image size (px)", "16"), ("Batch", "16"), ("Epochs (at most)", "200"),
+                         ("Time budget (s, 0 = none)", "120"),
+                         ("kNN every N epochs (0 = never)", "0")):
+        page.get_by_label(label, exact=True).fill(value)
+    choose(page, "pretrain-precision", "fp32")
+    page.get_by_role("button", name="Start", exact=True).click()
+    wait_text(page, "pretrain-message", "Started run #")
+    run_id = int(text_of(page, "pretrain-message").split("#")[1].split(".")[0])
+    wait_text(page, "pretrain-status", "running")
+    page.wait_for_function("() => { const gd = document.querySelector('#pretrain-plot "
+                           ".js-plotly-plot'); return gd && gd.data && gd.data[0].x.length >= 2; }")
+    first = curve_points(page)
+    page.wait_for_function(f"() => document.querySelector('#pretrain-plot .js-plotly-plot')"
+                           f".data[0].x.length > {first}")
+    shot(page, "2-pretrain")
+    page.reload()
+    open_tab(page, "Pretrain")
+    wait_text(page, "pretrain-status", f"Run #{run_id}")
+    page.wait_for_function("() => { const gd = document.querySelector('#pretrain-plot "
+                           ".js-plotly-plot'); return gd && gd.data && gd.data[0].x.length >= 2; }")
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    wait_text(page, "pretrain-status", "cancelled")
+    assert "Last checkpoint" in text_of(page, "pretrain-status")
+    with workspace.open_store() as store:
+        run = store.run(run_id)
+    assert run["status"] == "cancelled" and Path(run["checkpoint"]).is_file()
+
+    # Explore: map, hover thumbnail, click a point, relabel it, find the edit in the store
+    open_tab(page, "Explore")
+    page.get_by_role("button", name="Compute map").click()
+    points = page.locator("#explore-plot .scatterlayer .point")
+    points.first.wait_for()
+    assert points.count() == n_crops
+    box = points.nth(5).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.wait_for_selector("#umap-tooltip img", state="visible")
+    page.mouse.click(x, y)
+    wait_text(page, "explore-info", "Crop #")
+    crop_id = int(text_of(page, "explore-info").split("Crop #")[1].split()[0])
+    with workspace.open_store() as store:
+        crop = store.crop(crop_id)
+        classes = store.classes(dataset["id"])
+    new = next(c for c in classes if c["class_index"] != crop["label"])
+    choose(page, "explore-label", new["name"])
+    wait_text(page, "explore-status", "Saved")
+    with workspace.open_store() as store:
+        assert store.crop(crop_id)["label"] == new["class_index"]
+        assert store.label_edits(crop_id)[-1]["new_class_index"] == new["class_index"]
+    shot(page, "3-explore")
+
+    # Probe: fit on train, score on valid, download the CSV
+    open_tab(page, "Probe")
+    page.get_by_role("button", name="Fit probe").click()
+    wait_text(page, "probe-status", "Probe run #")
+    with page.expect_download() as download:
+        page.locator("#probe-csv").click()
+    csv_path = SHOTS.parent / "probe-metrics.csv"
+    download.value.save_as(csv_path)
+    assert "overall:top1" in csv_path.read_text()
+    shot(page, "4-probe")
+
+    # Classify: drop a crop image, read the top-k
+    open_tab(page, "Classify")
+    page.wait_for_function("() => document.querySelector('#classify-probe input').value !== ''")
+    symbol = Path(dataset["root"]) / crop["path"]
+    page.locator("#classify-files input[type=file]").set_input_files(str(symbol))
+    wait_text(page, "classify-status", "Classified 1 image")
+    table = text_of(page, "classify-table")
+    assert symbol.name in table and "%" in table, table
+    shot(page, "5-classify")
+
+    # Runs: the import, the pretraining and the probe are all there
+    open_tab(page, "Runs")
+    page.get_by_role("button", name="Refresh").click()
+    wait_text(page, "runs-table", "probe")
+    table = text_of(page, "runs-table")
+    assert "import" in table and "pretrain" in table and "cancelled" in table
+    shot(page, "6-runs")
+    assert os.listdir(SHOTS)
