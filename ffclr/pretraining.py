@@ -374,7 +374,11 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                 recorder.tick(step, total_steps, f"epoch {epoch + 1}, loss {global_loss:.3f}",
                               {"loss": f"{global_loss:.3f}", "views/s": f"{views_per_s:.0f}",
                                "lr": f"{lr:.2e}"})
-                if step % config.log_every_n_steps == 0 or step == total_steps:
+                cancelled = distributed.any_rank(stop.requested or recorder.cancel_requested())
+                out_of_time = bool(config.time_budget) and distributed.any_rank(
+                    elapsed >= config.time_budget)
+                if (step % config.log_every_n_steps == 0 or step == total_steps or cancelled
+                        or out_of_time):
                     acc = positive_topk(logits, all_labels[rows], all_labels)
                     summary = {"loss": window_loss / window_steps, "acc/top1": acc["top1"],
                                "acc/top5": acc["top5"], "learning_rate": lr,
@@ -394,10 +398,10 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                     top1 = _knn_monitor(bare, data, knn_queries, device, dtype)
                     summary["knn_top1"] = top1
                     recorder.metrics(step, {"knn_top1": top1})
-                if distributed.any_rank(stop.requested or recorder.cancel_requested()):
+                if cancelled:
                     status = "cancelled"
                     break
-                if config.time_budget and distributed.any_rank(elapsed >= config.time_budget):
+                if out_of_time:
                     break
                 if epoch_done and (step // steps_per_epoch) % config.checkpoint_every == 0:
                     checkpoint()
