@@ -32,7 +32,6 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
                     "mean": list(encoder.mean), "std": list(encoder.std),
                     "out_dim": int(model.out_dim), "small_stem": bool(model.small_stem)},
         "probe": {"class_names": probe.class_names, "method": probe.method, "info": probe.info},
-        "pixel_filter_intercept": detector.pixel_filter.intercept,
         "pixel_filter_threshold": detector.pixel_filter.threshold,
     }
     arrays = {f"encoder/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
@@ -43,6 +42,7 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
         "pixel_filter/mean": detector.pixel_filter.mean,
         "pixel_filter/scale": detector.pixel_filter.scale,
         "pixel_filter/coef": detector.pixel_filter.coef,
+        "pixel_filter/intercept": detector.pixel_filter.intercept,
     })
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
@@ -98,7 +98,7 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
                       method=meta["probe"]["method"], info=meta["probe"]["info"])
         pixel_filter = LinearScorer(arrays["pixel_filter/mean"], arrays["pixel_filter/scale"],
                                     arrays["pixel_filter/coef"],
-                                    float(meta["pixel_filter_intercept"]),
+                                    arrays["pixel_filter/intercept"],
                                     float(meta["pixel_filter_threshold"]))
         return Detector(encoder=encoder, probe=probe, class_names=list(meta["class_names"]),
                         category_ids=[int(i) for i in meta["category_ids"]],

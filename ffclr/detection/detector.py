@@ -27,7 +27,7 @@ class DetectorConfig:
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     proposal_dedupe_iou: float = 0.8
     """Proposals whose boxes overlap this much after the margins are one proposal."""
-    max_candidates: int = 160
+    max_candidates: int = 96
     """At most this many proposals per megapixel (and per smaller drawing) reach the encoder."""
     min_candidates: int = 40
     """The pixel filter's best this many always reach the encoder, whatever their score."""
@@ -103,7 +103,7 @@ def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray 
     cores, boxes = propose(image, detector.margins, detector.config, cores)
     logits = detector.pixel_filter.logit(pixel_features(image, boxes)) if len(boxes) else np.zeros(0)
     order = np.argsort(-logits, kind="stable")
-    passed = int(np.sum(logits >= detector.pixel_filter.threshold))
+    passed = int(np.sum(logits[order] >= detector.pixel_filter.threshold))
     cap = int(detector.config.max_candidates * max(1.0, image.size[0] * image.size[1] / 1e6))
     keep = order[:min(max(passed, detector.config.min_candidates), cap)]
     return Candidates(cores[keep], boxes[keep], logits[keep])

@@ -27,19 +27,31 @@ def pixel_features(image: Image.Image, boxes: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LinearScorer:
-    """Binary logistic regression on standardised features; `threshold` is on the logit."""
+    """Multinomial logistic regression (classes, background last) on standardised features,
+    read as objectness: `logit` = log P(any symbol) − log P(background); `threshold` is on it.
+
+    Per-class templates separate the varied symbols from background far better than one
+    symbol-vs-background boundary.
+    """
 
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray
-    intercept: float
+    """(n_rows, d): one row per class seen in training, background last (one row if binary)."""
+    intercept: np.ndarray
     threshold: float = -np.inf
 
     def logit(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
+        z = ((np.asarray(x, np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        if z.shape[1] == 1:
+            return z[:, 0]
+        symbols = z[:, :-1]
+        top = symbols.max(axis=1)
+        return top + np.log(np.exp(symbols - top[:, None]).sum(axis=1)) - z[:, -1]
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, c: float = 0.1) -> "LinearScorer":
+        """`y`: class index per row, the background being the largest index."""
         import warnings
 
         from sklearn.linear_model import LogisticRegression
@@ -48,9 +60,11 @@ class LinearScorer:
         mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = LogisticRegression(C=c, max_iter=500, class_weight="balanced").fit(
+            model = LogisticRegression(C=c, max_iter=300, class_weight="balanced").fit(
                 (x - mean) / scale, y)
-        return cls(mean, scale, model.coef_[0], float(model.intercept_[0]))
+        if len(model.classes_) == 2:
+            return cls(mean, scale, -model.coef_, -model.intercept_)
+        return cls(mean, scale, model.coef_, model.intercept_)
 
 
 def fit_background_probe(features: np.ndarray, labels: np.ndarray, class_names: list[str],

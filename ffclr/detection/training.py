@@ -129,7 +129,8 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
         negative = rng.permutation(negative)[: 4 * config.background_per_image]
         rows = np.concatenate([positive, negative])
         filter_x.append(pixel_features(image, boxes[rows]))
-        filter_y.append(np.r_[np.ones(len(positive)), np.zeros(len(negative))])
+        matched = item.classes[iou[positive].argmax(axis=1)] if len(positive) else np.zeros(0, int)
+        filter_y.append(np.r_[matched, np.full(len(negative), n_classes)])
         proposals.append((cores, boxes, iou))
     pixel_filter = LinearScorer.fit(np.concatenate(filter_x), np.concatenate(filter_y))
     for (image, _, item), (cores, boxes, iou) in zip(drawings, proposals):
