@@ -289,7 +289,9 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
         torch.set_rng_state(resumed["rng"]["torch"])
         step, elapsed = int(resumed["step"]), float(resumed.get("elapsed", 0.0))
         total_steps = int(resumed["scheduler"]["total_steps"])
-    warmup_steps = lambda total: min(int(config.warmup * steps_per_epoch), total // 10)  # noqa: E731
+
+    def warmup_steps(total: int) -> int:
+        return min(int(config.warmup * steps_per_epoch), total // 10)
 
     run_name = config.run_name or "pretrain"
     if ctx.is_main:

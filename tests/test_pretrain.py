@@ -1,4 +1,5 @@
-"""Pretraining engine on tiny synthetic crops: loss, checkpoints, resume, cancel, seed compatibility."""
+"""Pretraining engine on tiny synthetic crops: loss, checkpoints, resume, cancel, seed
+compatibility, jobs."""
 from __future__ import annotations
 
 import os
