@@ -286,3 +286,27 @@ def test_time_budget_stops_with_a_checkpoint_and_a_decayed_schedule(crops, works
     assert result.summary["train_seconds"] < 3.0 + 2.0
     assert load_checkpoint(result.checkpoint)["step"] == result.steps
     assert result.summary["learning_rate"] < 0.5 * 1e-3
+
+
+def test_sigterm_cancels_with_a_checkpoint(crops, workspace):
+    def terminate_at_two(done, total, message):
+        if done == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = pretrain(tiny(crops), workspace, progress=terminate_at_two)
+    assert result.status == "cancelled" and result.steps == 2
+    assert load_checkpoint(result.checkpoint)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_crash_marks_failed_and_keeps_the_last_checkpoint(crops, workspace):
+    def crash_at_five(done, total, message):
+        if done == 5:
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        pretrain(tiny(crops), workspace, progress=crash_at_five)
+    with workspace.open_store() as store:
+        (run,) = store.runs(kind="pretrain")
+    assert run["status"] == "failed" and "disk on fire" in run["error"]
+    assert load_checkpoint(run["checkpoint"])["step"] == 3
