@@ -1,6 +1,8 @@
 """Classify tab handlers: dropped images → top-k, neighbours, unknown flag; bad files refused."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -54,3 +56,31 @@ def test_classify_explains_what_is_missing(classifier):
         classify.classify(workspace, run_id, [])
     with pytest.raises(FfclrError, match="pick a classifier"):
         classify.classify(workspace, None, ["x.png"])
+
+
+def test_schematics_fit_detect_draw_and_write_coco(classifier, demo_export, tmp_path):
+    import json
+
+    from ui import schematics
+
+    if not schematics.available():
+        pytest.skip("ffclr has no detector yet")
+    workspace, run_id = classifier
+    with workspace.open_store() as store:
+        checkpoint = store.run(run_id)["config"]["checkpoint"]
+    path = schematics.fit(workspace, checkpoint, "demo")
+    assert [p for _, p in schematics.detector_choices(workspace)] == [path]
+    drawing = sorted((demo_export / "valid").glob("*.jpg"))[0]
+    text = tmp_path / "drawing.png"
+    text.write_text("not a drawing")
+    result = schematics.detect(workspace, path, [str(drawing), str(text)], tmp_path / "out")
+    (image, caption), = result["drawn"]
+    width, height = Image.open(drawing).size
+    assert image.size[0] >= width and abs(image.size[0] / image.size[1] - width / height) < 0.02
+    assert caption == f"{drawing.name}: {len(result['rows'])} symbols"
+    assert result["refused"] and "not an image" in result["refused"][0]
+    coco = json.loads(Path(result["coco"]).read_text())
+    assert coco["images"][0]["file_name"] == drawing.name
+    assert len(coco["annotations"]) == len(result["rows"])
+    with pytest.raises(FfclrError, match="pick a detector"):
+        schematics.detect(workspace, None, [str(drawing)], tmp_path / "out")

@@ -8,14 +8,14 @@ import gradio as gr
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, check_image_upload, guard, has_backend, missing_backend_message,
-                       ok_md, open_store, user_message)
+from ui import schematics
+from ui.common import (Context, check_image_upload, checkpoint_choices, dataset_choices, guard,
+                       has_backend, missing_backend_message, ok_md, open_store, user_message)
 
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "probability", "unknown symbol", "top-k",
                   "distance to nearest crop"]
 BACKENDS = ("ffclr.classify", "ffclr.evaluate", "ffclr.probe", "ffclr.embedding")
-DETECTION_BACKEND = "ffclr.detection.detector"
 
 _CLASSIFIERS: dict[tuple, tuple] = {}
 
@@ -147,13 +147,11 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                                                   object_fit="contain")
     entries_state = gr.State([])
     gr.Markdown("### Whole schematics")
-    if has_backend(DETECTION_BACKEND):
-        gr.Markdown("Schematic detection exists in this ffclr as `python -m ffclr detect`; "
-                    "it is not wired into the app yet.")
+    if schematics.available():
+        build_schematics(ctx)
     else:
-        gr.Markdown("**Schematic detection isn't available yet**: finding every symbol on a "
-                    "dropped drawing is being built (ffclr has no detector). Drop cropped symbols "
-                    "above meanwhile.")
+        gr.Markdown("**Schematic detection isn't available yet**: this ffclr has no detector. "
+                    "Drop cropped symbols above meanwhile.")
 
     @guard(4)
     def on_classify(probe_run, files, k):
@@ -194,3 +192,68 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                          else (ids[0] if ids else None))
 
     tab.select(refresh, c["classify_probe"], c["classify_probe"], show_progress="hidden")
+
+
+def build_schematics(ctx: Context) -> None:
+    import tempfile
+
+    ws = ctx.workspace
+    c = ctx.components
+    detectors = schematics.detector_choices(ws)
+    with gr.Row():
+        c["detect_detector"] = gr.Dropdown(label="Detector", choices=detectors,
+                                           value=detectors[0][1] if detectors else None, scale=3,
+                                           elem_id="detect-detector")
+        with gr.Column(scale=2):
+            with gr.Accordion("Fit a detector", open=not detectors):
+                checkpoint = gr.Dropdown(label="Encoder checkpoint",
+                                         choices=checkpoint_choices(ws))
+                dataset = gr.Dropdown(label="Learn from the train split of",
+                                      choices=dataset_choices(ws))
+                fit_button = gr.Button("Fit detector", elem_id="detect-fit")
+    with gr.Row():
+        with gr.Column(scale=1):
+            files = gr.File(label="Drop whole schematics here", file_count="multiple",
+                            file_types=["image"], type="filepath", elem_id="detect-files")
+            go = gr.Button("Find symbols", variant="primary", elem_id="detect-go")
+            coco = gr.DownloadButton("Download COCO", visible=False, elem_id="detect-coco")
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="detect-status")
+            drawn = gr.Gallery(label="Symbols found", columns=1, height=420, object_fit="contain")
+            table = gr.Dataframe(headers=schematics.TABLE_COLUMNS, interactive=False,
+                                 max_height=300)
+
+    @guard(2)
+    def on_fit(checkpoint_path, dataset_name, progress=gr.Progress()):
+        path = schematics.fit(ws, checkpoint_path, dataset_name,
+                              lambda d, t, m: progress((d, t) if t else None, desc=m))
+        return (ok_md(f"Detector saved: `{path}`"),
+                gr.update(choices=schematics.detector_choices(ws), value=path))
+
+    fit_button.click(on_fit, [checkpoint, dataset], [status, c["detect_detector"]])
+
+    @guard(4)
+    def on_detect(detector, paths, progress=gr.Progress()):
+        out = Path(tempfile.mkdtemp(prefix="ffclr-detect-"))
+        result = schematics.detect(ws, detector, paths, out,
+                                   lambda d, t, m: progress((d, t) if t else None, desc=m))
+        message = f"Found {len(result['rows'])} symbols in {len(result['drawn'])} drawing(s)."
+        if result["refused"]:
+            message += " Refused: " + "; ".join(result["refused"])
+        return (ok_md(message), result["drawn"], result["rows"] or None,
+                gr.DownloadButton(value=result["coco"], visible=True))
+
+    go.click(on_detect, [c["detect_detector"], files], [status, drawn, table, coco],
+             api_name="detect")
+
+    def refresh(current_checkpoint, current_dataset):
+        cks = checkpoint_choices(ws)
+        names = dataset_choices(ws)
+        return (gr.update(choices=cks, value=current_checkpoint if current_checkpoint in
+                          [p for _, p in cks] else (cks[0][1] if cks else None)),
+                gr.update(choices=names, value=current_dataset if current_dataset in names
+                          else (names[0] if names else None)),
+                gr.update(choices=schematics.detector_choices(ws)))
+
+    c["tab_classify"].select(refresh, [checkpoint, dataset],
+                             [checkpoint, dataset, c["detect_detector"]], show_progress="hidden")
