@@ -1,5 +1,5 @@
 """The app in headless Chromium: demo data → pretrain (live curve, reload, cancel) → Explore
-(click, relabel) → Probe (CSV) → Classify (drop an image) → Runs, with a screenshot of each tab.
+(click, relabel) → Probe (CSV) → Classify (drop an image, then a whole schematic) → Runs, with a screenshot of each tab.
 
 Screenshots go to test-artifacts/screenshots/ (printed at the end).
 """
@@ -177,6 +177,15 @@ def test_newcomer_walkthrough(app, page):
     wait_text(page, "classify-status", "Classified 1 image")
     table = text_of(page, "classify-table")
     assert symbol.name in table and "%" in table, table
+
+    # ...and a whole schematic: fit a detector on the demo export, drop a drawing, see boxes
+    page.get_by_role("button", name="Fit detector").click()
+    wait_text(page, "detect-status", "Detector saved", timeout=300_000)
+    drawing = sorted((workspace.root / "exports" / "demo" / "valid").glob("*.jpg"))[0]
+    page.locator("#detect-files input[type=file]").set_input_files(str(drawing))
+    page.get_by_role("button", name="Find symbols").click()
+    wait_text(page, "detect-status", "symbols in 1 drawing")
+    page.wait_for_selector("#detect-coco", state="visible")
     shot(page, "5-classify")
 
     # Runs: the import, the pretraining and the probe are all there
