@@ -156,6 +156,13 @@ def test_newcomer_walkthrough(app, page):
     with workspace.open_store() as store:
         assert store.crop(crop_id)["label"] == new["class_index"]
         assert store.label_edits(crop_id)[-1]["new_class_index"] == new["class_index"]
+    from ui.tabs import explore
+
+    emap = next(iter(explore._MAPS.values()))
+    expected = explore.step_suspicious(emap, crop_id, 1)
+    page.locator("#explore-info").click()
+    page.keyboard.press("n")
+    wait_text(page, "explore-info", f"Crop #{expected} ")
     shot(page, "3-explore")
 
     # Probe: fit on train, score on valid, download the CSV
