@@ -31,6 +31,19 @@ def test_import_zip_upload_and_folder(workspace, demo_export, tmp_path):
     archive = shutil.make_archive(str(tmp_path / "export"), "zip", demo_export)
     result = data.import_dataset(workspace, archive, "", "zipped")
     assert result.crops > 0
+    kept = workspace.root / "exports" / "zipped.zip"
+    with workspace.open_store() as store:
+        assert store.dataset("zipped")["source"] == str(kept.resolve())
+    assert kept.read_bytes() == Path(archive).read_bytes()
+    from PIL import Image
+
+    from ui.sources import crop_in_context
+    with workspace.open_store() as store:
+        dataset = store.dataset("zipped")
+        crop = store.crops(dataset["id"], "valid")[0]
+    drawn = crop_in_context(dataset, crop)
+    source = Image.open(demo_export / "valid" / crop["source_image"])
+    assert drawn is not None and drawn.size == source.size
     result = data.import_dataset(workspace, None, str(demo_export), "folder")
     assert result.crops > 0
     assert {"zipped", "folder"} <= set(data.dataset_choices(workspace))

@@ -1,6 +1,7 @@
 """Data tab: import a Roboflow COCO export (zip or folder), load the demo data, browse crops."""
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -60,7 +61,9 @@ def import_dataset(workspace: Workspace, upload: str | None, folder: str | None,
         raise FfclrError("give either an uploaded .zip or a folder path, not both")
     if upload:
         check_zip_upload(upload)
-        source = Path(upload)
+        source = workspace.root / "exports" / f"{name}.zip"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(upload, source)
     elif folder:
         source = Path(folder).expanduser()
         if not source.exists():

@@ -138,14 +138,18 @@ def crop_details(workspace: Workspace, emap: ExploreMap, crop_id: int) -> dict:
     neighbours = [(str(emap.paths[j]), f"#{emap.crop_ids[j]} {emap.class_names[labels[j]]} "
                    f"· {similarity[j]:.2f}") for j in nearest]
     label = int(crop["label"])
+    context = crop_in_context(dataset, crop)
+    where = "" if context is not None else \
+        f" The source schematic is not available (export `{dataset.get('source')}` moved?)."
     info = (f"**Crop #{crop_id}** · split {crop['split']} · label **{emap.class_names[label]}**"
             f" (imported as {emap.class_names[int(crop['imported_class_index'])]}) · suggested "
             f"{emap.class_names[int(emap.suggested[i])]} · label quality {emap.quality[i]:.3f} · "
             f"outlier distance {emap.outlier_distance[i]:.3f}"
             f"{' · **flagged as a likely label error**' if emap.flagged[i] else ''}\n\n"
-            f"Source `{crop['source_image']}`, box {crop['bbox']}; {len(edits)} label edit(s).")
+            f"Source `{crop['source_image']}`, box {crop['bbox']}; {len(edits)} label edit(s)."
+            + where)
     return {"crop_id": int(crop_id), "crop_path": str(emap.paths[i]), "label": label,
-            "context": crop_in_context(dataset, crop), "neighbours": neighbours, "info": info}
+            "context": context, "neighbours": neighbours, "info": info}
 
 
 def relabel(workspace: Workspace, crop_id: int | None, class_index: int | None) -> str:
