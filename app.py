@@ -1,4 +1,5 @@
-"""Start the ffclr browser app: `python app.py [--host 127.0.0.1] [--port 7860] [--workspace DIR]`."""
+"""Start the ffclr browser app:
+`python app.py [--host 127.0.0.1] [--port 7860] [--workspace DIR] [--auth USER:PASS]`."""
 import os
 import sys
 

@@ -1,4 +1,5 @@
-"""Explore tab handlers on demo data with a small untrained checkpoint: map, click, relabel, undo."""
+"""Explore tab handlers on demo data with a small untrained checkpoint: map, click, relabel,
+undo."""
 from __future__ import annotations
 
 import json

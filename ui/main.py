@@ -16,7 +16,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--workspace", metavar="DIR", default=None,
-                        help="workspace folder (default: $FFCLR_WORKSPACE or the current directory)")
+                        help="workspace folder (default: $FFCLR_WORKSPACE, else the current "
+                             "directory)")
     parser.add_argument("--auth", metavar="USER:PASS", default=None,
                         help="ask for this user name and password before showing the app")
     args = parser.parse_args(argv)

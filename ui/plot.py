@@ -93,7 +93,8 @@ def scatter_spec(coords, crop_ids: list[int], labels: list[int], class_names: li
                        "customdata": [int(selected)], "hoverinfo": "skip",
                        "marker": {"size": 18, "color": "rgba(0,0,0,0)",
                                   "line": {"width": 3, "color": "#ff2d55"}}})
-    layout = {"title": {"text": title}, "height": 560, "margin": {"l": 30, "r": 10, "t": 40, "b": 30},
+    layout = {"title": {"text": title}, "height": 560,
+              "margin": {"l": 30, "r": 10, "t": 40, "b": 30},
               "hovermode": "closest", "legend": {"itemclick": "toggle"},
               "xaxis": {"showticklabels": False, "zeroline": False},
               "yaxis": {"showticklabels": False, "zeroline": False}}

@@ -210,7 +210,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     def on_import(upload, folder, name, padding, progress=gr.Progress()):
         result = import_dataset(ws, upload, folder, name, padding, _progress_callback(progress))
         names = dataset_choices(ws)
-        return (ok_md(import_summary_markdown(result)), gr.update(choices=names, value=name.strip()),
+        return (ok_md(import_summary_markdown(result)),
+                gr.update(choices=names, value=name.strip()),
                 gr.update(visible=not names), None)
 
     def refresh_choices(current):

@@ -196,7 +196,7 @@ def eta_seconds(run: dict, latest: dict[str, float]) -> float | None:
 
 
 def run_status(workspace: Workspace, run_id: int | None) -> str:
-    """Markdown: status, epoch, latest metrics, ETA; the error and last checkpoint when it failed."""
+    """Markdown: status, epoch, latest metrics, ETA; the error and last checkpoint if it failed."""
     if run_id is None:
         return "No pretraining run yet. Pick options (or a preset) and press **Start**."
     with open_store(workspace) as store:

@@ -34,7 +34,7 @@ def key_metrics(run: dict, latest: dict[str, float]) -> str:
 
 
 def runs_table(workspace: Workspace, kind: str | None = None) -> list[list]:
-    """One row per run, newest first: id, kind, name, dataset, status, created, duration, metrics."""
+    """One row per run, newest first (id, kind, name, dataset, status, created, duration, metrics)."""
     if not workspace.db_path.exists():
         return []
     with open_store(workspace) as store:
