@@ -27,10 +27,20 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detector_file(tiny_checkpoint, demo_export, tmp_path_factory):
-    from ffclr.detection import fit_detector, save_detector
+    """Fitted through the CLI, which also records the fit as a run in the store."""
+    from ffclr.cli import main
+    from ffclr.workspace import resolve_workspace
 
-    detector = fit_detector(tiny_checkpoint, demo_export, "train")
-    return save_detector(detector, tmp_path_factory.mktemp("det") / "detector.npz")
+    folder = tmp_path_factory.mktemp("det")
+    path = folder / "detector.npz"
+    code = main(["detector", "fit", "--checkpoint", str(tiny_checkpoint), "--export",
+                 str(demo_export), "--split", "train", "--save", str(path),
+                 "--workspace", str(folder / "ws")])
+    assert code == 0 and path.is_file()
+    with resolve_workspace(folder / "ws").open_store() as store:
+        (run,) = store.runs(kind="detector")
+    assert run["status"] == "finished" and run["summary"]["detector"] == str(path)
+    return path
 
 
 @pytest.fixture(scope="module")
