@@ -96,7 +96,7 @@ def per_class_figure(per_class_by_model: dict[str, list[dict]], metric: str = "r
                        customdata=[r["support"] for r in rows],
                        hovertemplate="%{x}<br>" + metric + " %{y:.3f}<br>support %{customdata}")
     figure.update_layout(title=title, barmode="group", yaxis_title=f"{metric} on the test split",
-                         yaxis_range=[0, 1.05], xaxis_tickangle=-60, height=600, width=1400,
+                         yaxis_range=[0, 1.05], xaxis_tickangle=-60, height=900, width=1400,
                          template="plotly_white", legend_title="pretraining")
     return figure
 
