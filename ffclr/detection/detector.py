@@ -28,7 +28,9 @@ class DetectorConfig:
     proposal_dedupe_iou: float = 0.8
     """Proposals whose boxes overlap this much after the margins are one proposal."""
     max_candidates: int = 96
-    """At most this many proposals per megapixel (and per smaller drawing) reach the encoder."""
+    candidates_per_megapixel: int = 170
+    """At most max(max_candidates, this × megapixels) proposals reach the encoder (96 for the
+    0.56 MP median training drawing; a larger drawing gets as many per area)."""
     min_candidates: int = 40
     """The pixel filter's best this many always reach the encoder, whatever their score."""
     nms_iou: float = 0.5
@@ -104,8 +106,10 @@ def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray 
     logits = detector.pixel_filter.logit(pixel_features(image, boxes)) if len(boxes) else np.zeros(0)
     order = np.argsort(-logits, kind="stable")
     passed = int(np.sum(logits[order] >= detector.pixel_filter.threshold))
-    cap = int(detector.config.max_candidates * max(1.0, image.size[0] * image.size[1] / 1e6))
-    keep = order[:min(max(passed, detector.config.min_candidates), cap)]
+    config = detector.config
+    cap = max(config.max_candidates,
+              int(config.candidates_per_megapixel * image.size[0] * image.size[1] / 1e6))
+    keep = order[:min(max(passed, config.min_candidates), cap)]
     return Candidates(cores[keep], boxes[keep], logits[keep])
 
 
