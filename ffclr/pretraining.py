@@ -116,6 +116,18 @@ def knn_top1(memory: torch.Tensor, memory_labels: torch.Tensor, queries: torch.T
     return correct / len(queries)
 
 
+MAX_SKIPPED_IN_A_ROW = 20
+
+
+def grads_finite(model: torch.nn.Module) -> bool:
+    """False when a gradient holds inf/NaN. On this CPU's oneDNN, bf16 autocast gives NaN weight
+    gradients now and then for a stride-2 convolution over a 1×1 map (ResNet layer4 at 16 px);
+    such a step is skipped, as a grad scaler skips fp16 overflows, instead of poisoning the
+    weights."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
@@ -331,6 +343,7 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
     loop_start, elapsed_before = time.perf_counter(), elapsed
     epoch_start_elapsed, epoch_start_step = elapsed, step
     model.train()
+    skipped_steps = skipped_in_a_row = 0
     try:
         with _StopRequest() as stop:
             perm_epoch, perm = -1, None
@@ -362,10 +375,18 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                                            anchor_index, config.temperature)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
                 if not torch.isfinite(loss):
                     raise FfclrError(f"loss became {loss.item()} at step {step}; lower --lr")
+                if scaler.is_enabled() or grads_finite(model):
+                    scaler.step(optimizer)
+                    skipped_in_a_row = 0
+                else:
+                    skipped_steps += 1
+                    skipped_in_a_row += 1
+                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                        raise FfclrError(f"gradients were not finite for {skipped_in_a_row} "
+                                         "steps in a row; rerun with --no-bf16 or a lower --lr")
+                scaler.update()
                 step += 1
                 elapsed = elapsed_before + time.perf_counter() - loop_start
                 global_loss = distributed.all_mean(loss.detach()).item()
@@ -428,7 +449,8 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
         recorder.close()
         distributed.shutdown(ctx)
         raise
-    summary = {**summary, "steps": step, "epochs": step / steps_per_epoch,
+    summary = {**summary, "steps": step, "skipped_steps": skipped_steps,
+               "epochs": step / steps_per_epoch,
                "train_seconds": elapsed, "crops": n}
     if ctx.is_main:
         recorder.store.finish_run(run_id, status, summary=summary, checkpoint=str(final))

@@ -310,3 +310,32 @@ def test_crash_marks_failed_and_keeps_the_last_checkpoint(crops, workspace):
         (run,) = store.runs(kind="pretrain")
     assert run["status"] == "failed" and "disk on fire" in run["error"]
     assert load_checkpoint(run["checkpoint"])["step"] == 3
+
+
+def test_a_step_with_non_finite_gradients_is_skipped_not_applied(crops, workspace, monkeypatch):
+    """bf16 on oneDNN can give a NaN weight gradient; the step must not reach the weights."""
+    poisoned = {"done": False}
+    original_backward = torch.Tensor.backward
+
+    def backward(self, *args, **kwargs):
+        original_backward(self, *args, **kwargs)
+        if not poisoned["done"]:
+            poisoned["done"] = True
+            for parameter in torch.nn.Module.parameters(backward.model):
+                parameter.grad.fill_(float("nan"))
+                break
+
+    import ffclr.pretraining as pretraining
+
+    original_build = pretraining.build_optimizer
+
+    def build_optimizer(name, model, lr, weight_decay):
+        backward.model = model
+        return original_build(name, model, lr, weight_decay)
+
+    monkeypatch.setattr(pretraining, "build_optimizer", build_optimizer)
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    result = pretrain(tiny(crops, epochs=1), workspace)
+    assert poisoned["done"] and result.summary["skipped_steps"] == 1
+    state = load_checkpoint(result.checkpoint)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
