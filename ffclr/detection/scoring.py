@@ -72,7 +72,7 @@ def fit_background_probe(features: np.ndarray, labels: np.ndarray, class_names: 
     """An `ffclr.probe.Probe` over `class_names + ["background"]` (the last index).
 
     `ffclr.probe.fit_probe` chooses C by 5-fold cross-validation over six values, 31 fits:
-    minutes on 10,000+ rows here, so C is given (chosen in `bench detect`) and one fit is made.
+    minutes on ~9,000 rows here, so C is fixed (DetectorConfig.probe_c, 1.0) and one fit is made.
     """
     from ffclr.probe import Probe, _fit_logistic, _standardiser
 
