@@ -119,6 +119,19 @@ def knn_top1(memory: torch.Tensor, memory_labels: torch.Tensor, queries: torch.T
 MAX_SKIPPED_IN_A_ROW = 20
 
 
+def planned_total_steps(step: int, steps_run: int, seconds_run: float, seconds_left: float,
+                        max_steps: int) -> int:
+    """Steps that fit the time budget, from the mean step time of this session so far.
+
+    The mean over the whole session, not over the last epoch: with one-step epochs (one-shot
+    mode) a single slow step (a checkpoint, a kNN pass) would otherwise shrink the plan and
+    collapse the cosine schedule mid-run.
+    """
+    per_step = seconds_run / max(1, steps_run)
+    left = max(0.0, seconds_left)
+    return max(step + (1 if left > per_step else 0), min(max_steps, step + int(left / per_step)))
+
+
 def grads_finite(model: torch.nn.Module) -> bool:
     """False when a gradient holds inf/NaN. On this CPU's oneDNN, bf16 autocast gives NaN weight
     gradients now and then for a stride-2 convolution over a 1×1 map (ResNet layer4 at 16 px);
@@ -341,7 +354,7 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
     summary: dict[str, float] = {}
     window_start, window_views, window_loss, window_steps = time.perf_counter(), 0, 0.0, 0
     loop_start, elapsed_before = time.perf_counter(), elapsed
-    epoch_start_elapsed, epoch_start_step = elapsed, step
+    session_start_step = step
     model.train()
     skipped_steps = skipped_in_a_row = 0
     try:
@@ -411,11 +424,9 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                     window_loss, window_steps = 0.0, 0
                 epoch_done = step % steps_per_epoch == 0
                 if epoch_done and config.time_budget:
-                    per_step = (elapsed - epoch_start_elapsed) / max(1, step - epoch_start_step)
-                    left = max(0.0, config.time_budget - elapsed)
-                    total_steps = max(step + (1 if left > per_step else 0),
-                                      min(config.epochs * steps_per_epoch,
-                                          step + int(left / per_step)))
+                    total_steps = planned_total_steps(
+                        step, step - session_start_step, elapsed - elapsed_before,
+                        config.time_budget - elapsed, config.epochs * steps_per_epoch)
                 if epoch_done and config.knn_every and (step // steps_per_epoch) % \
                         config.knn_every == 0 and ctx.is_main:
                     top1 = _knn_monitor(bare, data, knn_queries, device, dtype)
@@ -428,8 +439,6 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
                     break
                 if epoch_done and (step // steps_per_epoch) % config.checkpoint_every == 0:
                     checkpoint()
-                if epoch_done:
-                    epoch_start_elapsed, epoch_start_step = elapsed, step
             if status == "running":
                 status = "finished"
             if config.knn_every and ctx.is_main and "knn_top1" not in summary:

@@ -339,3 +339,16 @@ def test_a_step_with_non_finite_gradients_is_skipped_not_applied(crops, workspac
     assert poisoned["done"] and result.summary["skipped_steps"] == 1
     state = load_checkpoint(result.checkpoint)["state_dict"]
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_time_budget_plan_is_not_shaken_by_one_slow_step():
+    """One-step epochs (one-shot mode) with a slow checkpoint step every tenth epoch."""
+    from ffclr.pretraining import planned_total_steps
+
+    budget, elapsed, step, plans = 300.0, 0.0, 0, []
+    while elapsed < budget:
+        step += 1
+        elapsed += 10.0 if step % 10 == 0 else 1.0
+        plans.append(planned_total_steps(step, step, elapsed, budget - elapsed, 10_000))
+    final = budget / (elapsed / step)
+    assert all(0.95 * final <= plan <= 1.2 * final for plan in plans[30:])
