@@ -18,26 +18,11 @@ from pathlib import Path
 from ffclr.errors import FfclrError
 from ffclr.pretrain_config import PretrainConfig
 from ffclr.workspace import Workspace
+from store.db import pid_alive
 
 LOCK_FILE = ".pretrain.lock"
 POLL_SECONDS = 0.5
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def worker_log(workspace: Workspace, run_id: int) -> Path:
@@ -72,7 +57,7 @@ def cancel(workspace: Workspace, run_id: int) -> None:
         if run["status"] not in ("queued", "running"):
             return
         store.request_cancel(run_id)
-        if not _alive(run["pid"]):
+        if not pid_alive(run["pid"]):
             store.finish_run(run_id, "cancelled", checkpoint=run["checkpoint"])
 
 
@@ -83,7 +68,7 @@ def status(workspace: Workspace, run_id: int) -> dict:
         run = store.run(run_id)
         if run is None:
             raise FfclrError(f"no run with id {run_id}")
-        if run["status"] == "queued" and not _alive(run["pid"]):
+        if run["status"] == "queued" and not pid_alive(run["pid"]):
             store.finish_run(run_id, "interrupted", error="the queued worker process is gone")
             run = store.run(run_id)
         run["metrics"] = store.latest_metrics(run_id)
@@ -102,7 +87,7 @@ def _wait_for_turn(workspace: Workspace, run_id: int, lock) -> bool:
             earlier = [r for r in store.runs(kind="pretrain")
                        if r["id"] < run_id and r["status"] in ("queued", "running")]
             for run in earlier:
-                if run["status"] == "queued" and not _alive(run["pid"]):
+                if run["status"] == "queued" and not pid_alive(run["pid"]):
                     store.finish_run(run["id"], "interrupted",
                                      error="the queued worker process is gone")
                     earlier.remove(run)

@@ -29,7 +29,8 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid runs (a zombie does not count)."""
     if not pid:
         return False
     try:
@@ -335,7 +336,7 @@ class Store:
     def mark_interrupted_runs(self) -> list[int]:
         """Runs recorded as running whose process is gone (killed, machine restarted)."""
         lost = [r["id"] for r in self._query("SELECT id, pid FROM runs WHERE status = 'running'")
-                if not _pid_alive(r["pid"])]
+                if not pid_alive(r["pid"])]
         for run_id in lost:
             self.finish_run(run_id, "interrupted",
                             error="the worker process ended without reporting (killed?)")
