@@ -88,7 +88,7 @@ class Probe:
             raise FfclrError(f"{path}: not a probe saved by ffclr ({exc})") from None
 
 
-def _standardiser(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_standardiser(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(features)
@@ -126,7 +126,7 @@ def _logistic_path(features: np.ndarray, labels: np.ndarray, n_classes: int,
         yield c, coef, intercept
 
 
-def _fit_logistic(features: np.ndarray, labels: np.ndarray, n_classes: int, c: float):
+def fit_logistic(features: np.ndarray, labels: np.ndarray, n_classes: int, c: float):
     return next(_logistic_path(features, labels, n_classes, (c,), max_iter=1000))[1:]
 
 
@@ -153,7 +153,7 @@ def out_of_fold_proba(features: np.ndarray, labels: np.ndarray, n_classes: int,
     folds = folds or cv_folds(labels)
     proba = {c: np.zeros((len(labels), n_classes)) for c in grid}
     for step, (train_rows, held_rows) in enumerate(folds):
-        mean, scale = _standardiser(features[train_rows])
+        mean, scale = fit_standardiser(features[train_rows])
         held = (features[held_rows] - mean) / scale
         for c, coef, intercept in _logistic_path((features[train_rows] - mean) / scale,
                                                  labels[train_rows], n_classes, grid):
@@ -195,11 +195,11 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, class_names: list[str],
     if len(labels) == 0:
         raise FfclrError("no training crops to fit a probe on")
     trained = np.bincount(labels, minlength=n_classes) > 0
-    mean, scale = _standardiser(features)
+    mean, scale = fit_standardiser(features)
     standardised = (features - mean) / scale
     if method == "lbfgs":
         c, info, _ = select_c(features, labels, n_classes, progress=progress)
-        coef, intercept = _fit_logistic(standardised, labels, n_classes, c)
+        coef, intercept = fit_logistic(standardised, labels, n_classes, c)
     elif method == "adam":
         coef, intercept = _fit_adam(standardised, labels, n_classes, epochs, batch_size,
                                     loss_fn, seed)

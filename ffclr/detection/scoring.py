@@ -74,12 +74,12 @@ def fit_background_probe(features: np.ndarray, labels: np.ndarray, class_names: 
     `ffclr.probe.fit_probe` chooses C by 5-fold cross-validation over six values, 31 fits:
     minutes on ~9,000 rows here, so C is fixed (DetectorConfig.probe_c, 1.0) and one fit is made.
     """
-    from ffclr.probe import Probe, _fit_logistic, _standardiser
+    from ffclr.probe import Probe, fit_logistic, fit_standardiser
 
     names = [*class_names, BACKGROUND]
     features = np.asarray(features, np.float64)
-    mean, scale = _standardiser(features)
-    coef, intercept = _fit_logistic((features - mean) / scale, labels, len(names), c)
+    mean, scale = fit_standardiser(features)
+    coef, intercept = fit_logistic((features - mean) / scale, labels, len(names), c)
     trained = np.bincount(labels, minlength=len(names)) > 0
     intercept = np.where(trained, intercept, 0.0)
     return Probe(class_names=names, mean=mean, scale=scale, coef=coef, intercept=intercept,
