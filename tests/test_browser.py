@@ -75,9 +75,16 @@ def text_of(page, elem_id: str) -> str:
 
 
 def wait_text(page, elem_id: str, needle: str, timeout: int = TIMEOUT_MS) -> None:
-    page.wait_for_function(
-        "([id, needle]) => { const el = document.getElementById(id);"
-        " return el && el.innerText.includes(needle); }", arg=[elem_id, needle], timeout=timeout)
+    try:
+        page.wait_for_function(
+            "([id, needle]) => { const el = document.getElementById(id);"
+            " return el && el.innerText.includes(needle); }", arg=[elem_id, needle],
+            timeout=timeout)
+    except Exception:
+        shot(page, f"failed-waiting-for-{elem_id}")
+        raise AssertionError(f"#{elem_id} never showed {needle!r}; it shows "
+                             f"{page.locator(f'#{elem_id}').inner_text()!r} (screenshot in "
+                             f"{SHOTS})") from None
 
 
 def choose(page, elem_id: str, option: str) -> None:

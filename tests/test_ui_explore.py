@@ -79,9 +79,10 @@ def test_relabel_saves_at_once_recolours_and_undoes(explored):
     new = (before + 1) % len(emap.class_names)
     message = explore.relabel(workspace, crop_id, new)
     assert "Saved" in message
+    assert explore.relabel(workspace, crop_id, new) is None  # the dropdown's second `input`
     with workspace.open_store() as store:
         assert store.crop(crop_id)["label"] == new
-        assert store.label_edits(crop_id)[-1]["new_class_index"] == new
+        assert [e["new_class_index"] for e in store.label_edits(crop_id)] == [new]
     spec = json.loads(explore.map_figure(workspace, emap, selected=crop_id))
     trace = next(t for t in spec["data"] if t["name"].startswith(emap.class_names[new]))
     assert crop_id in trace["customdata"]

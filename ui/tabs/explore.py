@@ -152,7 +152,9 @@ def crop_details(workspace: Workspace, emap: ExploreMap, crop_id: int) -> dict:
             "context": context, "neighbours": neighbours, "info": info}
 
 
-def relabel(workspace: Workspace, crop_id: int | None, class_index: int | None) -> str:
+def relabel(workspace: Workspace, crop_id: int | None, class_index: int | None) -> str | None:
+    """Save the new label; None when the crop already has it (the dropdown fires `input` again
+    on blur, which must not replace the "Saved" message)."""
     if crop_id is None:
         raise FfclrError("click a crop on the map first")
     if class_index is None:
@@ -162,7 +164,7 @@ def relabel(workspace: Workspace, crop_id: int | None, class_index: int | None) 
         if crop is None:
             raise FfclrError(f"no crop #{crop_id}")
         if int(crop["label"]) == int(class_index):
-            return f"Crop #{crop_id} already has this label."
+            return None
         try:
             store.relabel(int(crop_id), int(class_index), note="app")
         except KeyError as exc:
@@ -293,6 +295,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     @guard(4)
     def on_relabel(map_key, crop_id, class_index):
         message = relabel(ws, crop_id, class_index)
+        if message is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         emap = get_map(map_key)
         d = crop_details(ws, emap, crop_id)
         return ok_md(message), map_figure(ws, emap, crop_id), suspicious_rows(ws, emap), d["info"]
