@@ -7,24 +7,13 @@ import pytest
 from PIL import Image
 
 from ffclr.errors import FfclrError
-from test_ui_probe import one_c
+from test_ui_probe import demo_with_tiny_checkpoint
 from ui.tabs import classify, probe
 
 
 @pytest.fixture
 def classifier(workspace, demo_export, monkeypatch):
-    import torch
-
-    from ffclr.checkpoint import save_checkpoint
-    from ffclr.coco_import import import_export
-    from ffclr.models import SimCLRModel
-
-    import_export(demo_export, "demo", workspace)
-    one_c(monkeypatch)
-    torch.manual_seed(0)
-    checkpoint = save_checkpoint(workspace.checkpoints / "tiny" / "checkpoint_0001.pth.tar",
-                                 {"epoch": 1, "arch": "resnet18", "image_size": 32,
-                                  "state_dict": SimCLRModel("resnet18", out_dim=32).state_dict()})
+    checkpoint = demo_with_tiny_checkpoint(workspace, demo_export, monkeypatch)
     report = probe.run_probe(workspace, str(checkpoint), "demo", "train", "valid")
     return workspace, report.run_id
 

@@ -19,8 +19,8 @@ def one_c(monkeypatch) -> None:
                         functools.partial(probe_module.select_c, grid=(1.0,)))
 
 
-@pytest.fixture
-def probed(workspace, demo_export, monkeypatch):
+def demo_with_tiny_checkpoint(workspace, demo_export, monkeypatch) -> str:
+    """The demo export imported as `demo`, and an untrained ResNet-18 checkpoint at 32 px."""
     import torch
 
     from ffclr.checkpoint import save_checkpoint
@@ -30,10 +30,14 @@ def probed(workspace, demo_export, monkeypatch):
     import_export(demo_export, "demo", workspace)
     one_c(monkeypatch)
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(workspace.checkpoints / "tiny" / "checkpoint_0001.pth.tar",
-                                 {"epoch": 1, "arch": "resnet18", "image_size": 32,
-                                  "state_dict": SimCLRModel("resnet18", out_dim=32).state_dict()})
-    return workspace, str(checkpoint)
+    return str(save_checkpoint(workspace.checkpoints / "tiny" / "checkpoint_0001.pth.tar",
+                               {"epoch": 1, "arch": "resnet18", "image_size": 32,
+                                "state_dict": SimCLRModel("resnet18", out_dim=32).state_dict()}))
+
+
+@pytest.fixture
+def probed(workspace, demo_export, monkeypatch):
+    return workspace, demo_with_tiny_checkpoint(workspace, demo_export, monkeypatch)
 
 
 def test_probe_reports_metrics_baseline_classes_confusion_and_csv(probed):
