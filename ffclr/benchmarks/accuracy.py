@@ -11,18 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ffclr.benchmarks import REAL_EXPORT
 from ffclr.errors import FfclrError
 
 NAME = "accuracy"
 HELP = ("pretrain on the real train crops within a time budget, then probe/kNN/few-shot on valid, "
         "beside majority and raw-pixel baselines")
-DEFAULT_EXPORT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ff_devices"
 DATASET = "ff_devices"
 RAW_PIXEL_SIZE = 16
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT,
+    parser.add_argument("--export", type=Path, default=REAL_EXPORT,
                         help="Roboflow export with train/ and valid/ (default: "
                              "../shared/datasets/ff_devices), imported into a temporary workspace")
     parser.add_argument("--time-budget", type=float, default=1200,

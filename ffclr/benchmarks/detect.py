@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ffclr.benchmarks import REAL_EXPORT
 from ffclr.errors import FfclrError
 
 NAME = "detect"
 HELP = ("fit the detector on the real train schematics, detect on valid, COCO mAP@50, "
         "mAP@[.5:.95], per-class AP, AR@100, proposal recall and seconds per schematic")
-DEFAULT_EXPORT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ff_devices"
 RANDOM = "random"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT,
+    parser.add_argument("--export", type=Path, default=REAL_EXPORT,
                         help="Roboflow export with train/ and valid/ (default: "
                              "../shared/datasets/ff_devices)")
     parser.add_argument("--checkpoint", nargs="+", required=True, metavar="CKPT",

@@ -5,15 +5,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from ffclr.benchmarks import REAL_EXPORT
 from ffclr.errors import FfclrError
 
 NAME = "import"
 HELP = "import speed (crops/s) on a Roboflow COCO export, into a temporary workspace"
-DEFAULT_EXPORT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ff_devices"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT,
+    parser.add_argument("--export", type=Path, default=REAL_EXPORT,
                         help="export folder or .zip (default: ../shared/datasets/ff_devices "
                              "from the repository root)")
     parser.add_argument("--repeat", type=int, default=3,

@@ -8,15 +8,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from ffclr.benchmarks import REAL_EXPORT
 from ffclr.errors import FfclrError
 
 NAME = "pretrain"
 HELP = "pretraining views/s: the seed's PIL DataLoader pipeline vs ours, and our default recipe"
-DEFAULT_EXPORT = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ff_devices"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT,
+    parser.add_argument("--export", type=Path, default=REAL_EXPORT,
                         help="Roboflow export whose train split is imported into a temporary "
                              "workspace (default: ../shared/datasets/ff_devices)")
     parser.add_argument("-data", dest="data", default=None,
