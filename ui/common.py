@@ -116,6 +116,21 @@ def split_choices(workspace: Workspace, dataset: str | None) -> list[str]:
         return store.splits(row["id"]) if row else []
 
 
+def checkpoint_and_dataset_updates(workspace: Workspace, checkpoint: str | None,
+                                   dataset: str | None) -> tuple[dict, dict, str | None]:
+    """Fresh checkpoint and dataset dropdowns keeping the current picks where they still exist
+    (else the first); the third item is the dataset now picked."""
+    import gradio as gr
+
+    choices = checkpoint_choices(workspace)
+    paths = [p for _, p in choices]
+    names = dataset_choices(workspace)
+    dataset = dataset if dataset in names else (names[0] if names else None)
+    return (gr.update(choices=choices, value=checkpoint if checkpoint in paths
+                      else (paths[0] if paths else None)),
+            gr.update(choices=names, value=dataset), dataset)
+
+
 def checkpoint_choices(workspace: Workspace) -> list[tuple[str, str]]:
     """(label, path) of every checkpoint: the latest of each pretraining run, then loose files."""
     choices: list[tuple[str, str]] = []

@@ -10,7 +10,8 @@ import numpy as np
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, checkpoint_choices, dataset_choices, file_url, guard,
+from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choices,
+                       dataset_choices, file_url, guard,
                        has_backend, missing_backend_message, ok_md, open_store, split_choices)
 from ui.plot import scatter_component, scatter_spec
 from ui.sources import crop_in_context
@@ -318,14 +319,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                              c["explore_info"], c["explore_label"]], show_progress="hidden")
 
     def refresh(checkpoint, dataset):
-        choices = checkpoint_choices(ws)
-        paths = [p for _, p in choices]
-        names = dataset_choices(ws)
-        dataset = dataset if dataset in names else (names[0] if names else None)
-        return (gr.update(choices=choices, value=checkpoint if checkpoint in paths
-                          else (paths[0] if paths else None)),
-                gr.update(choices=names, value=dataset),
-                gr.update(choices=["", *split_choices(ws, dataset)]))
+        checkpoints, datasets, dataset = checkpoint_and_dataset_updates(ws, checkpoint, dataset)
+        return checkpoints, datasets, gr.update(choices=["", *split_choices(ws, dataset)])
 
     tab.select(refresh, [c["explore_checkpoint"], c["explore_dataset"]],
                [c["explore_checkpoint"], c["explore_dataset"], c["explore_split"]],

@@ -8,7 +8,8 @@ import gradio as gr
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, checkpoint_choices, dataset_choices, guard, has_backend,
+from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choices,
+                       dataset_choices, guard, has_backend,
                        missing_backend_message, ok_md, split_choices)
 
 METHODS = {"logistic regression, L-BFGS (CV-chosen regularisation)": "lbfgs",
@@ -137,13 +138,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                           c["probe_confusion"], c["probe_csv"]], api_name="probe_run")
 
     def refresh(checkpoint, dataset_name):
-        choices = checkpoint_choices(ws)
-        paths = [p for _, p in choices]
-        names = dataset_choices(ws)
-        dataset_name = dataset_name if dataset_name in names else (names[0] if names else None)
-        return (gr.update(choices=choices, value=checkpoint if checkpoint in paths
-                          else (paths[0] if paths else None)),
-                gr.update(choices=names, value=dataset_name))
+        return checkpoint_and_dataset_updates(ws, checkpoint, dataset_name)[:2]
 
     def splits_of(dataset_name):
         names = split_choices(ws, dataset_name)
