@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     seed.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=D.batch_size,
                       help="crops per step per process (default %(default)s)")
     seed.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=D.lr,
-                      help="default: 3e-4 for adam, 0.3 x batch/256 for lars and sgd")
+                      help="default: 1e-3 for adam, 0.3 x batch/256 for lars and sgd")
     seed.add_argument("--wd", "--weight-decay", dest="weight_decay", type=float,
                       default=D.weight_decay)
     seed.add_argument("--seed", type=int, default=D.seed)

@@ -36,7 +36,7 @@ class PretrainOptions:
     """0: no budget, train for `epochs`."""
     lr: float = 0
     """0: the optimiser's default."""
-    temperature: float = 0.07
+    temperature: float = 0.2
     device: str = "auto"
     precision: str = "auto"
     augment: str = "default"
@@ -46,13 +46,13 @@ class PretrainOptions:
 
 PRESETS = {
     "CPU quick (≈3 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=1000,
-                               time_budget_s=180, lr=0, temperature=0.07, device="auto",
+                               time_budget_s=180, lr=0, temperature=0.2, device="auto",
                                precision="auto", augment="default", knn_every=5),
     "CPU thorough (20 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=5000,
-                                  time_budget_s=1200, lr=0, temperature=0.07, device="auto",
+                                  time_budget_s=1200, lr=0, temperature=0.2, device="auto",
                                   precision="auto", augment="default", knn_every=20),
     "GPU (ResNet-50, 64 px)": dict(arch="resnet50", image_size=64, batch_size=512, epochs=200,
-                                   time_budget_s=0, lr=0, temperature=0.07, device="GPU",
+                                   time_budget_s=0, lr=0, temperature=0.2, device="GPU",
                                    precision="fp16 (GPU)", augment="default", knn_every=10),
 }
 PRESET_FIELDS = ("arch", "image_size", "batch_size", "epochs", "time_budget_s", "lr",
@@ -296,7 +296,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 budget = gr.Number(label="Time budget (s, 0 = none)", value=0)
             with gr.Row():
                 lr = gr.Number(label="Learning rate (0 = default)", value=0)
-                temperature = gr.Number(label="Temperature", value=0.07)
+                temperature = gr.Number(label="Temperature", value=0.2)
             with gr.Row():
                 device = gr.Dropdown(label="Device", choices=list(DEVICES), value="auto")
                 precision = gr.Dropdown(label="Precision", choices=list(PRECISIONS), value="auto",
