@@ -138,7 +138,7 @@ def grads_finite(model: torch.nn.Module) -> bool:
     such a step is skipped, as a grad scaler skips fp16 overflows, instead of poisoning the
     weights."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+    return bool(torch.nn.utils.get_total_norm(grads).isfinite()) if grads else True
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
