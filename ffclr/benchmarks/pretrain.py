@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def add_arguments(parser) -> None:
 def seed_pipeline_epoch(paths: list[Path], workers: int, image_size: int = 96,
                         batch_size: int = 32) -> tuple[float, int]:
     """One epoch as the fork's run.py trains: ImageFolder-style PIL transforms per sample in
-    DataLoader workers, the fork's schematic recipe, ResNet-18, Adam, fp32. (seconds, views)."""
+    DataLoader workers, the fork's schematic recipe, ResNet-18, Adam, fp32, on the GPU when
+    there is one (as run.py). (seconds, views)."""
     import torch
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
@@ -60,12 +62,13 @@ def seed_pipeline_epoch(paths: list[Path], workers: int, image_size: int = 96,
 
     loader = DataLoader(TwoViews(), batch_size=batch_size, shuffle=True, drop_last=True,
                         num_workers=workers, persistent_workers=False)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    model = SimCLRModel("resnet18", 128, small_stem=False)
+    model = SimCLRModel("resnet18", 128, small_stem=False).to(device)
     optimizer = torch.optim.Adam(model.parameters(), 3e-4, weight_decay=1e-4)
     start, views = time.perf_counter(), 0
     for a, b in loader:
-        z = model(torch.cat([a, b]))
+        z = model(torch.cat([a, b]).to(device))
         loss = nt_xent(z[:len(a)], z[len(a):], 0.07)
         optimizer.zero_grad()
         loss.backward()
@@ -80,16 +83,52 @@ def ours(data: str, workspace, **overrides) -> dict:
 
     config = PretrainConfig(data=data, seed=0, log_every_n_steps=10 ** 6, **overrides)
     start = time.perf_counter()
-    result = pretrain(config, workspace)
+    with GpuUtilisation() as gpu:
+        result = pretrain(config, workspace)
     wall = time.perf_counter() - start
     steps, seconds = result.summary["steps"], result.summary["train_seconds"]
     views = steps * min(config.batch_size, result.summary["crops"]) * config.n_views
     epochs = result.summary["epochs"]
     return {"views_per_s": views / seconds, "epoch_s": seconds / epochs, "wall_s": wall,
-            "epochs": epochs}
+            "epochs": epochs, "gpu_util": gpu.mean}
+
+
+class GpuUtilisation:
+    """Mean GPU utilisation (%, NVML through `torch.cuda.utilization`) sampled every 0.2 s
+    while the block runs; `mean` is None without a GPU or NVML."""
+
+    def __init__(self, every_s: float = 0.2):
+        self.every_s, self.samples, self.mean = every_s, [], None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _sample(self) -> None:
+        import torch
+
+        while not self._stop.wait(self.every_s):
+            try:
+                self.samples.append(torch.cuda.utilization())
+            except Exception:  # no NVML: report nothing rather than fail the benchmark
+                return
+
+    def __enter__(self) -> "GpuUtilisation":
+        import torch
+
+        if torch.cuda.is_available():
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread:
+            self._stop.set()
+            self._thread.join()
+        self.mean = sum(self.samples) / len(self.samples) if self.samples else None
 
 
 def run(args) -> int:
+    import torch
+
     from ffclr.cropset import load_crop_set
     from ffclr.workspace import Workspace
 
@@ -107,24 +146,28 @@ def run(args) -> int:
         print(f"{len(paths)} crops from {data}; {os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f}")
         rows = []
+        if torch.cuda.is_available():
+            ours(data, workspace, epochs=1)  # warm-up: CUDA context, cuDNN autotuning
         if not args.skip_seed:
-            seconds, views = seed_pipeline_epoch(paths, args.seed_workers)
+            with GpuUtilisation() as gpu:
+                seconds, views = seed_pipeline_epoch(paths, args.seed_workers)
             rows.append(("seed pipeline (PIL DataLoader, -j %d), 96 px, b 32, fp32"
-                         % args.seed_workers, views / seconds, seconds))
+                         % args.seed_workers, views / seconds, seconds, gpu.mean))
         seed_settings = dict(image_size=96, small_stem=False, augment="seed", batch_size=32,
                              epochs=1, bf16=False)
-        ours_seed = ours(data, workspace, **seed_settings)
-        rows.append(("ours at the seed's settings (96 px, b 32, fp32)",
-                     ours_seed["views_per_s"], ours_seed["epoch_s"]))
-        ours_seed_bf16 = ours(data, workspace, **{**seed_settings, "bf16": True})
-        rows.append(("ours at the seed's settings + bf16", ours_seed_bf16["views_per_s"],
-                     ours_seed_bf16["epoch_s"]))
-        default = ours(data, workspace, epochs=args.default_epochs)
-        rows.append(("ours, default recipe (48 px, b 256, bf16 auto)",
-                     default["views_per_s"], default["epoch_s"]))
+        for name, settings in [("ours at the seed's settings (96 px, b 32, fp32)", seed_settings),
+                               ("ours at the seed's settings + bf16",
+                                {**seed_settings, "bf16": True}),
+                               ("ours, default recipe (48 px, b 256, bf16 auto)",
+                                {"epochs": args.default_epochs})]:
+            measured = ours(data, workspace, **settings)
+            rows.append((name, measured["views_per_s"], measured["epoch_s"], measured["gpu_util"]))
     base = rows[0][1] if not args.skip_seed else None
-    print(f"{'pipeline':60s} {'views/s':>8s} {'s/epoch':>8s} {'x seed':>7s}")
-    for name, views_per_s, epoch_s in rows:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(f"device: {device}")
+    print(f"{'pipeline':60s} {'views/s':>8s} {'s/epoch':>8s} {'x seed':>7s} {'GPU %':>6s}")
+    for name, views_per_s, epoch_s, gpu_util in rows:
         ratio = f"{views_per_s / base:7.1f}" if base else "      -"
-        print(f"{name:60s} {views_per_s:8.0f} {epoch_s:8.1f} {ratio}")
+        util = f"{gpu_util:6.0f}" if gpu_util is not None else "     -"
+        print(f"{name:60s} {views_per_s:8.0f} {epoch_s:8.1f} {ratio} {util}")
     return 0
