@@ -121,7 +121,8 @@ MAX_SKIPPED_IN_A_ROW = 20
 
 def planned_total_steps(step: int, steps_run: int, seconds_run: float, seconds_left: float,
                         max_steps: int) -> int:
-    """Steps that fit the time budget, from the mean step time of this session so far.
+    """Steps that fit the time budget, from the mean step time of this session so far, and never
+    more than `max_steps` (`--epochs`).
 
     The mean over the whole session, not over the last epoch: with one-step epochs (one-shot
     mode) a single slow step (a checkpoint, a kNN pass) would otherwise shrink the plan and
@@ -129,7 +130,7 @@ def planned_total_steps(step: int, steps_run: int, seconds_run: float, seconds_l
     """
     per_step = seconds_run / max(1, steps_run)
     left = max(0.0, seconds_left)
-    return max(step + (1 if left > per_step else 0), min(max_steps, step + int(left / per_step)))
+    return min(max_steps, max(step + (1 if left > per_step else 0), step + int(left / per_step)))
 
 
 def grads_finite(model: torch.nn.Module) -> bool:

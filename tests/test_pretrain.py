@@ -288,6 +288,16 @@ def test_time_budget_stops_with_a_checkpoint_and_a_decayed_schedule(crops, works
     assert result.summary["learning_rate"] < 0.5 * 1e-3
 
 
+def test_epochs_cap_a_run_whose_time_budget_is_not_spent(crops, workspace):
+    from ffclr.pretraining import planned_total_steps
+
+    assert planned_total_steps(5, 5, 0.5, 1000.0, 200) == 200
+    assert planned_total_steps(200, 200, 20.0, 1000.0, 200) == 200
+    result = pretrain(tiny(crops, epochs=2, time_budget=600.0), workspace)
+    assert result.status == "finished" and result.epochs == 2
+    assert result.summary["train_seconds"] < 60
+
+
 def test_sigterm_cancels_with_a_checkpoint(crops, workspace):
     def terminate_at_two(done, total, message):
         if done == 2:
