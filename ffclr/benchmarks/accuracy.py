@@ -5,19 +5,17 @@ pixels of the same crops, padded to square at 16×16)."""
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ffclr.benchmarks import REAL_EXPORT
+from ffclr.benchmarks import REAL_EXPORT, import_train_valid
 from ffclr.errors import FfclrError
 
 NAME = "accuracy"
 HELP = ("pretrain on the real train crops within a time budget, then probe/kNN/few-shot on valid, "
         "beside majority and raw-pixel baselines")
-DATASET = "ff_devices"
 RAW_PIXEL_SIZE = 16
 
 
@@ -73,17 +71,9 @@ def feature_scores(train_x, train_y, test_x, test_y, class_names, seeds: int) ->
 
 def run(args) -> int:
     from ffclr.checkpoint import load_encoder
-    from ffclr.coco_import import import_export
-    from ffclr.cropset import load_dataset_split
     from ffclr.embedding import embed_crop_set
-    from ffclr.workspace import Workspace
 
-    if not (args.export / "train").is_dir() or not (args.export / "valid").is_dir():
-        raise FfclrError(f"{args.export}: needs train/ and valid/ splits of the Roboflow export")
-    workspace = Workspace(Path(tempfile.mkdtemp(prefix="ffclr-bench-accuracy-")))
-    import_export(args.export, DATASET, workspace)
-    train = load_dataset_split(DATASET, "train", workspace)
-    valid = load_dataset_split(DATASET, "valid", workspace)
+    workspace, train, valid = import_train_valid(args.export, "ffclr-bench-accuracy-")
     names = train.class_names
     print(f"workspace {workspace.root}: {len(train)} train, {len(valid)} valid crops, "
           f"{len(names)} classes")

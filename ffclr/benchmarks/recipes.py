@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
-from ffclr.benchmarks import REAL_EXPORT
+from ffclr.benchmarks import REAL_EXPORT, import_train_valid
 from ffclr.errors import FfclrError
 
 NAME = "recipes"
 HELP = ("compare pretraining recipes at equal epochs: probe cross-validation on train (to choose "
         "by) and scores on valid (to report)")
-DATASET = "ff_devices"
 DEFAULT_RECIPES = (
     "seed-loss:temperature=0.07,lr=3e-4",
     "t0.2-lr3e-4:lr=3e-4",
@@ -106,20 +104,12 @@ def run(args) -> int:
     import torch
 
     from ffclr.checkpoint import load_encoder
-    from ffclr.coco_import import import_export
-    from ffclr.cropset import load_dataset_split
     from ffclr.embedding import embed_crop_set
     from ffclr.pretrain_config import PretrainConfig
     from ffclr.pretraining import pretrain
-    from ffclr.workspace import Workspace
 
     recipes = [parse_recipe(text) for text in (args.recipe or DEFAULT_RECIPES)]
-    if not (args.export / "train").is_dir() or not (args.export / "valid").is_dir():
-        raise FfclrError(f"{args.export}: needs train/ and valid/ splits of the Roboflow export")
-    workspace = Workspace(Path(tempfile.mkdtemp(prefix="ffclr-bench-recipes-")))
-    import_export(args.export, DATASET, workspace)
-    train = load_dataset_split(DATASET, "train", workspace)
-    valid = load_dataset_split(DATASET, "valid", workspace)
+    workspace, train, valid = import_train_valid(args.export, "ffclr-bench-recipes-")
     names = train.class_names
     data_dir = str(Path(train.paths[0]).parents[1])
     gpu = torch.cuda.is_available()
