@@ -13,7 +13,7 @@ OPTIMIZERS = ("adam", "lars", "sgd")
 
 def default_lr(optimizer: str, batch_size: int) -> float:
     """Adam: 1e-3 (the seed's 3e-4 learns too slowly within a CPU budget; see README,
-    Pretraining). LARS/SGD: SimCLR's 0.3 × batch / 256."""
+    Evaluation, "How the default recipe was chosen"). LARS/SGD: SimCLR's 0.3 × batch / 256."""
     return 1e-3 if optimizer == "adam" else 0.3 * batch_size / 256
 
 

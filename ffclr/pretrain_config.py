@@ -36,7 +36,8 @@ class PretrainConfig:
     out_dim: int = 128
     log_every_n_steps: int = 100
     temperature: float = 0.2
-    """The seed's 0.07 gave lower probe accuracy on the real crops (README, Pretraining)."""
+    """The seed's 0.07 gave lower probe accuracy on the real crops (README, Evaluation, "How the
+    default recipe was chosen")."""
     n_views: int = 2
     gpu_index: int = 0
     image_size: int = 48

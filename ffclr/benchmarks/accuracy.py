@@ -43,13 +43,17 @@ def raw_pixels(paths: list[Path], size: int = RAW_PIXEL_SIZE) -> np.ndarray:
 
 
 def probe_scores(train_x, train_y, test_x, test_y, class_names) -> dict:
+    """The cross-validated probe fitted on train: its test scores, its chosen C with that C's
+    out-of-fold scores on train (`cv_macro_f1`, `cv_top1`), and the majority baseline."""
     from ffclr.metrics import classification_metrics
     from ffclr.probe import fit_probe
 
     probe = fit_probe(train_x, train_y, class_names)
     metrics = classification_metrics(test_y, probe.predict_proba(test_x), class_names, train_y)
+    c = str(probe.info["C"])
     return {k: metrics[k] for k in ("top1", "top5", "balanced_accuracy", "macro_f1")} | {
-        "C": probe.info["C"], "baseline": metrics["baseline"]}
+        "C": probe.info["C"], "cv_macro_f1": probe.info["cv_macro_f1"][c],
+        "cv_top1": probe.info["cv_top1"][c], "baseline": metrics["baseline"]}
 
 
 def feature_scores(train_x, train_y, test_x, test_y, class_names, seeds: int) -> dict:

@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ffclr.benchmarks import REAL_EXPORT, import_train_valid
+from ffclr.benchmarks.accuracy import probe_scores
 from ffclr.errors import FfclrError
 
 NAME = "recipes"
@@ -79,18 +80,6 @@ def _typed(default, value: str, where: str):
         if default is not None:
             raise FfclrError(f"{where}={value!r} is not a number") from None
     return value
-
-
-def probe_scores(train_x, train_y, valid_x, valid_y, class_names) -> dict:
-    from ffclr.metrics import classification_metrics
-    from ffclr.probe import fit_probe
-
-    probe = fit_probe(train_x, train_y, class_names)
-    metrics = classification_metrics(valid_y, probe.predict_proba(valid_x), class_names, train_y)
-    c = str(probe.info["C"])
-    return {"cv_macro_f1": probe.info["cv_macro_f1"][c], "cv_top1": probe.info["cv_top1"][c],
-            "C": probe.info["C"], "top1": metrics["top1"], "macro_f1": metrics["macro_f1"],
-            "balanced_accuracy": metrics["balanced_accuracy"]}
 
 
 class _Inline(Executor):
