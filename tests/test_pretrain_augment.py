@@ -42,6 +42,25 @@ def test_quarter_turn_is_an_exact_rotation():
                for k in (1, 3))
 
 
+def test_presets_turn_symbols_only_by_their_quarter_turns():
+    gen = torch.Generator().manual_seed(0)
+    for preset, quarters in (("default", {0, 3}), ("upright", {0}), ("rotate", {0, 1, 2, 3})):
+        angle = sample_params(2000, PRESETS[preset], gen)["angle"]
+        nearest = torch.round(angle / 90.0)
+        assert set((nearest % 4).int().tolist()) == quarters, preset
+        jitter = angle - 90.0 * nearest
+        assert jitter.abs().max() <= 8.0 and jitter.std() > 2.0, preset
+
+
+def test_default_quarter_turn_is_clockwise_as_vertical_text_on_drawings():
+    x = torch.zeros(1, 3, 9, 9)
+    x[:, :, 0:3, 4] = 1.0
+    params = _identity(1)
+    params["angle"] = torch.tensor([90.0 * 3])
+    turned = augment(x, params, PRESETS["default"])
+    assert torch.allclose(turned, torch.rot90(x, -1, dims=(2, 3)), atol=1e-5)
+
+
 def test_stroke_jitter_thickens_and_thins_bright_strokes():
     x = torch.zeros(2, 3, 12, 12)
     x[:, :, 3:9, 4:7] = 1.0
@@ -101,3 +120,12 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
     with pytest.raises(FfclrError, match="symbol.png"):
         load_image_rgb(fake)
     assert load_image_rgb(Image.new("L", (3, 3))).mode == "RGB"
+
+
+def test_cli_offers_every_preset():
+    from ffclr.cli import build_parser
+
+    parser = build_parser()
+    pretrain = parser._subparsers._group_actions[0].choices["pretrain"]
+    augment = next(a for a in pretrain._actions if "--augment" in a.option_strings)
+    assert set(augment.choices) == set(PRESETS)

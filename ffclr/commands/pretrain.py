@@ -51,8 +51,10 @@ def register(subparsers) -> None:
                      help="3x3 stride-1 first conv and no max-pool, for small inputs")
     new.add_argument("--bf16", default=D.bf16, action=argparse.BooleanOptionalAction,
                      help="bf16 autocast (default: on for CPUs with native bf16)")
-    new.add_argument("--augment", default=D.augment, choices=["default", "seed"],
-                     help="augmentation preset (see README, Pretraining)")
+    new.add_argument("--augment", default=D.augment,
+                     choices=["default", "upright", "rotate", "seed"],
+                     help="default: upright or a quarter turn clockwise (as text on drawings); "
+                          "upright: no turns; rotate: any quarter turn; seed: the fork's recipe")
     new.add_argument("--optimizer", default=D.optimizer, choices=["adam", "lars", "sgd"])
     new.add_argument("--warmup", type=float, default=D.warmup,
                      help="warm-up epochs, at most a tenth of the run (default %(default)s)")

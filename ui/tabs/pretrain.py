@@ -302,8 +302,11 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 precision = gr.Dropdown(label="Precision", choices=list(PRECISIONS), value="auto",
                                         elem_id="pretrain-precision")
             with gr.Row():
-                augment = gr.Dropdown(label="Augmentation", choices=list(AUGMENT_PRESETS),
-                                      value="default")
+                augment = gr.Dropdown(
+                    label="Augmentation", choices=list(AUGMENT_PRESETS), value="default",
+                    info="default: upright or a quarter turn clockwise, as text on drawings; "
+                         "upright: no turns; rotate: any quarter turn (symbols without text); "
+                         "seed: the fork's recipe")
                 knn_every = gr.Number(label="kNN every N epochs (0 = never)", value=1,
                                       precision=0)
             run_name = gr.Textbox(label="Run name (optional)")
