@@ -51,17 +51,18 @@ class AugmentRecipe:
     blur_kernel_fraction: float = 0.1
 
 
+_CAD = AugmentRecipe(rotations=(0, 3), rotate_jitter_deg=8.0, scale=(0.85, 1.2), translate=0.08,
+                     stroke_p=0.5, jitter_p=0.8, brightness=0.4, contrast=0.4, saturation=0.5,
+                     hue_deg=180.0, gray_p=0.2, blur_p=0.3, blur_sigma=(0.1, 0.8))
+
 PRESETS: dict[str, AugmentRecipe] = {
-    "default": AugmentRecipe(rotations=(0, 3), rotate_jitter_deg=8.0, scale=(0.85, 1.2),
-                             translate=0.08, stroke_p=0.5, jitter_p=0.8, brightness=0.4,
-                             contrast=0.4, saturation=0.5, hue_deg=180.0, gray_p=0.2,
-                             blur_p=0.3, blur_sigma=(0.1, 0.8)),
+    "default": _CAD,
+    "upright": replace(_CAD, rotations=(0,)),
+    "rotate": replace(_CAD, rotations=(0, 1, 2, 3)),
     "seed": AugmentRecipe(rotations=(1, 2, 3), jitter_p=0.4, brightness=0.8, contrast=0.8,
                           saturation=0.8, hue_deg=0.2 * 360, gray_p=0.2, blur_p=1.0,
                           blur_sigma=(0.1, 2.0)),
 }
-PRESETS["upright"] = replace(PRESETS["default"], rotations=(0,))
-PRESETS["rotate"] = replace(PRESETS["default"], rotations=(0, 1, 2, 3))
 
 _GRAY = (0.299, 0.587, 0.114)
 

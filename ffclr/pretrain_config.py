@@ -14,6 +14,16 @@ DATASET_MODES = {
 }
 """The seed's `-dataset-name` choices → training mode. cifar10/stl10 read torchvision datasets."""
 
+AUGMENT_PRESETS = {
+    "default": "upright or a quarter turn clockwise, as text on drawings",
+    "upright": "no turns",
+    "rotate": "any quarter turn (symbols without text)",
+    "seed": "the fork's recipe",
+}
+"""`--augment` choices, one line each for the CLI and the app; the recipes are
+`ffclr.augment.PRESETS` (kept apart so that building the CLI does not import torch)."""
+AUGMENT_HELP = "; ".join(f"{name}: {summary}" for name, summary in AUGMENT_PRESETS.items())
+
 
 @dataclass
 class PretrainConfig:

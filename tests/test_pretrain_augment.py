@@ -129,3 +129,4 @@ def test_cli_offers_every_preset():
     pretrain = parser._subparsers._group_actions[0].choices["pretrain"]
     augment = next(a for a in pretrain._actions if "--augment" in a.option_strings)
     assert set(augment.choices) == set(PRESETS)
+    assert all(f"{name}: " in augment.help for name in PRESETS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ffclr.cli import add_command, workspace_from
-from ffclr.pretrain_config import DATASET_MODES, PretrainConfig
+from ffclr.pretrain_config import AUGMENT_HELP, AUGMENT_PRESETS, DATASET_MODES, PretrainConfig
 
 D = PretrainConfig()
 
@@ -51,10 +51,8 @@ def register(subparsers) -> None:
                      help="3x3 stride-1 first conv and no max-pool, for small inputs")
     new.add_argument("--bf16", default=D.bf16, action=argparse.BooleanOptionalAction,
                      help="bf16 autocast (default: on for CPUs with native bf16)")
-    new.add_argument("--augment", default=D.augment,
-                     choices=["default", "upright", "rotate", "seed"],
-                     help="default: upright or a quarter turn clockwise (as text on drawings); "
-                          "upright: no turns; rotate: any quarter turn; seed: the fork's recipe")
+    new.add_argument("--augment", default=D.augment, choices=list(AUGMENT_PRESETS),
+                     help=AUGMENT_HELP)
     new.add_argument("--optimizer", default=D.optimizer, choices=["adam", "lars", "sgd"])
     new.add_argument("--warmup", type=float, default=D.warmup,
                      help="warm-up epochs, at most a tenth of the run (default %(default)s)")

@@ -273,7 +273,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     if not has_backend("ffclr.jobs"):
         gr.Markdown(missing_backend_message("Starting pretraining from the app", "ffclr.jobs")
                     + " Runs started with `python -m ffclr pretrain` still show here live.")
-    from ffclr.augment import PRESETS as AUGMENT_PRESETS
+    from ffclr.pretrain_config import AUGMENT_HELP, AUGMENT_PRESETS
     from ffclr.models import ARCHS
 
     datasets = dataset_choices(ws)
@@ -302,11 +302,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 precision = gr.Dropdown(label="Precision", choices=list(PRECISIONS), value="auto",
                                         elem_id="pretrain-precision")
             with gr.Row():
-                augment = gr.Dropdown(
-                    label="Augmentation", choices=list(AUGMENT_PRESETS), value="default",
-                    info="default: upright or a quarter turn clockwise, as text on drawings; "
-                         "upright: no turns; rotate: any quarter turn (symbols without text); "
-                         "seed: the fork's recipe")
+                augment = gr.Dropdown(label="Augmentation", choices=list(AUGMENT_PRESETS),
+                                      value="default", info=AUGMENT_HELP)
                 knn_every = gr.Number(label="kNN every N epochs (0 = never)", value=1,
                                       precision=0)
             run_name = gr.Textbox(label="Run name (optional)")
