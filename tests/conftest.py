@@ -32,7 +32,7 @@ def real_export() -> Path:
 @pytest.fixture(scope="session")
 def demo_export(tmp_path_factory) -> Path:
     """A small synthetic Roboflow export (train/valid/test), made once per test session."""
-    from ffclr.demo_export import write_demo_export
+    from ffclr.demo.export import write_demo_export
 
     out = tmp_path_factory.mktemp("demo") / "export"
     write_demo_export(out, images=12, seed=0)

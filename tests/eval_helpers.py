@@ -13,8 +13,8 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220),
 def write_checkpoint(path: Path, image_size: int = 16, seed: int = 0) -> Path:
     import torch
 
-    from ffclr.checkpoint import save_checkpoint
-    from ffclr.models import SimCLRModel
+    from ffclr.model.checkpoint import save_checkpoint
+    from ffclr.model.networks import SimCLRModel
 
     torch.manual_seed(seed)
     model = SimCLRModel("resnet18", out_dim=16, small_stem=True)

@@ -4,13 +4,13 @@ import torch
 from PIL import Image
 
 from eval_helpers import COLOURS, symbol, write_checkpoint, write_folder
-from ffclr.checkpoint import Encoder
-from ffclr.classify import build_reference, classify_images, nearest_other_distance
+from ffclr.model.checkpoint import Encoder
+from ffclr.eval.classify import build_reference, classify_images, nearest_other_distance
 from ffclr.cli import main
-from ffclr.cropset import load_crop_set
-from ffclr.embedding import embed_images
+from ffclr.data.cropset import load_crop_set
+from ffclr.eval.embedding import embed_images
 from ffclr.errors import FfclrError
-from ffclr.probe import fit_probe
+from ffclr.eval.probe import fit_probe
 
 
 class MeanColour(torch.nn.Module):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from ffclr.cli import main
-from ffclr.coco_import import import_export
-from ffclr.cropset import load_dataset_split
+from ffclr.data.coco_import import import_export
+from ffclr.data.cropset import load_dataset_split
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from ffclr.demo_export import PLACEHOLDER, write_demo_export
+from ffclr.demo.export import PLACEHOLDER, write_demo_export
 from ffclr.errors import FfclrError
 
 SPLITS = ("train", "valid", "test")

@@ -14,8 +14,8 @@ from ffclr.errors import FfclrError
 def tiny_checkpoint(tmp_path_factory):
     import torch
 
-    from ffclr.checkpoint import save_checkpoint
-    from ffclr.models import SimCLRModel
+    from ffclr.model.checkpoint import save_checkpoint
+    from ffclr.model.networks import SimCLRModel
 
     torch.manual_seed(0)
     model = SimCLRModel("resnet18", out_dim=32, small_stem=True)
@@ -141,7 +141,7 @@ def test_cli_writes_coco_that_pycocotools_and_the_importer_read(detector_file, d
     from pycocotools.coco import COCO
 
     from ffclr.cli import main
-    from ffclr.coco_import import import_export
+    from ffclr.data.coco_import import import_export
 
     valid = _truth(demo_export, "valid")
     export = tmp_path / "reviewed" / "train"

@@ -2,11 +2,11 @@ import os
 
 import numpy as np
 
-import ffclr.explore as explore
+import ffclr.eval.explore as explore
 from eval_helpers import clusters, write_checkpoint, write_folder
 from ffclr.cli import main
-from ffclr.cropset import load_crop_set
-from ffclr.embedding import embed_crop_set
+from ffclr.data.cropset import load_crop_set
+from ffclr.eval.embedding import embed_crop_set
 
 
 def test_far_crop_has_the_top_outlier_scores():

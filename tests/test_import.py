@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ffclr import coco_import
+from ffclr.data import coco_import
 from ffclr.cli import main
-from ffclr.coco_import import crop_box, import_export
-from ffclr.cropset import load_crop_set
+from ffclr.data.coco_import import crop_box, import_export
+from ffclr.data.cropset import load_crop_set
 from ffclr.errors import FfclrError
 
 CATEGORIES = [
@@ -168,7 +168,7 @@ def test_class_index_is_shared_and_placeholder_dropped_without_its_name(tmp_path
 
 
 def test_demo_export_imports(request, workspace):
-    pytest.importorskip("ffclr.demo_export", reason="ffclr.demo_export not written yet")
+    pytest.importorskip("ffclr.demo.export", reason="ffclr.demo.export not written yet")
     export = request.getfixturevalue("demo_export")
     result = import_export(export, "demo", workspace)
     _, classes, crops = store_rows(workspace, "demo")

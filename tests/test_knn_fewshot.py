@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-import ffclr.fewshot as fewshot
+import ffclr.eval.fewshot as fewshot
 from eval_helpers import clusters
-from ffclr.knn import KnnClassifier, choose_k, l2_normalise
+from ffclr.eval.knn import KnnClassifier, choose_k, l2_normalise
 
 
 def test_weighted_vote_by_hand():

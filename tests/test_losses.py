@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ffclr.losses import nt_xent, positive_topk, supcon, supcon_rows
+from ffclr.train.losses import nt_xent, positive_topk, supcon, supcon_rows
 
 
 def _unit(v):

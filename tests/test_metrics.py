@@ -3,7 +3,7 @@ import csv
 import numpy as np
 import pytest
 
-from ffclr.metrics import (classification_metrics, confusion, majority_baseline,
+from ffclr.eval.metrics import (classification_metrics, confusion, majority_baseline,
                            top_k_accuracy, write_metrics_csv)
 
 NAMES = ["a", "b", "c", "d"]

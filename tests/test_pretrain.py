@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from ffclr.checkpoint import load_checkpoint, load_encoder
+from ffclr.model.checkpoint import load_checkpoint, load_encoder
 from ffclr.errors import FfclrError
-from ffclr.pretrain_config import PretrainConfig
-from ffclr.pretraining import pretrain
+from ffclr.train.config import PretrainConfig
+from ffclr.train.loop import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,10 +66,10 @@ def tiny(crops: Path, **overrides) -> PretrainConfig:
 
 def _fixed_view_loss(model, crops: Path) -> float:
     """Loss of a model on the same augmented views of every crop (batch-norm in batch mode)."""
-    from ffclr.augment import PRESETS, make_views
-    from ffclr.losses import supcon
-    from ffclr.pretrain_data import crop_pixels
-    from ffclr.preprocess import to_model_input
+    from ffclr.train.augment import PRESETS, make_views
+    from ffclr.train.losses import supcon
+    from ffclr.train.data import crop_pixels
+    from ffclr.data.preprocess import to_model_input
 
     paths = sorted(crops.rglob("*.png"))
     pixels, _ = crop_pixels(paths, 8)
@@ -81,8 +81,8 @@ def _fixed_view_loss(model, crops: Path) -> float:
 
 
 def test_loss_falls_and_run_is_recorded(crops, workspace):
-    from ffclr.checkpoint import build_model
-    from ffclr.models import SimCLRModel
+    from ffclr.model.checkpoint import build_model
+    from ffclr.model.networks import SimCLRModel
 
     config = tiny(crops, epochs=8, temperature=0.5)
     torch.manual_seed(config.seed)
@@ -116,7 +116,7 @@ def test_checkpoint_round_trip(crops, workspace):
     assert encoder.class_names == ["box", "cross", "ellipse"]
     assert encoder.config["batch_size"] == 8 and not encoder.model.training
     x = torch.randn(3, 3, 8, 8)
-    from ffclr.models import SimCLRModel
+    from ffclr.model.networks import SimCLRModel
 
     model = SimCLRModel("resnet18", 128, small_stem=True)
     model.load_state_dict(state["state_dict"])
@@ -196,7 +196,7 @@ def test_cancel_leaves_checkpoint_and_resume_equals_uninterrupted(crops, workspa
             with workspace.open_store() as store:
                 store.request_cancel(store.runs(kind="pretrain")[0]["id"])
 
-    from ffclr import pretraining
+    from ffclr.train import loop as pretraining
 
     cut = pretraining.pretrain(tiny(crops, run_name="cut"), workspace,
                                progress=cancel_after_four)
@@ -261,7 +261,7 @@ def _wait(predicate, seconds: float, what: str):
 
 
 def test_jobs_run_one_at_a_time_and_cancel(crops, workspace, monkeypatch):
-    from ffclr import jobs
+    from ffclr.train import jobs
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     first = jobs.start_pretrain(workspace, tiny(crops, epochs=500))
@@ -289,7 +289,7 @@ def test_time_budget_stops_with_a_checkpoint_and_a_decayed_schedule(crops, works
 
 
 def test_epochs_cap_a_run_whose_time_budget_is_not_spent(crops, workspace):
-    from ffclr.pretraining import planned_total_steps
+    from ffclr.train.loop import planned_total_steps
 
     assert planned_total_steps(5, 5, 0.5, 1000.0, 200) == 200
     assert planned_total_steps(200, 200, 20.0, 1000.0, 200) == 200
@@ -335,7 +335,7 @@ def test_a_step_with_non_finite_gradients_is_skipped_not_applied(crops, workspac
                 parameter.grad.fill_(float("nan"))
                 break
 
-    import ffclr.pretraining as pretraining
+    import ffclr.train.loop as pretraining
 
     original_build = pretraining.build_optimizer
 
@@ -353,7 +353,7 @@ def test_a_step_with_non_finite_gradients_is_skipped_not_applied(crops, workspac
 
 def test_time_budget_plan_is_not_shaken_by_one_slow_step():
     """One-step epochs (one-shot mode) with a slow checkpoint step every tenth epoch."""
-    from ffclr.pretraining import planned_total_steps
+    from ffclr.train.loop import planned_total_steps
 
     budget, elapsed, step, plans = 300.0, 0.0, 0, []
     while elapsed < budget:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ffclr.augment import PRESETS, augment, colour_transform, hue_matrices, make_views, \
+from ffclr.train.augment import PRESETS, augment, colour_transform, hue_matrices, make_views, \
     sample_params
 from ffclr.errors import FfclrError
-from ffclr.preprocess import load_image_rgb, square_crop_array, to_model_input
+from ffclr.data.preprocess import load_image_rgb, square_crop_array, to_model_input
 
 
 def _identity(n: int) -> dict[str, torch.Tensor]:

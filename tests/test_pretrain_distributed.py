@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ffclr.checkpoint import load_checkpoint
+from ffclr.model.checkpoint import load_checkpoint
 from tests.test_pretrain import write_crops
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     one = load_checkpoint(tmp_path / "one" / "checkpoints" / "r" / "checkpoint_0001.pth.tar")
     two = load_checkpoint(tmp_path / "two" / "checkpoints" / "r" / "checkpoint_0001.pth.tar")
     assert one["step"] == two["step"] == 1
-    from ffclr.models import SimCLRModel
+    from ffclr.model.networks import SimCLRModel
 
     torch.manual_seed(5)
     initial = SimCLRModel("resnet18", 128, small_stem=True).state_dict()

@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 
-import ffclr.probe as probe_module
+import ffclr.eval.probe as probe_module
 from eval_helpers import clusters, write_checkpoint, write_folder
 from ffclr.cli import main
-from ffclr.cropset import load_crop_set
+from ffclr.data.cropset import load_crop_set
 from ffclr.errors import FfclrError
-from ffclr.evaluate import align_classes, run_probe
-from ffclr.probe import Probe, fit_probe, focal_loss
+from ffclr.eval.evaluate import align_classes, run_probe
+from ffclr.eval.probe import Probe, fit_probe, focal_loss
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -110,7 +110,7 @@ def test_selection_sees_only_training_rows_and_ignores_test_labels(tiny_splits, 
     monkeypatch.setattr(probe_module, "out_of_fold_proba", spy)
     train, test = load_crop_set(train_dir, workspace), load_crop_set(test_dir, workspace)
     report = run_probe(train, test, ckpt, workspace)
-    from ffclr.embedding import embed_crop_set
+    from ffclr.eval.embedding import embed_crop_set
 
     train_x = embed_crop_set(train, ckpt, workspace).features
     assert len(seen) == 1

@@ -16,9 +16,9 @@ def explored(tmp_path_factory, demo_export):
     """A workspace with the demo export imported and a random-weight ResNet-18 checkpoint."""
     import torch
 
-    from ffclr.checkpoint import save_checkpoint
-    from ffclr.coco_import import import_export
-    from ffclr.models import SimCLRModel
+    from ffclr.model.checkpoint import save_checkpoint
+    from ffclr.data.coco_import import import_export
+    from ffclr.model.networks import SimCLRModel
 
     workspace = resolve_workspace(tmp_path_factory.mktemp("explore") / "ws")
     import_export(demo_export, "demo", workspace)

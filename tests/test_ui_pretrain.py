@@ -11,7 +11,7 @@ from ui.tabs import pretrain
 
 @pytest.fixture
 def imported(workspace, demo_export):
-    from ffclr.coco_import import import_export
+    from ffclr.data.coco_import import import_export
 
     import_export(demo_export, "demo", workspace)
     return workspace
@@ -72,7 +72,7 @@ def test_view_follows_the_store_queue_failure_and_cancel(workspace):
 
 
 def test_start_runs_a_worker_that_writes_metrics_and_can_be_cancelled(imported):
-    pytest.importorskip("ffclr.jobs", reason="ffclr.jobs (the pretraining worker API) not built")
+    pytest.importorskip("ffclr.train.jobs", reason="ffclr.train.jobs (the pretraining worker API) not built")
     options = pretrain.PretrainOptions(dataset="demo", image_size=16, batch_size=16, epochs=50,
                                        time_budget_s=120, device="CPU", knn_every=0)
     run_id = pretrain.start(imported, options)

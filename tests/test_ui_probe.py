@@ -10,10 +10,10 @@ from ui.tabs import probe
 
 
 def one_c(monkeypatch) -> None:
-    """ffclr.probe's own C search (tested there) over one value, so UI tests stay quick."""
+    """ffclr.eval.probe's own C search (tested there) over one value, so UI tests stay quick."""
     import functools
 
-    from ffclr import probe as probe_module
+    from ffclr.eval import probe as probe_module
 
     monkeypatch.setattr(probe_module, "select_c",
                         functools.partial(probe_module.select_c, grid=(1.0,)))
@@ -23,9 +23,9 @@ def demo_with_tiny_checkpoint(workspace, demo_export, monkeypatch) -> str:
     """The demo export imported as `demo`, and an untrained ResNet-18 checkpoint at 32 px."""
     import torch
 
-    from ffclr.checkpoint import save_checkpoint
-    from ffclr.coco_import import import_export
-    from ffclr.models import SimCLRModel
+    from ffclr.model.checkpoint import save_checkpoint
+    from ffclr.data.coco_import import import_export
+    from ffclr.model.networks import SimCLRModel
 
     import_export(demo_export, "demo", workspace)
     one_c(monkeypatch)

@@ -15,8 +15,8 @@ def import_train_valid(export: Path, prefix: str):
     crop sets, indexed by the same class list."""
     import tempfile
 
-    from ffclr.coco_import import import_export
-    from ffclr.cropset import load_dataset_split
+    from ffclr.data.coco_import import import_export
+    from ffclr.data.cropset import load_dataset_split
     from ffclr.errors import FfclrError
     from ffclr.workspace import Workspace
 

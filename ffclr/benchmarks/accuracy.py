@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
 
 
 def raw_pixels(paths: list[Path], size: int = RAW_PIXEL_SIZE) -> np.ndarray:
-    from ffclr.preprocess import load_image_rgb, square_crop_array
+    from ffclr.data.preprocess import load_image_rgb, square_crop_array
 
     return np.stack([square_crop_array(load_image_rgb(p), size).ravel() for p in paths]).astype(
         np.float32) / 255.0
@@ -45,8 +45,8 @@ def raw_pixels(paths: list[Path], size: int = RAW_PIXEL_SIZE) -> np.ndarray:
 def probe_scores(train_x, train_y, test_x, test_y, class_names) -> dict:
     """The cross-validated probe fitted on train: its test scores, its chosen C with that C's
     out-of-fold scores on train (`cv_macro_f1`, `cv_top1`), and the majority baseline."""
-    from ffclr.metrics import classification_metrics
-    from ffclr.probe import fit_probe
+    from ffclr.eval.metrics import classification_metrics
+    from ffclr.eval.probe import fit_probe
 
     probe = fit_probe(train_x, train_y, class_names)
     metrics = classification_metrics(test_y, probe.predict_proba(test_x), class_names, train_y)
@@ -57,9 +57,9 @@ def probe_scores(train_x, train_y, test_x, test_y, class_names) -> dict:
 
 
 def feature_scores(train_x, train_y, test_x, test_y, class_names, seeds: int) -> dict:
-    from ffclr.fewshot import few_shot
-    from ffclr.knn import KnnClassifier
-    from ffclr.metrics import classification_metrics
+    from ffclr.eval.fewshot import few_shot
+    from ffclr.eval.knn import KnnClassifier
+    from ffclr.eval.metrics import classification_metrics
 
     scores = probe_scores(train_x, train_y, test_x, test_y, class_names)
     knn = KnnClassifier.fit(train_x, train_y, len(class_names))
@@ -74,8 +74,8 @@ def feature_scores(train_x, train_y, test_x, test_y, class_names, seeds: int) ->
 
 
 def run(args) -> int:
-    from ffclr.checkpoint import load_encoder
-    from ffclr.embedding import embed_crop_set
+    from ffclr.model.checkpoint import load_encoder
+    from ffclr.eval.embedding import embed_crop_set
 
     workspace, train, valid = import_train_valid(args.export, "ffclr-bench-accuracy-")
     names = train.class_names
@@ -123,8 +123,8 @@ def run(args) -> int:
 
 
 def pretrain_mode(mode: str, budget: float, workspace, train) -> tuple[Path, str, dict]:
-    from ffclr.pretrain_config import PretrainConfig
-    from ffclr.pretraining import pretrain
+    from ffclr.train.config import PretrainConfig
+    from ffclr.train.loop import pretrain
 
     config = PretrainConfig(data=str(Path(train.paths[0]).parents[1]),
                             dataset_name=f"ff_devices_{mode}", time_budget=budget,

@@ -36,8 +36,8 @@ def add_arguments(parser) -> None:
 def random_checkpoint(folder: Path) -> Path:
     import torch
 
-    from ffclr.checkpoint import save_checkpoint
-    from ffclr.models import SimCLRModel
+    from ffclr.model.checkpoint import save_checkpoint
+    from ffclr.model.networks import SimCLRModel
 
     torch.manual_seed(0)
     model = SimCLRModel("resnet18", small_stem=True)
@@ -144,7 +144,7 @@ def evaluate_checkpoint(checkpoint: Path, export: Path, limit: int | None,
         seconds.append(time.perf_counter() - started)
         results.append((item.path.name, None, found))
         print(f"  {item.path.name[:40]}: {len(found)} boxes, {seconds[-1]:.2f} s", flush=True)
-    from ffclr.export_source import ANNOTATIONS
+    from ffclr.data.export_source import ANNOTATIONS
 
     with contextlib.redirect_stdout(io.StringIO()):
         from pycocotools.coco import COCO

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ffclr.coco_import import import_export
+    from ffclr.data.coco_import import import_export
     from ffclr.workspace import Workspace
 
     if not args.export.exists():

@@ -39,9 +39,9 @@ def seed_pipeline_epoch(paths: list[Path], workers: int, image_size: int = 96,
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from ffclr.losses import nt_xent
-    from ffclr.models import SimCLRModel
-    from ffclr.preprocess import load_image_rgb
+    from ffclr.train.losses import nt_xent
+    from ffclr.model.networks import SimCLRModel
+    from ffclr.data.preprocess import load_image_rgb
 
     recipe = transforms.Compose([
         transforms.Resize((image_size, image_size)),
@@ -78,8 +78,8 @@ def seed_pipeline_epoch(paths: list[Path], workers: int, image_size: int = 96,
 
 
 def ours(data: str, workspace, **overrides) -> dict:
-    from ffclr.pretrain_config import PretrainConfig
-    from ffclr.pretraining import pretrain
+    from ffclr.train.config import PretrainConfig
+    from ffclr.train.loop import pretrain
 
     config = PretrainConfig(data=data, seed=0, log_every_n_steps=10 ** 6, **overrides)
     start = time.perf_counter()
@@ -129,7 +129,7 @@ class GpuUtilisation:
 def run(args) -> int:
     import torch
 
-    from ffclr.cropset import load_crop_set
+    from ffclr.data.cropset import load_crop_set
     from ffclr.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="ffclr-bench-pretrain-") as tmp:
@@ -138,7 +138,7 @@ def run(args) -> int:
         if data is None:
             if not args.export.exists():
                 raise FfclrError(f"{args.export}: no such export (give --export or -data)")
-            from ffclr.coco_import import import_export
+            from ffclr.data.coco_import import import_export
 
             import_export(args.export, "bench", workspace)
             data = str(workspace.dataset_dir("bench") / "train")

@@ -48,7 +48,7 @@ def add_arguments(parser) -> None:
 
 def parse_recipe(text: str) -> tuple[str, dict]:
     """'name:key=value,...' → (name, overrides typed after `PretrainConfig`'s defaults)."""
-    from ffclr.pretrain_config import PretrainConfig
+    from ffclr.train.config import PretrainConfig
 
     name, colon, settings = text.partition(":")
     if not colon or not name:
@@ -92,10 +92,10 @@ class _Inline(Executor):
 def run(args) -> int:
     import torch
 
-    from ffclr.checkpoint import load_encoder
-    from ffclr.embedding import embed_crop_set
-    from ffclr.pretrain_config import PretrainConfig
-    from ffclr.pretraining import pretrain
+    from ffclr.model.checkpoint import load_encoder
+    from ffclr.eval.embedding import embed_crop_set
+    from ffclr.train.config import PretrainConfig
+    from ffclr.train.loop import pretrain
 
     recipes = [parse_recipe(text) for text in (args.recipe or DEFAULT_RECIPES)]
     workspace, train, valid = import_train_valid(args.export, "ffclr-bench-recipes-")

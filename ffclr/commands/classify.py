@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ffclr.classify import classify_images, format_result, load_classifier
+    from ffclr.eval.classify import classify_images, format_result, load_classifier
 
     encoder, probe, reference = load_classifier(args.checkpoint, args.probe,
                                                 workspace_from(args), args.train)

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ffclr.demo_export import write_demo_export
+    from ffclr.demo.export import write_demo_export
 
     started = time.perf_counter()
     summary = write_demo_export(args.out, images=args.images, seed=args.seed)

@@ -27,7 +27,7 @@ def run(args) -> int:
                                  write_coco)
     from ffclr.detection.visualise import draw_detections
     from ffclr.errors import FfclrError
-    from ffclr.safe_paths import safe_name
+    from ffclr.data.safe_paths import safe_name
 
     detector = load_detector(args.detector)
     results, failed = [], 0

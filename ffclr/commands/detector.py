@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 def run_fit(args) -> int:
     from ffclr.detection import fit_detector, save_detector
-    from ffclr.tqdm_progress import tqdm_progress
+    from ffclr.progress import tqdm_progress
 
     workspace = workspace_from(args)
     config = {"checkpoint": args.checkpoint, "export": args.export, "split": args.split,

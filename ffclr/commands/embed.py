@@ -22,9 +22,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ffclr.embedding import embed_crop_set
-    from ffclr.evaluate import resolve_crop_set
-    from ffclr.tqdm_progress import tqdm_progress
+    from ffclr.eval.embedding import embed_crop_set
+    from ffclr.eval.evaluate import resolve_crop_set
+    from ffclr.progress import tqdm_progress
 
     workspace = workspace_from(args)
     crops = resolve_crop_set(workspace, args.data, args.dataset, args.split)

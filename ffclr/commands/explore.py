@@ -23,10 +23,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import csv
 
-    from ffclr.embedding import embed_crop_set
-    from ffclr.evaluate import resolve_crop_set
-    from ffclr.explore import review_table
-    from ffclr.tqdm_progress import tqdm_progress
+    from ffclr.eval.embedding import embed_crop_set
+    from ffclr.eval.evaluate import resolve_crop_set
+    from ffclr.eval.explore import review_table
+    from ffclr.progress import tqdm_progress
 
     workspace = workspace_from(args)
     crops = resolve_crop_set(workspace, args.data, args.dataset, args.split)

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ffclr.coco_export import export_coco
+    from ffclr.data.coco_export import export_coco
     from ffclr.errors import FfclrError
 
     workspace = workspace_from(args)

@@ -26,14 +26,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ffclr.checkpoint import load_encoder
-    from ffclr.embedding import embed_crop_set
+    from ffclr.model.checkpoint import load_encoder
+    from ffclr.eval.embedding import embed_crop_set
     from ffclr.errors import FfclrError
-    from ffclr.evaluate import align_classes, resolve_crop_set
-    from ffclr.fewshot import few_shot, per_class_figure, save_figure
-    from ffclr.knn import KnnClassifier
-    from ffclr.metrics import classification_metrics
-    from ffclr.probe import fit_probe
+    from ffclr.eval.evaluate import align_classes, resolve_crop_set
+    from ffclr.eval.fewshot import few_shot, per_class_figure, save_figure
+    from ffclr.eval.knn import KnnClassifier
+    from ffclr.eval.metrics import classification_metrics
+    from ffclr.eval.probe import fit_probe
 
     workspace = workspace_from(args)
     train = resolve_crop_set(workspace, args.train, args.dataset, "train")

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ffclr.coco_import import import_export
+    from ffclr.data.coco_import import import_export
 
     bar = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ffclr.cli import add_command, workspace_from
-from ffclr.pretrain_config import AUGMENT_HELP, AUGMENT_PRESETS, DATASET_MODES, PretrainConfig
+from ffclr.train.config import AUGMENT_HELP, AUGMENT_PRESETS, DATASET_MODES, PretrainConfig
 
 D = PretrainConfig()
 
@@ -81,10 +81,10 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 def run(args: argparse.Namespace) -> int:
     workspace = workspace_from(args)
     if args.run_id is not None:
-        from ffclr.jobs import run_job
+        from ffclr.train.jobs import run_job
 
         return run_job(workspace, args.run_id)
-    from ffclr.pretraining import pretrain
+    from ffclr.train.loop import pretrain
 
     result = pretrain(config_from_args(args), workspace)
     where = f"; checkpoint {result.checkpoint}" if result.checkpoint else ""

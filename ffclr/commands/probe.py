@@ -41,10 +41,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import sys
 
-    from ffclr.checkpoint import load_encoder
+    from ffclr.model.checkpoint import load_encoder
     from ffclr.errors import FfclrError
-    from ffclr.evaluate import resolve_crop_set, run_probe, summary_lines
-    from ffclr.tqdm_progress import tqdm_progress
+    from ffclr.eval.evaluate import resolve_crop_set, run_probe, summary_lines
+    from ffclr.progress import tqdm_progress
 
     workspace = workspace_from(args)
     train = resolve_crop_set(workspace, args.train_dataset_name, args.dataset, args.train_split)

@@ -64,12 +64,12 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
     """The `Detector` saved at `path`; a missing or foreign file raises FfclrError."""
     import torch
 
-    from ffclr.checkpoint import Encoder
+    from ffclr.model.checkpoint import Encoder
     from ffclr.detection.boxes import MarginModel
     from ffclr.detection.detector import Detector
     from ffclr.detection.scoring import LinearScorer
-    from ffclr.models import FeatureExtractor, SimCLRModel
-    from ffclr.probe import Probe
+    from ffclr.model.networks import FeatureExtractor, SimCLRModel
+    from ffclr.eval.probe import Probe
 
     path = Path(path)
     if not path.is_file():

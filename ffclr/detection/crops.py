@@ -1,17 +1,17 @@
 """Proposal boxes → network input, cut the way the importer cuts training crops.
 
-The importer pads each box by a fraction of its size (`ffclr.coco_import.crop_box`); the crop
-is then padded to a square and resized exactly as in training (`ffclr.preprocess`).
+The importer pads each box by a fraction of its size (`ffclr.data.coco_import.crop_box`); the crop
+is then padded to a square and resized exactly as in training (`ffclr.data.preprocess`).
 """
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from ffclr.preprocess import square_crop_array
+from ffclr.data.preprocess import square_crop_array
 
 CROP_PADDING = 0.05
-"""`ffclr.coco_import.import_export`'s default padding: detection crops match training crops."""
+"""`ffclr.data.coco_import.import_export`'s default padding: detection crops match training crops."""
 
 
 def padded_boxes(boxes: np.ndarray, width: int, height: int, padding: float = CROP_PADDING
@@ -42,7 +42,7 @@ def embed_pixels(pixels: np.ndarray, encoder, batch_size: int = 128) -> np.ndarr
     """
     import torch
 
-    from ffclr.preprocess import to_model_input
+    from ffclr.data.preprocess import to_model_input
 
     model = encoder.model.eval()
     device = next(model.parameters()).device

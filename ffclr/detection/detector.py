@@ -63,9 +63,9 @@ class Detection:
 @dataclass
 class Detector:
     encoder: object
-    """`ffclr.checkpoint.Encoder`."""
+    """`ffclr.model.checkpoint.Encoder`."""
     probe: object
-    """`ffclr.probe.Probe` over the classes + background (last)."""
+    """`ffclr.eval.probe.Probe` over the classes + background (last)."""
     class_names: list[str]
     category_ids: list[int]
     """The training export's COCO category id of each class."""

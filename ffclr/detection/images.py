@@ -14,7 +14,7 @@ MAX_PIXELS = 100_000_000
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    from ffclr.coco_import import to_rgb
+    from ffclr.data.coco_import import to_rgb
 
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

@@ -2,7 +2,7 @@
 
 The filter is a logistic regression on 16 × 16 pixels of each crop (plus its box size), symbol
 vs background; it only decides which proposals are worth a forward pass. The probe is
-`ffclr.probe`'s multinomial logistic regression over the dataset's classes plus one more,
+`ffclr.eval.probe`'s multinomial logistic regression over the dataset's classes plus one more,
 `background`, learned from proposals that overlap no symbol.
 """
 from __future__ import annotations
@@ -69,12 +69,12 @@ class LinearScorer:
 
 def fit_background_probe(features: np.ndarray, labels: np.ndarray, class_names: list[str],
                          c: float = 1.0):
-    """An `ffclr.probe.Probe` over `class_names + ["background"]` (the last index).
+    """An `ffclr.eval.probe.Probe` over `class_names + ["background"]` (the last index).
 
-    `ffclr.probe.fit_probe` chooses C by 5-fold cross-validation over six values, 31 fits:
+    `ffclr.eval.probe.fit_probe` chooses C by 5-fold cross-validation over six values, 31 fits:
     minutes on ~9,000 rows here, so C is fixed (DetectorConfig.probe_c, 1.0) and one fit is made.
     """
-    from ffclr.probe import Probe, fit_logistic, fit_standardiser
+    from ffclr.eval.probe import Probe, fit_logistic, fit_standardiser
 
     names = [*class_names, BACKGROUND]
     features = np.asarray(features, np.float64)

@@ -42,9 +42,9 @@ class LabelledSplit:
 
 def read_labelled_split(export: str | os.PathLike, split: str) -> LabelledSplit:
     """The split's images and boxes, classes indexed over all splits as the importer does."""
-    from ffclr.coco_import import build_classes, load_coco
-    from ffclr.export_source import ANNOTATIONS, open_export
-    from ffclr.safe_paths import relative_parts
+    from ffclr.data.coco_import import build_classes, load_coco
+    from ffclr.data.export_source import ANNOTATIONS, open_export
+    from ffclr.data.safe_paths import relative_parts
 
     with open_export(Path(export)) as found:
         if not found.source.is_dir():
@@ -96,7 +96,7 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
     """A detector fitted on the labelled drawings of `split` of a COCO export folder."""
     import torch
 
-    from ffclr.checkpoint import load_encoder
+    from ffclr.model.checkpoint import load_encoder
 
     def report(done, total, message):
         if progress:

@@ -1,5 +1,5 @@
 """Classify tab: drop symbol images → top-k classes, nearest training crops, unknown flag
-(`ffclr.classify`); whole schematics need the detector (its own issue)."""
+(`ffclr.eval.classify`); whole schematics need the detector (its own issue)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +15,7 @@ from ui.common import (Context, check_image_upload, checkpoint_choices, dataset_
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "probability", "unknown symbol", "top-k",
                   "distance to nearest crop"]
-BACKENDS = ("ffclr.classify", "ffclr.evaluate", "ffclr.probe", "ffclr.embedding")
+BACKENDS = ("ffclr.eval.classify", "ffclr.eval.evaluate", "ffclr.eval.probe", "ffclr.eval.embedding")
 
 _CLASSIFIERS: dict[tuple, tuple] = {}
 
@@ -58,7 +58,7 @@ def load_classifier(workspace: Workspace, probe_run: int | None):
     key = (str(probe_path), probe_path.stat().st_mtime_ns, str(checkpoint),
            checkpoint.stat().st_mtime_ns)
     if key not in _CLASSIFIERS:
-        from ffclr.classify import load_classifier as load
+        from ffclr.eval.classify import load_classifier as load
 
         loaded = load(checkpoint, probe_path, workspace)
         _CLASSIFIERS.clear()
@@ -72,7 +72,7 @@ def classify(workspace: Workspace, probe_run: int | None, files: list[str] | Non
     if not files:
         raise FfclrError("drop one or more symbol images first")
     encoder, probe, reference = load_classifier(workspace, probe_run)
-    from ffclr.classify import classify_images
+    from ffclr.eval.classify import classify_images
 
     entries, accepted = [], []
     for path in files:

@@ -31,15 +31,15 @@ def ordered_splits(splits) -> list[str]:
 
 
 def _require_importer() -> None:
-    if not has_backend("ffclr.coco_import"):
-        raise FfclrError("importing is not available yet: this ffclr has no ffclr.coco_import")
+    if not has_backend("ffclr.data.coco_import"):
+        raise FfclrError("importing is not available yet: this ffclr has no ffclr.data.coco_import")
 
 
 def load_demo_data(workspace: Workspace, progress: Progress = None) -> Any:
     """Generate the synthetic export in the workspace and import it as dataset `demo`."""
     _require_importer()
-    from ffclr.coco_import import import_export
-    from ffclr.demo_export import write_demo_export
+    from ffclr.data.coco_import import import_export
+    from ffclr.demo.export import write_demo_export
 
     out = demo_export_dir(workspace)
     if not (out / "train").is_dir():
@@ -53,7 +53,7 @@ def import_dataset(workspace: Workspace, upload: str | None, folder: str | None,
                    padding: float = 0.05, progress: Progress = None) -> Any:
     """Import an uploaded export zip, or an export folder on this machine, as dataset `name`."""
     _require_importer()
-    from ffclr.coco_import import check_name, import_export
+    from ffclr.data.coco_import import check_name, import_export
 
     name = check_name((name or "").strip())
     folder = (folder or "").strip()
@@ -168,8 +168,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                                               label="Padding around each box")
             c["data_import"] = gr.Button("Import", elem_id="data-import")
             c["data_status"] = gr.Markdown(
-                "" if has_backend("ffclr.coco_import")
-                else missing_backend_message("Import", "ffclr.coco_import"),
+                "" if has_backend("ffclr.data.coco_import")
+                else missing_backend_message("Import", "ffclr.data.coco_import"),
                 elem_id="data-status")
         with gr.Column(scale=2):
             c["data_dataset"] = gr.Dropdown(label="Dataset", choices=dataset_choices(ws),

@@ -20,7 +20,7 @@ N_NEIGHBOURS = 8
 TABLE_ROWS = 50
 TABLE_COLUMNS = ["rank", "crop", "split", "label", "suggested", "label quality",
                  "outlier distance", "flagged"]
-BACKENDS = ("ffclr.embedding", "ffclr.explore", "ffclr.checkpoint")
+BACKENDS = ("ffclr.eval.embedding", "ffclr.eval.explore", "ffclr.model.checkpoint")
 
 
 @dataclass
@@ -67,9 +67,9 @@ def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | Non
         raise FfclrError("pick a checkpoint (pretrain one in the Pretrain tab)")
     if not dataset:
         raise FfclrError("pick a dataset (import one in the Data tab)")
-    from ffclr.cropset import load_dataset_split
-    from ffclr.embedding import embed_crop_set
-    from ffclr.explore import label_issues, outlier_scores, suspicion_order
+    from ffclr.data.cropset import load_dataset_split
+    from ffclr.eval.embedding import embed_crop_set
+    from ffclr.eval.explore import label_issues, outlier_scores, suspicion_order
 
     crop_set = load_dataset_split(dataset, split or None, workspace)
     if progress:

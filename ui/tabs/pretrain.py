@@ -1,4 +1,4 @@
-"""Pretrain tab: options, Start (a worker process via `ffclr.jobs`), live curves polled from the
+"""Pretrain tab: options, Start (a worker process via `ffclr.train.jobs`), live curves polled from the
 store, Cancel, the queue. The page holds no job state: a reload or an app restart shows the same."""
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ PRESET_FIELDS = ("arch", "image_size", "batch_size", "epochs", "time_budget_s", 
 
 
 def pretrain_config(workspace: Workspace, options: PretrainOptions):
-    """The `ffclr.pretrain_config.PretrainConfig` for these options (validated)."""
-    from ffclr.pretrain_config import PretrainConfig
+    """The `ffclr.train.config.PretrainConfig` for these options (validated)."""
+    from ffclr.train.config import PretrainConfig
 
     if not options.dataset:
         raise FfclrError("pick a dataset (import one in the Data tab first)")
@@ -97,10 +97,10 @@ def pretrain_config(workspace: Workspace, options: PretrainOptions):
 
 def start(workspace: Workspace, options: PretrainOptions) -> int:
     """Queue a pretraining job (a worker process); returns its run id."""
-    if not has_backend("ffclr.jobs"):
+    if not has_backend("ffclr.train.jobs"):
         raise FfclrError("starting pretraining from the app is not available yet: this ffclr "
-                         "has no ffclr.jobs (use `python -m ffclr pretrain` meanwhile)")
-    from ffclr import jobs
+                         "has no ffclr.train.jobs (use `python -m ffclr pretrain` meanwhile)")
+    from ffclr.train import jobs
 
     return int(jobs.start_pretrain(workspace, pretrain_config(workspace, options)))
 
@@ -114,8 +114,8 @@ def cancel(workspace: Workspace, run_id: int | None) -> str:
         raise FfclrError(f"no run #{run_id}")
     if run["status"] not in ("queued", "running"):
         raise FfclrError(f"run #{run_id} is already {run['status']}")
-    if has_backend("ffclr.jobs"):
-        from ffclr import jobs
+    if has_backend("ffclr.train.jobs"):
+        from ffclr.train import jobs
 
         jobs.cancel(workspace, int(run_id))
     else:
@@ -232,9 +232,9 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
 
 
 def notice_lost_workers(workspace: Workspace, run_id: int) -> None:
-    """Let ffclr.jobs mark a run whose worker process died as interrupted."""
-    if has_backend("ffclr.jobs"):
-        from ffclr import jobs
+    """Let ffclr.train.jobs mark a run whose worker process died as interrupted."""
+    if has_backend("ffclr.train.jobs"):
+        from ffclr.train import jobs
 
         try:
             jobs.status(workspace, int(run_id))
@@ -270,11 +270,11 @@ def _options(*values) -> PretrainOptions:
 def build(ctx: Context, tab: gr.Tab) -> None:
     ws = ctx.workspace
     c = ctx.components
-    if not has_backend("ffclr.jobs"):
-        gr.Markdown(missing_backend_message("Starting pretraining from the app", "ffclr.jobs")
+    if not has_backend("ffclr.train.jobs"):
+        gr.Markdown(missing_backend_message("Starting pretraining from the app", "ffclr.train.jobs")
                     + " Runs started with `python -m ffclr pretrain` still show here live.")
-    from ffclr.pretrain_config import AUGMENT_HELP, AUGMENT_PRESETS
-    from ffclr.models import ARCHS
+    from ffclr.train.config import AUGMENT_HELP, AUGMENT_PRESETS
+    from ffclr.model.networks import ARCHS
 
     datasets = dataset_choices(ws)
     with gr.Row():

@@ -1,4 +1,4 @@
-"""Probe tab: a linear probe on frozen features (`ffclr.evaluate.run_probe`), its metrics beside
+"""Probe tab: a linear probe on frozen features (`ffclr.eval.evaluate.run_probe`), its metrics beside
 the majority baseline, the per-class table, the confusion heatmap and the CSV."""
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ def run_probe(workspace: Workspace, checkpoint: str | None, dataset: str | None,
               train_split: str | None, test_split: str | None, method: str = "lbfgs",
               progress=None):
     """Fit on the train split's crops only, score on the test split; returns ffclr's report."""
-    if not has_backend("ffclr.evaluate"):
-        raise FfclrError("probing is not available yet: this ffclr has no ffclr.evaluate")
-    from ffclr.cropset import load_dataset_split
-    from ffclr.evaluate import run_probe as fit_and_score
+    if not has_backend("ffclr.eval.evaluate"):
+        raise FfclrError("probing is not available yet: this ffclr has no ffclr.eval.evaluate")
+    from ffclr.data.cropset import load_dataset_split
+    from ffclr.eval.evaluate import run_probe as fit_and_score
 
     if not checkpoint:
         raise FfclrError("pick a checkpoint (pretrain one in the Pretrain tab)")
@@ -94,8 +94,8 @@ def headline(report) -> str:
 def build(ctx: Context, tab: gr.Tab) -> None:
     ws = ctx.workspace
     c = ctx.components
-    if not has_backend("ffclr.evaluate"):
-        gr.Markdown(missing_backend_message("Probe", "ffclr.evaluate"))
+    if not has_backend("ffclr.eval.evaluate"):
+        gr.Markdown(missing_backend_message("Probe", "ffclr.eval.evaluate"))
     datasets = dataset_choices(ws)
     first = datasets[0] if datasets else None
     splits = split_choices(ws, first)

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ffclr.errors import FfclrError
-from ffclr.models import ARCHS, FeatureExtractor, SimCLRModel
-from ffclr.preprocess import SEED_IMAGE_SIZE, SEED_MEAN, SEED_STD
+from ffclr.model.networks import ARCHS, FeatureExtractor, SimCLRModel
+from ffclr.data.preprocess import SEED_IMAGE_SIZE, SEED_MEAN, SEED_STD
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:

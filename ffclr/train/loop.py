@@ -1,7 +1,7 @@
 """SimCLR pretraining: the training loop behind `python -m ffclr pretrain` and the UI's jobs.
 
 The crops live in memory as uint8 on the training device; each step draws its views with
-`ffclr.augment` from a generator seeded by (seed, step) and its crops from a permutation seeded
+`ffclr.train.augment` from a generator seeded by (seed, step) and its crops from a permutation seeded
 by (seed, epoch), so a run resumed from any checkpoint retraces the uninterrupted run. The run's
 status, config and metrics go to the store, scalars to TensorBoard, checkpoints to
 `<workspace>/checkpoints/<run>/checkpoint_{epoch:04d}.pth.tar` (the latest one is kept).
@@ -20,16 +20,16 @@ from typing import Callable
 
 import torch
 
-from ffclr import distributed
-from ffclr.augment import PRESETS, augment, sample_params, slice_params
-from ffclr.checkpoint import load_checkpoint, model_state_dict, save_checkpoint
+from ffclr.train import distributed
+from ffclr.train.augment import PRESETS, augment, sample_params, slice_params
+from ffclr.model.checkpoint import load_checkpoint, model_state_dict, save_checkpoint
 from ffclr.errors import FfclrError
-from ffclr.losses import positive_topk, supcon_rows
-from ffclr.models import SimCLRModel
-from ffclr.optim import build_optimizer, default_lr, lr_at
-from ffclr.pretrain_config import PretrainConfig
-from ffclr.pretrain_data import TrainingData, from_crop_set, knn_split_dir, load_training_data
-from ffclr.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+from ffclr.train.losses import positive_topk, supcon_rows
+from ffclr.model.networks import SimCLRModel
+from ffclr.train.optim import build_optimizer, default_lr, lr_at
+from ffclr.train.config import PretrainConfig
+from ffclr.train.data import TrainingData, from_crop_set, knn_split_dir, load_training_data
+from ffclr.data.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 from ffclr.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
@@ -471,7 +471,7 @@ def pretrain(config: PretrainConfig, workspace: Workspace, *, run_id: int | None
 
 
 def _knn_queries(config: PretrainConfig, workspace: Workspace) -> TrainingData | None:
-    from ffclr.cropset import load_crop_set
+    from ffclr.data.cropset import load_crop_set
 
     folder = knn_split_dir(config.data, config.knn_data)
     if folder is None or config.dataset_name in ("cifar10", "stl10"):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ffclr.knn import l2_normalise
-from ffclr.metrics import classification_metrics
+from ffclr.eval.knn import l2_normalise
+from ffclr.eval.metrics import classification_metrics
 
 SHOTS = (1, 5, 10)
 SEEDS = 10

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 from ffclr.errors import FfclrError
-from ffclr.pretrain_config import PretrainConfig
+from ffclr.train.config import PretrainConfig
 from ffclr.workspace import Workspace
 from store.db import pid_alive
 
 LOCK_FILE = ".pretrain.lock"
 POLL_SECONDS = 0.5
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_log(workspace: Workspace, run_id: int) -> Path:
@@ -102,7 +102,7 @@ def _wait_for_turn(workspace: Workspace, run_id: int, lock) -> bool:
 
 def run_job(workspace: Workspace, run_id: int) -> int:
     """The worker's side: wait for its turn, train with the stored config, record the outcome."""
-    from ffclr.pretraining import pretrain
+    from ffclr.train.loop import pretrain
 
     with workspace.open_store() as store:
         run = store.run(run_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffclr.cropset import CropSet, load_crop_set, load_dataset_split
+from ffclr.data.cropset import CropSet, load_crop_set, load_dataset_split
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
@@ -67,9 +67,9 @@ def run_probe(train: CropSet, test: CropSet, checkpoint: str | Path, workspace: 
 
     Outputs go to the given paths, else to `<workspace>/probes/run_<id>/`.
     """
-    from ffclr.embedding import embed_crop_set
-    from ffclr.metrics import classification_metrics, write_metrics_csv
-    from ffclr.probe import fit_probe
+    from ffclr.eval.embedding import embed_crop_set
+    from ffclr.eval.metrics import classification_metrics, write_metrics_csv
+    from ffclr.eval.probe import fit_probe
 
     train_labels, test_labels, class_names = align_classes(train, test)
     config = {"method": method, "checkpoint": str(Path(checkpoint).resolve()),
@@ -81,7 +81,7 @@ def run_probe(train: CropSet, test: CropSet, checkpoint: str | Path, workspace: 
         store.mark_running(run_id)
     try:
         if encoder is None:
-            from ffclr.checkpoint import load_encoder
+            from ffclr.model.checkpoint import load_encoder
 
             encoder = load_encoder(checkpoint)
         train_features = embed_crop_set(train, checkpoint, workspace, encoder, progress=progress).features

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ffclr.cropset import CropSet, load_crop_set
+from ffclr.data.cropset import CropSet, load_crop_set
 from ffclr.errors import FfclrError
-from ffclr.preprocess import load_image_rgb, square_crop_array
+from ffclr.data.preprocess import load_image_rgb, square_crop_array
 from ffclr.workspace import Workspace
 
 

@@ -2,7 +2,7 @@
 
 Features are taken before the projection head, in batches, with the model in eval mode under
 `torch.inference_mode`, from exactly the preprocessing the encoder was trained with
-(`ffclr.preprocess`). The cache file `<workspace>/cache/embeddings/<key>.npz` is keyed by the
+(`ffclr.data.preprocess`). The cache file `<workspace>/cache/embeddings/<key>.npz` is keyed by the
 checkpoint (path, size, mtime) and the crop files (paths, sizes, mtimes): any change there gives
 a new key. Labels are not part of it, so relabelling reuses the features.
 """
@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ffclr.cropset import CropSet
+from ffclr.data.cropset import CropSet
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
@@ -35,7 +35,7 @@ class Embeddings:
 
     def umap(self, workspace: Workspace) -> np.ndarray:
         """The 2-D UMAP layout of these features, cached beside them."""
-        from ffclr.explore import umap_2d
+        from ffclr.eval.explore import umap_2d
 
         path = workspace.cache / "embeddings" / f"{self.key}.umap.npy"
         if path.is_file():
@@ -64,7 +64,7 @@ def cache_key(checkpoint: str | os.PathLike, crop_set: CropSet) -> str:
 
 def images_to_batch(images: Sequence, image_size: int) -> np.ndarray:
     """uint8 (N, S, S, 3) from paths or PIL images, with the training preprocessing."""
-    from ffclr.preprocess import load_image_rgb, square_crop_array
+    from ffclr.data.preprocess import load_image_rgb, square_crop_array
 
     return np.stack([square_crop_array(load_image_rgb(image), image_size) for image in images])
 
@@ -74,7 +74,7 @@ def embed_images(images: Sequence, encoder, batch_size: int = BATCH_SIZE,
     """(N, feature_dim) float32 features of crops given as paths or PIL images."""
     import torch
 
-    from ffclr.preprocess import to_model_input
+    from ffclr.data.preprocess import to_model_input
 
     encoder.model.eval()
     device = next(encoder.model.parameters()).device
@@ -106,7 +106,7 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
         except (OSError, ValueError, KeyError):
             pass
     if encoder is None:
-        from ffclr.checkpoint import load_encoder
+        from ffclr.model.checkpoint import load_encoder
 
         encoder = load_encoder(checkpoint)
     features = embed_images(crop_set.paths, encoder, batch_size, progress)

@@ -21,7 +21,7 @@ AUGMENT_PRESETS = {
     "seed": "the fork's recipe",
 }
 """`--augment` choices, one line each for the CLI and the app; the recipes are
-`ffclr.augment.PRESETS` (kept apart so that building the CLI does not import torch)."""
+`ffclr.train.augment.PRESETS` (kept apart so that building the CLI does not import torch)."""
 AUGMENT_HELP = "; ".join(f"{name}: {summary}" for name, summary in AUGMENT_PRESETS.items())
 
 
@@ -38,7 +38,7 @@ class PretrainConfig:
     batch_size: int = 256
     """Crops per step per process (each gives `n_views` views)."""
     lr: float | None = None
-    """None: 1e-3 for Adam, 0.3 × batch / 256 for LARS and SGD (`ffclr.optim.default_lr`)."""
+    """None: 1e-3 for Adam, 0.3 × batch / 256 for LARS and SGD (`ffclr.train.optim.default_lr`)."""
     weight_decay: float = 1e-4
     seed: int | None = None
     disable_cuda: bool = False
@@ -76,9 +76,9 @@ class PretrainConfig:
         return DATASET_MODES[self.dataset_name]
 
     def validate(self) -> "PretrainConfig":
-        from ffclr.augment import PRESETS
-        from ffclr.models import ARCHS
-        from ffclr.optim import OPTIMIZERS
+        from ffclr.train.augment import PRESETS
+        from ffclr.model.networks import ARCHS
+        from ffclr.train.optim import OPTIMIZERS
 
         checks = [
             (self.dataset_name in DATASET_MODES,

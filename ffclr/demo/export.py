@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from ffclr.demo_scene import draw_schematic
-from ffclr.demo_symbols import SYMBOL_CLASSES
+from ffclr.demo.scene import draw_schematic
+from ffclr.demo.symbols import SYMBOL_CLASSES
 from ffclr.errors import FfclrError
 
 Progress = Callable[[int, int, str], None]

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from ffclr.errors import FfclrError
-from ffclr.export_source import ANNOTATIONS, ExportFolder, open_export
-from ffclr.safe_paths import inside, relative_parts, safe_name, unique_safe_names
+from ffclr.data.export_source import ANNOTATIONS, ExportFolder, open_export
+from ffclr.data.safe_paths import inside, relative_parts, safe_name, unique_safe_names
 from ffclr.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]

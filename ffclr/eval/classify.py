@@ -1,6 +1,6 @@
 """Classify new symbol crops: top-k classes, the nearest training crops, an "unknown" flag.
 
-A crop is preprocessed exactly as in training (`ffclr.preprocess` via `ffclr.embedding`),
+A crop is preprocessed exactly as in training (`ffclr.data.preprocess` via `ffclr.eval.embedding`),
 embedded by the frozen encoder and scored by the linear probe. The reference is the training
 split's features: each query's nearest training crops by cosine similarity, and "unknown symbol"
 when its distance to the nearest one exceeds a threshold calibrated on the training split itself
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ffclr.errors import FfclrError
-from ffclr.knn import l2_normalise
+from ffclr.eval.knn import l2_normalise
 
 UNKNOWN_PERCENTILE = 99.0
 
@@ -76,8 +76,8 @@ class ClassifyResult:
 def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k: int = 5,
                     n_neighbours: int = 5) -> list[ClassifyResult]:
     """One result per input (path or PIL image), in order; unreadable files get `error` set."""
-    from ffclr.embedding import embed_images
-    from ffclr.preprocess import load_image_rgb
+    from ffclr.eval.embedding import embed_images
+    from ffclr.data.preprocess import load_image_rgb
 
     if probe.class_names != reference.class_names:
         raise FfclrError("the probe and the reference crops come from datasets with different classes")
@@ -126,11 +126,11 @@ def load_classifier(checkpoint: str | Path, probe_path: str | Path, workspace,
                     train_data: str | Path | None = None, device: str = "cpu"):
     """(encoder, probe, reference) for `classify_images`: the reference is the probe's own
     training crops (recorded in the probe) unless `train_data` names others."""
-    from ffclr.checkpoint import load_encoder
-    from ffclr.embedding import embed_crop_set
-    from ffclr.evaluate import reload_crop_set
-    from ffclr.cropset import load_crop_set
-    from ffclr.probe import Probe
+    from ffclr.model.checkpoint import load_encoder
+    from ffclr.eval.embedding import embed_crop_set
+    from ffclr.eval.evaluate import reload_crop_set
+    from ffclr.data.cropset import load_crop_set
+    from ffclr.eval.probe import Probe
 
     probe = Probe.load(probe_path)
     encoder = load_encoder(checkpoint, device)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ffclr.demo_symbols import SYMBOL_CLASSES, font, render_symbol
+from ffclr.demo.symbols import SYMBOL_CLASSES, font, render_symbol
 
 Rect = tuple[int, int, int, int]  # x, y, width, height
 Colour = tuple[int, int, int]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ffclr.errors import FfclrError
-from ffclr.export_source import ANNOTATIONS, open_export
-from ffclr.safe_paths import inside, relative_parts
+from ffclr.data.export_source import ANNOTATIONS, open_export
+from ffclr.data.safe_paths import inside, relative_parts
 from ffclr.workspace import Workspace
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ffclr.knn import l2_normalise
+from ffclr.eval.knn import l2_normalise
 
 NEIGHBOURS = 10
 
@@ -65,7 +65,7 @@ def label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    from ffclr.probe import out_of_fold_proba, select_c
+    from ffclr.eval.probe import out_of_fold_proba, select_c
 
     labels = np.asarray(labels, dtype=np.int64)
     if c is None:

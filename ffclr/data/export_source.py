@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ffclr.errors import FfclrError
-from ffclr.safe_paths import inside, relative_parts
+from ffclr.data.safe_paths import inside, relative_parts
 
 SPLITS = ("train", "valid", "test")
 ANNOTATIONS = "_annotations.coco.json"
