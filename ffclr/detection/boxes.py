@@ -93,3 +93,29 @@ class MarginModel:
         coef = self.coef[group]
         margin = coef[:, :, 0] + coef[:, :, 1] * self._design(core)
         return np.concatenate([core[:, :2] - margin[:, :2], core[:, 2:] + margin[:, 2:]], 1)
+
+
+def match_detections(boxes: np.ndarray, classes: np.ndarray, truth_boxes: np.ndarray,
+                     truth_classes: np.ndarray, iou_min: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching as in COCO evaluation: detections (xyxy, in the order given, normally by
+    descending score) each take the unmatched labelled box of their class with the highest IoU,
+    if that IoU is at least `iou_min`.
+
+    Returns `(hit, matched)`: per detection, whether it matched; per labelled box, whether a
+    detection matched it.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    truth_boxes = np.asarray(truth_boxes, np.float64).reshape(-1, 4)
+    classes, truth_classes = np.asarray(classes), np.asarray(truth_classes)
+    hit = np.zeros(len(boxes), bool)
+    matched = np.zeros(len(truth_boxes), bool)
+    if len(boxes) == 0 or len(truth_boxes) == 0:
+        return hit, matched
+    iou = box_iou(boxes, truth_boxes)
+    iou[classes[:, None] != truth_classes[None, :]] = 0.0
+    for row in range(len(boxes)):
+        candidates = np.where(matched, 0.0, iou[row])
+        best = int(candidates.argmax())
+        if candidates[best] >= iou_min:
+            hit[row] = matched[best] = True
+    return hit, matched

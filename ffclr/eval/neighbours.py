@@ -1,0 +1,45 @@
+"""Cosine nearest neighbours: the one search behind kNN, classification, outliers and the
+Explore tab's similar crops.
+
+Features are L2-normalised once, then compared in chunks of query rows, so memory stays at
+`chunk × len(memory)` similarities however many queries there are.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK = 1024
+
+
+def l2_normalise(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+def cosine_neighbours(queries: np.ndarray, memory: np.ndarray, k: int, *,
+                      leave_one_out: bool = False, chunk: int = CHUNK
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into `memory` and cosine similarities of each query's `k` nearest rows, nearest
+    first (ties: lower index first).
+
+    `leave_one_out`: the queries are `memory` itself, and a row is never its own neighbour.
+    `k` is capped at the number of candidates.
+    """
+    queries, memory = l2_normalise(queries), l2_normalise(memory)
+    k = max(0, min(k, len(memory) - int(leave_one_out)))
+    indices = np.zeros((len(queries), k), np.int64)
+    similarities = np.zeros((len(queries), k), np.float32)
+    if k == 0:
+        return indices, similarities
+    for start in range(0, len(queries), chunk):
+        sims = queries[start:start + chunk] @ memory.T
+        if leave_one_out:
+            rows = np.arange(len(sims))
+            sims[rows, rows + start] = -np.inf
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else \
+            np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
+        near_sims = np.take_along_axis(sims, nearest, axis=1)
+        order = np.lexsort((nearest, -near_sims), axis=1)
+        indices[start:start + chunk] = np.take_along_axis(nearest, order, axis=1)
+        similarities[start:start + chunk] = np.take_along_axis(near_sims, order, axis=1)
+    return indices, similarities

@@ -1,0 +1,61 @@
+"""Backbone features of a batch of uint8 crops: the one embedding routine of ffclr.
+
+The training monitor, evaluation, classification and detection all call `embed_uint8`; they
+differ only in the device and autocast dtype they ask for (evaluation in full precision,
+detection and the monitor in bf16 where the CPU has it).
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ffclr.data.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+
+BATCH_SIZE = 256
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to `dtype` on `device`, or nothing when `dtype` is None (full precision)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def embed_uint8(backbone: nn.Module, images: torch.Tensor | np.ndarray, *,
+                mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
+                device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                batch_size: int = BATCH_SIZE, normalise: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """(N, feature_dim) float32 CPU features of uint8 (N, S, S, 3) crops.
+
+    `backbone` maps a normalised float batch to features; it runs in eval mode (its previous
+    mode is restored), without gradients, under autocast to `dtype` when given. `normalise`
+    L2-normalises each row. `progress(done, total)` is called after each batch.
+    """
+    images = torch.as_tensor(images)
+    device = torch.device(device) if device is not None else next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    chunks = []
+    try:
+        with torch.inference_mode(), autocast(device, dtype):
+            for start in range(0, len(images), batch_size):
+                x = to_model_input(images[start:start + batch_size].to(device), mean, std)
+                features = backbone(x.contiguous(memory_format=torch.channels_last)).float()
+                if normalise:
+                    features = nn.functional.normalize(features, dim=1)
+                chunks.append(features.cpu())
+                if progress:
+                    progress(min(start + batch_size, len(images)), len(images))
+    finally:
+        backbone.train(was_training)
+    if not chunks:
+        return torch.zeros((0, _feature_dim(backbone)), dtype=torch.float32)
+    return torch.cat(chunks)
+
+
+def _feature_dim(backbone: nn.Module) -> int:
+    model = getattr(backbone, "model", backbone)
+    return int(getattr(model, "feature_dim", 0))
