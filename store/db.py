@@ -29,8 +29,28 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid runs (a zombie does not count)."""
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_identity(pid: int | None) -> str | None:
+    """`<boot id>:<start time>` of a running process, which a reused pid does not share (after a
+    reboot, or once the process ended); None where /proc cannot tell."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{_boot_id()}:{fields[19]}"
+
+
+def pid_alive(pid: int | None, identity: str | None = None) -> bool:
+    """Whether the process with this pid runs (a zombie does not count) and, when `identity`
+    (from `process_identity`) is given, is still the same process."""
     if not pid:
         return False
     try:
@@ -41,9 +61,17 @@ def pid_alive(pid: int | None) -> bool:
         return True
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
+            if stat.read().split(")")[-1].split()[0] == "Z":
+                return False
     except OSError:
         return True
+    current = process_identity(pid)
+    return identity is None or current is None or current == identity
+
+
+def run_alive(run: dict) -> bool:
+    """Whether the worker process recorded for a run still runs."""
+    return pid_alive(run.get("pid"), run.get("pid_start"))
 
 
 def _run_row(row: dict) -> dict:
@@ -61,10 +89,15 @@ class Store:
                                isolation_level=None, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self.db.enable_wal()
-        self._migrate()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.db.enable_wal()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise FfclrError(f"{self.path}: not a readable ffclr store ({exc}); it was left as it "
+                             "is: move it aside to start a new one") from None
 
     def close(self) -> None:
         self.db.conn.close()
@@ -93,15 +126,25 @@ class Store:
             return list(self.db.query(sql, params))
 
     def _migrate(self) -> None:
+        """Bring the schema up to date. An up-to-date file is only read: opening a store takes
+        no write lock, so the app's timers and the workers never queue for it."""
+        if self._schema_current():
+            return
         with self.write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise FfclrError(f"{self.path}: schema version {version} is newer than this "
-                                   f"ffclr ({SCHEMA_VERSION}); upgrade ffclr")
+            if self._schema_current():
+                return
+            version = self.schema_version
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
+
+    def _schema_current(self) -> bool:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise FfclrError(f"{self.path}: schema version {version} is newer than this "
+                             f"ffclr ({SCHEMA_VERSION}); upgrade ffclr")
+        return version == SCHEMA_VERSION
 
     @property
     def schema_version(self) -> int:
@@ -240,20 +283,25 @@ class Store:
 
     def relabel(self, crop_id: int, new_class_index: int, note: str | None = None) -> int:
         with self.write() as conn:
-            crop = conn.execute(
-                "SELECT c.dataset_id, COALESCE((SELECT e.new_class_index FROM label_edits e "
-                "WHERE e.crop_id = c.id ORDER BY e.id DESC LIMIT 1), c.class_index) "
-                "FROM crops c WHERE c.id = ?", [crop_id]).fetchone()
-            if crop is None:
-                raise KeyError(f"no crop with id {crop_id}")
-            known = conn.execute("SELECT 1 FROM classes WHERE dataset_id = ? AND class_index = ?",
-                                 [crop[0], new_class_index]).fetchone()
-            if not known:
-                raise KeyError(f"class index {new_class_index} is not a class of this dataset")
-            cursor = conn.execute(
-                "INSERT INTO label_edits (crop_id, old_class_index, new_class_index, time, note) "
-                "VALUES (?, ?, ?, ?, ?)", [crop_id, crop[1], new_class_index, now(), note])
-            return cursor.lastrowid
+            return self._append_edit(conn, crop_id, new_class_index, note)
+
+    @staticmethod
+    def _append_edit(conn: sqlite3.Connection, crop_id: int, new_class_index: int,
+                     note: str | None) -> int:
+        crop = conn.execute(
+            "SELECT c.dataset_id, COALESCE((SELECT e.new_class_index FROM label_edits e "
+            "WHERE e.crop_id = c.id ORDER BY e.id DESC LIMIT 1), c.class_index) "
+            "FROM crops c WHERE c.id = ?", [crop_id]).fetchone()
+        if crop is None:
+            raise KeyError(f"no crop with id {crop_id}")
+        known = conn.execute("SELECT 1 FROM classes WHERE dataset_id = ? AND class_index = ?",
+                             [crop[0], new_class_index]).fetchone()
+        if not known:
+            raise KeyError(f"class index {new_class_index} is not a class of this dataset")
+        cursor = conn.execute(
+            "INSERT INTO label_edits (crop_id, old_class_index, new_class_index, time, note) "
+            "VALUES (?, ?, ?, ?, ?)", [crop_id, crop[1], new_class_index, now(), note])
+        return cursor.lastrowid
 
     def undo_relabel(self, crop_id: int) -> int | None:
         """Append an edit restoring the label before the latest edit not yet undone.
@@ -261,15 +309,18 @@ class Store:
         Repeated undos walk back through the edits (an undo does not undo the previous undo);
         None when no edit is left to undo.
         """
-        pending: list[dict] = []
-        for edit in self.label_edits(crop_id):
-            if edit["note"] == UNDO_NOTE and pending:
-                pending.pop()
-            else:
-                pending.append(edit)
-        if not pending:
-            return None
-        return self.relabel(crop_id, pending[-1]["old_class_index"], note=UNDO_NOTE)
+        with self.write() as conn:
+            pending: list[int] = []
+            for old_class_index, note in conn.execute(
+                    "SELECT old_class_index, note FROM label_edits WHERE crop_id = ? ORDER BY id",
+                    [crop_id]):
+                if note == UNDO_NOTE and pending:
+                    pending.pop()
+                else:
+                    pending.append(old_class_index)
+            if not pending:
+                return None
+            return self._append_edit(conn, crop_id, pending[-1], UNDO_NOTE)
 
     def label_edits(self, crop_id: int | None = None, dataset_id: int | None = None) -> list[dict]:
         if crop_id is not None:
@@ -283,15 +334,21 @@ class Store:
                    dataset_id: int | None = None, status: str = "queued") -> int:
         assert status in RUN_STATUSES
         with self.write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO runs (kind, name, dataset_id, config, status, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [kind, name, dataset_id, json.dumps(config or {}, default=str), status, now()])
-            return cursor.lastrowid
+            conn.execute("UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) "
+                         "FROM runs)) + 1 WHERE name = 'runs'")
+            run_id = conn.execute("SELECT value FROM counters WHERE name = 'runs'").fetchone()[0]
+            conn.execute(
+                "INSERT INTO runs (id, kind, name, dataset_id, config, status, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, kind, name, dataset_id, json.dumps(config or {}, default=str), status,
+                 now()])
+            return run_id
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         if "status" in fields:
             assert fields["status"] in RUN_STATUSES, fields["status"]
+        if "pid" in fields and "pid_start" not in fields:
+            fields["pid_start"] = process_identity(fields["pid"])
         for key in ("config", "summary"):
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key], default=str)
@@ -334,13 +391,22 @@ class Store:
         return bool(rows and rows[0]["cancel_requested"])
 
     def mark_interrupted_runs(self) -> list[int]:
-        """Runs recorded as running whose process is gone (killed, machine restarted)."""
-        lost = [r["id"] for r in self._query("SELECT id, pid FROM runs WHERE status = 'running'")
-                if not pid_alive(r["pid"])]
-        for run_id in lost:
-            self.finish_run(run_id, "interrupted",
-                            error="the worker process ended without reporting (killed?)")
-        return lost
+        """Runs recorded as running whose process is gone (killed, machine restarted, its pid
+        reused); a run that ends meanwhile keeps the status it reported."""
+        lost = [r["id"] for r in self._query(
+            "SELECT id, pid, pid_start FROM runs WHERE status = 'running'") if not run_alive(r)]
+        marked = []
+        if not lost:
+            return marked
+        with self.write() as conn:
+            for run_id in lost:
+                cursor = conn.execute(
+                    "UPDATE runs SET status = 'interrupted', ended_at = ?, error = ? "
+                    "WHERE id = ? AND status = 'running'",
+                    [now(), "the worker process ended without reporting (killed?)", run_id])
+                if cursor.rowcount:
+                    marked.append(run_id)
+        return marked
 
     def delete_run(self, run_id: int) -> None:
         with self.write() as conn:

@@ -69,6 +69,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX label_edits_crop ON label_edits (crop_id, id);
     """,
+    """
+    ALTER TABLE runs ADD COLUMN pid_start TEXT;
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) SELECT 'runs', COALESCE(MAX(id), 0) FROM runs
+    """,
 ]
+"""2: `runs.pid_start` (the worker's `process_identity`, so a reused pid is not taken for it) and
+`counters`, the highest run id ever given, so a deleted run's id is never reused."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
