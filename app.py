@@ -1,11 +1,8 @@
 """Start the ffclr browser app:
-`python app.py [--host 127.0.0.1] [--port 7860] [--workspace DIR] [--auth USER:PASS]`."""
-import os
+`python app.py [--host 127.0.0.1] [--port 7860] [--workspace DIR] [--auth USER:PASS]`, from any
+directory (Python puts this file's folder, which holds `ui`, `ffclr` and `store`, on the path).
+`ui.main` turns off Gradio's analytics and the Hugging Face hub before Gradio is imported."""
 import sys
-
-for _name, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
-                      ("HF_HUB_DISABLE_TELEMETRY", "1")):
-    os.environ[_name] = _value
 
 if __name__ == "__main__":
     from ui.main import main

@@ -1,4 +1,8 @@
-"""`python app.py [--host 127.0.0.1] [--port 7860] [--workspace DIR] [--auth USER:PASS]`."""
+"""The app's entry point, `python app.py` or (installed) `ffclr-app`:
+`[--host 127.0.0.1] [--port 7860] [--workspace DIR] [--auth USER:PASS]`.
+
+Importing this module turns off Gradio's analytics and the Hugging Face hub, so it must come
+before anything imports gradio."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +15,7 @@ for _name, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python app.py", description="The ffclr browser app.")
+    parser = argparse.ArgumentParser(description="The ffclr browser app.")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")

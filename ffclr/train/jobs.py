@@ -1,9 +1,11 @@
 """Pretraining jobs for the UI: each run in its own worker process, one at a time, in order.
 
-`start_pretrain` records a queued run and spawns `python -m ffclr pretrain --run-id N`; the
-worker waits until every earlier pretraining run has ended (and holds a lock file while it
-trains), so later jobs queue. `cancel` sets the store's flag, which the worker checks every
-step (it then writes a checkpoint and ends as cancelled); `status` reads the store.
+`start_pretrain` records a queued run and spawns `python -m ffclr pretrain --run-id N` in the
+workspace folder, with an environment (`worker_env`) that finds this same `ffclr` whether it is
+installed or a plain checkout; the worker waits until every earlier pretraining run has ended
+(and holds a lock file while it trains), so later jobs queue. `cancel` sets the store's flag,
+which the worker checks every step (it then writes a checkpoint and ends as cancelled); `status`
+reads the store.
 """
 from __future__ import annotations
 
@@ -22,11 +24,20 @@ from store.db import pid_alive
 
 LOCK_FILE = ".pretrain.lock"
 POLL_SECONDS = 0.5
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def worker_log(workspace: Workspace, run_id: int) -> Path:
     return workspace.runs / f"worker-{run_id:04d}.log"
+
+
+def worker_env() -> dict[str, str]:
+    """This process's environment with `PACKAGE_PARENT` (which holds `ffclr` and `store`) first
+    on PYTHONPATH: a worker imports the same code as its parent, whatever its working directory."""
+    env = dict(os.environ)
+    entries = [str(PACKAGE_PARENT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(entries))
+    return env
 
 
 def start_pretrain(workspace: Workspace, config: PretrainConfig) -> int:
@@ -41,8 +52,8 @@ def start_pretrain(workspace: Workspace, config: PretrainConfig) -> int:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ffclr", "pretrain", "--run-id", str(run_id),
                  "--workspace", str(workspace.root)],
-                cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                cwd=workspace.root, env=worker_env(), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
         store.update_run(run_id, pid=proc.pid)
     threading.Thread(target=proc.wait, daemon=True).start()  # reap it: no zombie
     return run_id
