@@ -1,5 +1,12 @@
-"""Preprocessing and batched augmentations on small hand-made images."""
+"""Preprocessing and batched augmentations on small hand-made images; the `pretrain` command's
+choices (the registries) and defaults (`PretrainConfig`)."""
 from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,11 +129,49 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
     assert load_image_rgb(Image.new("L", (3, 3))).mode == "RGB"
 
 
-def test_cli_offers_every_preset():
-    from ffclr.cli import build_parser
+def _pretrain_parser() -> argparse.ArgumentParser:
+    """The `pretrain` subcommand's parser, built by its own `register`."""
+    from ffclr.commands import pretrain
 
-    parser = build_parser()
-    pretrain = parser._subparsers._group_actions[0].choices["pretrain"]
-    augment = next(a for a in pretrain._actions if "--augment" in a.option_strings)
-    assert set(augment.choices) == set(PRESETS)
-    assert all(f"{name}: " in augment.help for name in PRESETS)
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    pretrain.register(subparsers)
+    return subparsers.choices["pretrain"]
+
+
+def _offered(parser: argparse.ArgumentParser, flag: str) -> list[str]:
+    """The choices the help shows for `flag` (`--flag {a,b,c}`)."""
+    match = re.search(rf"(?<!\S){flag} \{{([^}}]*)\}}", parser.format_help())
+    assert match, parser.format_help()
+    return match.group(1).split(",")
+
+
+def test_cli_offers_every_preset():
+    parser = _pretrain_parser()
+    assert _offered(parser, "--augment") == list(PRESETS)
+    assert all(parser.parse_args(["--augment", name]).augment == name for name in PRESETS)
+    help_text = " ".join(parser.format_help().split())
+    assert all(f"{name}: " in help_text for name in PRESETS)
+
+
+def test_cli_choices_are_the_registries_and_its_defaults_the_config():
+    from ffclr.commands.pretrain import config_from_args
+    from ffclr.model.networks import ARCHS
+    from ffclr.train.config import (ARCH_NAMES, AUGMENT_PRESETS, DATASET_MODES, OPTIMIZER_NAMES,
+                                    PretrainConfig)
+    from ffclr.train.optim import OPTIMIZERS
+
+    assert ARCH_NAMES == tuple(ARCHS) and OPTIMIZER_NAMES == tuple(OPTIMIZERS)
+    assert list(AUGMENT_PRESETS) == list(PRESETS)
+    parser = _pretrain_parser()
+    assert _offered(parser, "--arch") == list(ARCHS)
+    assert _offered(parser, "--optimizer") == list(OPTIMIZERS)
+    assert _offered(parser, "-dataset-name") == list(DATASET_MODES)
+    assert config_from_args(parser.parse_args([])) == PretrainConfig()
+
+
+def test_building_the_cli_does_not_import_torch():
+    code = ("import sys; from ffclr.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    assert done.stdout.strip() == "[]"

@@ -30,9 +30,10 @@ def demo_with_tiny_checkpoint(workspace, demo_export, monkeypatch) -> str:
     import_export(demo_export, "demo", workspace)
     one_c(monkeypatch)
     torch.manual_seed(0)
+    model = SimCLRModel("resnet18", out_dim=32, small_stem=True)
     return str(save_checkpoint(workspace.checkpoints / "tiny" / "checkpoint_0001.pth.tar",
                                {"epoch": 1, "arch": "resnet18", "image_size": 32,
-                                "state_dict": SimCLRModel("resnet18", out_dim=32).state_dict()}))
+                                "state_dict": model.state_dict()}))
 
 
 @pytest.fixture

@@ -12,16 +12,19 @@ from torchvision import models
 from ffclr.errors import FfclrError
 
 ARCHS = {"resnet18": models.resnet18, "resnet50": models.resnet50}
+"""Name → torchvision constructor; the names are also `ffclr.train.config.ARCH_NAMES`, for the
+CLI without torch."""
 
 
 class SimCLRModel(nn.Module):
     """ResNet encoder + projection head.
 
     `small_stem` swaps the 7×7/2 conv and max-pool for a 3×3/1 conv, as for CIFAR-sized inputs:
-    a 32 px symbol then keeps a 4×4 map at the last stage instead of vanishing to 1×1.
+    a 32 px symbol then keeps a 4×4 map at the last stage instead of vanishing to 1×1. Off by
+    default, as `PretrainConfig.small_stem`.
     """
 
-    def __init__(self, arch: str = "resnet18", out_dim: int = 128, small_stem: bool = True):
+    def __init__(self, arch: str = "resnet18", out_dim: int = 128, small_stem: bool = False):
         super().__init__()
         if arch not in ARCHS:
             raise FfclrError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHS)})")

@@ -14,6 +14,11 @@ DATASET_MODES = {
 }
 """The seed's `-dataset-name` choices → training mode. cifar10/stl10 read torchvision datasets."""
 
+ARCH_NAMES = ("resnet18", "resnet50")
+"""`--arch` choices; the networks are `ffclr.model.networks.ARCHS`."""
+OPTIMIZER_NAMES = ("adam", "lars", "sgd")
+"""`--optimizer` choices; the optimisers are `ffclr.train.optim.OPTIMIZERS`."""
+
 AUGMENT_PRESETS = {
     "default": "upright or a quarter turn clockwise, as text on drawings",
     "upright": "no turns",
@@ -21,7 +26,10 @@ AUGMENT_PRESETS = {
     "seed": "the fork's recipe",
 }
 """`--augment` choices, one line each for the CLI and the app; the recipes are
-`ffclr.train.augment.PRESETS` (kept apart so that building the CLI does not import torch)."""
+`ffclr.train.augment.PRESETS`.
+
+The names above are kept apart from the torch-side registries so that building the CLI or the
+app's dropdowns does not import torch; a test checks that both sides hold the same names."""
 AUGMENT_HELP = "; ".join(f"{name}: {summary}" for name, summary in AUGMENT_PRESETS.items())
 
 
@@ -76,18 +84,15 @@ class PretrainConfig:
         return DATASET_MODES[self.dataset_name]
 
     def validate(self) -> "PretrainConfig":
-        from ffclr.train.augment import PRESETS
-        from ffclr.model.networks import ARCHS
-        from ffclr.train.optim import OPTIMIZERS
-
         checks = [
             (self.dataset_name in DATASET_MODES,
              f"-dataset-name: {self.dataset_name!r} is not one of {', '.join(DATASET_MODES)}"),
-            (self.arch in ARCHS, f"--arch: {self.arch!r} is not one of {', '.join(ARCHS)}"),
-            (self.augment in PRESETS, f"--augment: {self.augment!r} is not one of "
-                                      f"{', '.join(PRESETS)}"),
-            (self.optimizer in OPTIMIZERS, f"--optimizer: {self.optimizer!r} is not one of "
-                                           f"{', '.join(OPTIMIZERS)}"),
+            (self.arch in ARCH_NAMES,
+             f"--arch: {self.arch!r} is not one of {', '.join(ARCH_NAMES)}"),
+            (self.augment in AUGMENT_PRESETS, f"--augment: {self.augment!r} is not one of "
+                                              f"{', '.join(AUGMENT_PRESETS)}"),
+            (self.optimizer in OPTIMIZER_NAMES, f"--optimizer: {self.optimizer!r} is not one of "
+                                                f"{', '.join(OPTIMIZER_NAMES)}"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 2, "-b/--batch-size must be at least 2"),
             (self.n_views >= 2, "--n-views must be at least 2"),

@@ -8,9 +8,6 @@ from torch import nn
 
 from ffclr.errors import FfclrError
 
-OPTIMIZERS = ("adam", "lars", "sgd")
-
-
 def default_lr(optimizer: str, batch_size: int) -> float:
     """Adam: 1e-3 (the seed's 3e-4 learns too slowly within a CPU budget; see README,
     Evaluation, "How the default recipe was chosen"). LARS/SGD: SimCLR's 0.3 × batch / 256."""
@@ -52,15 +49,21 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+OPTIMIZERS = {
+    "adam": lambda params, lr, weight_decay: torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay, fused=True),
+    "lars": lambda params, lr, weight_decay: LARS(params, lr=lr, weight_decay=weight_decay),
+    "sgd": lambda params, lr, weight_decay: torch.optim.SGD(
+        params, lr=lr, momentum=0.9, weight_decay=weight_decay, fused=True),
+}
+"""Name → (parameters, lr, weight decay) → optimiser; the names are also
+`ffclr.train.config.OPTIMIZER_NAMES`, for the CLI without torch."""
+
+
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float):
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay,
-                               fused=True)
-    if name == "lars":
-        return LARS(model.parameters(), lr=lr, weight_decay=weight_decay)
-    raise FfclrError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
+    if name not in OPTIMIZERS:
+        raise FfclrError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
+    return OPTIMIZERS[name](model.parameters(), lr, weight_decay)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
