@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import fields, replace
 
 import pytest
 
 from ffclr.errors import FfclrError
+from ffclr.train.config import PretrainConfig
 from ui.tabs import pretrain
 
 
@@ -18,22 +20,70 @@ def imported(workspace, demo_export):
 
 
 def test_options_become_a_validated_config(imported):
-    options = pretrain.PretrainOptions(dataset="demo", split="train", image_size=24,
-                                       batch_size=16, epochs=3, time_budget_s=30,
-                                       mode="labeled (supervised contrastive)",
-                                       device="CPU", precision="fp32")
+    options = pretrain.PretrainOptions(dataset="demo", split="train",
+                                       mode="labeled (supervised contrastive)", device="CPU",
+                                       precision="fp32",
+                                       settings=dict(image_size=24, batch_size=16, epochs=3,
+                                                     time_budget=30, lr=None, run_name=" "))
     config = pretrain.pretrain_config(imported, options)
     assert config.data == str(imported.dataset_dir("demo") / "train")
     assert config.dataset_name == "ff_devices_labeled" and config.disable_cuda
     assert config.time_budget == 30 and config.bf16 is False and config.lr is None
+    assert (config.image_size, config.batch_size, config.epochs) == (24, 16, 3)
+    assert config.run_name is None
     with pytest.raises(FfclrError, match="no split 'nope'"):
         pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset="demo", split="nope"))
     with pytest.raises(FfclrError, match="pick a dataset"):
         pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset=None))
-    with pytest.raises(FfclrError, match="image-size"):
-        pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset="demo", image_size=4))
-    for preset in pretrain.PRESETS.values():
-        assert set(pretrain.PRESET_FIELDS) == set(preset)
+    for settings, refusal in ((dict(image_size=4), "image-size"), (dict(lr=0), "lr"),
+                              (dict(time_budget=0), "time-budget"), (dict(epochs=None), "epochs")):
+        with pytest.raises(FfclrError, match=refusal):
+            pretrain.pretrain_config(imported, pretrain.PretrainOptions("demo", settings=settings))
+
+
+def test_defaults_are_the_configs_and_presets_override_it(imported):
+    config = pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset="demo"))
+    defaults = PretrainConfig()
+    assert replace(config, data=None, **{name: getattr(defaults, name)
+                                          for name in pretrain.APP_SETTINGS}) == defaults
+    assert set(pretrain.START_INPUTS) == {*pretrain.OWN_CHOICES, *pretrain.SETTINGS, "run_name"}
+    quick = pretrain.preset_values("CPU quick (≈3 min)")
+    assert dict(zip(pretrain.SETTINGS, quick)) == dict(
+        arch="resnet18", image_size=48, batch_size=256, epochs=1000, time_budget=180, lr=None,
+        temperature=defaults.temperature, augment=defaults.augment, knn_every=5)
+    assert quick[-2:] == ["auto", "auto"]
+    gpu = pretrain.preset_values("GPU (ResNet-50, 64 px)")
+    assert gpu[:4] == ["resnet50", 64, 512, 200] and gpu[-2:] == ["GPU", "fp16 (GPU)"]
+    for name, preset in pretrain.PRESETS.items():
+        assert set(preset) <= {f.name for f in fields(PretrainConfig)}, name
+        values = dict(zip((*pretrain.SETTINGS, "device", "precision"),
+                          pretrain.preset_values(name)))
+        options = pretrain.options_from_widgets(  # device auto: this machine may lack CUDA
+            dict(values, dataset="demo", split="train", mode=pretrain.DEFAULT_MODE, run_name="",
+                 device="auto"))
+        config = pretrain.pretrain_config(imported, options)
+        assert {k: getattr(config, k) for k in preset} == preset, name
+
+
+def test_tab_shows_the_configs_defaults(workspace):
+    import gradio as gr
+
+    from ui.common import Context
+
+    with gr.Blocks() as demo:
+        with gr.Tab("Pretrain") as tab:
+            pretrain.build(Context(workspace), tab)
+    shown = {block.label: block.value for block in demo.blocks.values()
+             if isinstance(block, gr.components.Component) and block.label}
+    defaults = PretrainConfig()
+    assert shown["Epochs (at most)"] == defaults.epochs
+    assert shown["kNN every N epochs (0 = never)"] == defaults.knn_every
+    assert shown["Time budget (s, empty = none)"] is None and defaults.time_budget is None
+    assert shown["Learning rate (empty = the optimiser's default)"] is None
+    assert (shown["Architecture"], shown["Image size (px)"], shown["Batch"]) == (
+        defaults.arch, defaults.image_size, defaults.batch_size)
+    assert (shown["Temperature"], shown["Augmentation"]) == (defaults.temperature,
+                                                             defaults.augment)
 
 
 def test_view_follows_the_store_queue_failure_and_cancel(workspace):
@@ -72,9 +122,9 @@ def test_view_follows_the_store_queue_failure_and_cancel(workspace):
 
 
 def test_start_runs_a_worker_that_writes_metrics_and_can_be_cancelled(imported):
-    pytest.importorskip("ffclr.train.jobs", reason="ffclr.train.jobs (the pretraining worker API) not built")
-    options = pretrain.PretrainOptions(dataset="demo", image_size=16, batch_size=16, epochs=50,
-                                       time_budget_s=120, device="CPU", knn_every=0)
+    options = pretrain.PretrainOptions(dataset="demo", device="CPU",
+                                       settings=dict(image_size=16, batch_size=16, epochs=50,
+                                                     time_budget=120, knn_every=0))
     run_id = pretrain.start(imported, options)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and "loss" not in pretrain.curves(imported, run_id):

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import functools
 import html
-import importlib.util
 import logging
 import traceback
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+import gradio as gr
+from PIL import Image, UnidentifiedImageError
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
@@ -35,19 +39,6 @@ def open_store(workspace: Workspace) -> Iterator[Any]:
         yield store
     finally:
         store.close()
-
-
-def has_backend(module: str) -> bool:
-    """Whether an ffclr module has landed (the app degrades to a plain message when not)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def missing_backend_message(feature: str, module: str) -> str:
-    return (f"**{feature} is not available yet**: this ffclr has no `{module}` module. "
-            "Update ffclr to get it.")
 
 
 def user_message(exc: BaseException) -> str:
@@ -77,7 +68,6 @@ def guard(n_outputs: int, status_at: int | None = 0) -> Callable:
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            import gradio as gr
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - every error becomes a message
@@ -120,8 +110,6 @@ def checkpoint_and_dataset_updates(workspace: Workspace, checkpoint: str | None,
                                    dataset: str | None) -> tuple[dict, dict, str | None]:
     """Fresh checkpoint and dataset dropdowns keeping the current picks where they still exist
     (else the first); the third item is the dataset now picked."""
-    import gradio as gr
-
     choices = checkpoint_choices(workspace)
     paths = [p for _, p in choices]
     names = dataset_choices(workspace)
@@ -188,8 +176,6 @@ def dataset_root(workspace: Workspace, name: str) -> Path:
 
 def check_image_upload(path: str | Path) -> None:
     """Refuse files that are not images, or are too large to handle, with a reason."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     name = path.name
     if not path.is_file():
@@ -214,8 +200,6 @@ def check_image_upload(path: str | Path) -> None:
 
 
 def check_zip_upload(path: str | Path) -> None:
-    import zipfile
-
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise FfclrError(f"{path.name}: not a zip archive (drop the Roboflow COCO export .zip, "
@@ -234,8 +218,6 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def run_duration(run: dict) -> float | None:
-    from datetime import datetime, timezone
-
     start = run.get("started_at") or run.get("created_at")
     if not start:
         return None

@@ -5,18 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ffclr.detection import (detect_images, detections_to_coco, fit_detector, load_detector,
+                             read_drawing, save_detector, write_coco)
+from ffclr.detection.visualise import draw_detections
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import check_image_upload, has_backend, open_store
+from ui.common import check_image_upload, open_store
 
-BACKEND = "ffclr.detection"
 TABLE_COLUMNS = ["file", "class", "score", "x", "y", "width", "height"]
 
 _DETECTORS: dict[tuple, object] = {}
-
-
-def available() -> bool:
-    return has_backend(BACKEND) and has_backend("ffclr.detection.visualise")
 
 
 def detectors_dir(workspace: Workspace) -> Path:
@@ -45,14 +43,10 @@ def detector_choices(workspace: Workspace) -> list[tuple[str, str]]:
 
 def fit(workspace: Workspace, checkpoint: str | None, dataset: str | None, progress=None) -> str:
     """Fit a detector on the train split of the dataset's export; returns the saved path."""
-    if not available():
-        raise FfclrError("schematic detection is not available yet: this ffclr has no detector")
     if not checkpoint:
         raise FfclrError("pick a checkpoint for the detector's encoder")
     if not dataset:
         raise FfclrError("pick the dataset whose labelled drawings the detector learns from")
-    from ffclr.detection import fit_detector, save_detector
-
     with open_store(workspace) as store:
         row = store.dataset(dataset)
     if row is None:
@@ -86,8 +80,6 @@ def load(path: str | None):
         raise FfclrError(f"{path}: detector file not found")
     key = (str(file), file.stat().st_mtime_ns)
     if key not in _DETECTORS:
-        from ffclr.detection import load_detector
-
         _DETECTORS.clear()
         _DETECTORS[key] = load_detector(file)
     return _DETECTORS[key]
@@ -96,13 +88,8 @@ def load(path: str | None):
 def detect(workspace: Workspace, detector_path: str | None, files: list[str] | None,
            out_dir: Path, progress=None) -> dict:
     """Drawn images, table rows, the COCO file and refusals for the dropped drawings."""
-    if not available():
-        raise FfclrError("schematic detection is not available yet: this ffclr has no detector")
     if not files:
         raise FfclrError("drop one or more schematic images first")
-    from ffclr.detection import detect_images, detections_to_coco, read_drawing, write_coco
-    from ffclr.detection.visualise import draw_detections
-
     detector = load(detector_path)
     accepted, refused = [], []
     for path in files:

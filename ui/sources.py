@@ -9,7 +9,6 @@ from pathlib import Path, PurePosixPath
 from PIL import Image, ImageDraw
 
 
-
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())

@@ -1,21 +1,23 @@
 """Classify tab: drop symbol images → top-k classes, nearest training crops, unknown flag
-(`ffclr.eval.classify`); whole schematics need the detector (its own issue)."""
+(`ffclr.eval.classify`); whole schematics go through a fitted detector (`ui.schematics`)."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import gradio as gr
 
 from ffclr.errors import FfclrError
+from ffclr.eval.classify import classify_images, load_classifier as load_probe_classifier
 from ffclr.workspace import Workspace
 from ui import schematics
-from ui.common import (Context, check_image_upload, checkpoint_choices, dataset_choices, guard,
-                       has_backend, missing_backend_message, ok_md, open_store, user_message)
+from ui.common import (Context, check_image_upload, checkpoint_and_dataset_updates,
+                       checkpoint_choices, dataset_choices, guard, ok_md, open_store,
+                       user_message)
 
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "probability", "unknown symbol", "top-k",
                   "distance to nearest crop"]
-BACKENDS = ("ffclr.eval.classify", "ffclr.eval.evaluate", "ffclr.eval.probe", "ffclr.eval.embedding")
 
 _CLASSIFIERS: dict[tuple, tuple] = {}
 
@@ -41,9 +43,6 @@ def classifier_choices(workspace: Workspace) -> list[tuple[str, int]]:
 
 def load_classifier(workspace: Workspace, probe_run: int | None):
     """(encoder, probe, reference) of a probe run, cached while its files are unchanged."""
-    missing = [m for m in BACKENDS if not has_backend(m)]
-    if missing:
-        raise FfclrError(f"classifying is not available yet: this ffclr has no {missing[0]}")
     if probe_run is None:
         raise FfclrError("pick a classifier: fit a probe in the Probe tab first")
     with open_store(workspace) as store:
@@ -58,9 +57,7 @@ def load_classifier(workspace: Workspace, probe_run: int | None):
     key = (str(probe_path), probe_path.stat().st_mtime_ns, str(checkpoint),
            checkpoint.stat().st_mtime_ns)
     if key not in _CLASSIFIERS:
-        from ffclr.eval.classify import load_classifier as load
-
-        loaded = load(checkpoint, probe_path, workspace)
+        loaded = load_probe_classifier(checkpoint, probe_path, workspace)
         _CLASSIFIERS.clear()
         _CLASSIFIERS[key] = loaded
     return _CLASSIFIERS[key]
@@ -72,8 +69,6 @@ def classify(workspace: Workspace, probe_run: int | None, files: list[str] | Non
     if not files:
         raise FfclrError("drop one or more symbol images first")
     encoder, probe, reference = load_classifier(workspace, probe_run)
-    from ffclr.eval.classify import classify_images
-
     entries, accepted = [], []
     for path in files:
         entry = {"file": Path(path).name, "path": str(path), "result": None, "error": None}
@@ -120,12 +115,17 @@ def neighbour_gallery(entries: list[dict], index: int = 0) -> list[tuple[str, st
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
-    ws = ctx.workspace
+    top_k = _symbols_layout(ctx)
+    entries_state = gr.State([])
+    gr.Markdown("### Whole schematics")
+    build_schematics(ctx)
+    _wire_symbols(ctx, tab, top_k, entries_state)
+
+
+def _symbols_layout(ctx: Context) -> gr.Slider:
+    """Classifier, top-k, the drop zone and the results; returns the top-k slider."""
     c = ctx.components
-    missing = [m for m in BACKENDS if not has_backend(m)]
-    if missing:
-        gr.Markdown(missing_backend_message("Classify", missing[0]))
-    choices = classifier_choices(ws)
+    choices = classifier_choices(ctx.workspace)
     with gr.Row():
         c["classify_probe"] = gr.Dropdown(label="Classifier (a fitted probe and its encoder)",
                                           choices=choices,
@@ -145,13 +145,11 @@ def build(ctx: Context, tab: gr.Tab) -> None:
             c["classify_neighbours"] = gr.Gallery(label="Nearest training crops (click a row "
                                                   "for another file)", columns=8, height=200,
                                                   object_fit="contain")
-    entries_state = gr.State([])
-    gr.Markdown("### Whole schematics")
-    if schematics.available():
-        build_schematics(ctx)
-    else:
-        gr.Markdown("**Schematic detection isn't available yet**: this ffclr has no detector. "
-                    "Drop cropped symbols above meanwhile.")
+    return top_k
+
+
+def _wire_symbols(ctx: Context, tab: gr.Tab, top_k: gr.Slider, entries_state: gr.State) -> None:
+    ws, c = ctx.workspace, ctx.components
 
     @guard(4)
     def on_classify(probe_run, files, k):
@@ -195,8 +193,6 @@ def build(ctx: Context, tab: gr.Tab) -> None:
 
 
 def build_schematics(ctx: Context) -> None:
-    import tempfile
-
     ws = ctx.workspace
     c = ctx.components
     detectors = schematics.detector_choices(ws)
@@ -247,13 +243,9 @@ def build_schematics(ctx: Context) -> None:
              api_name="detect")
 
     def refresh(current_checkpoint, current_dataset):
-        cks = checkpoint_choices(ws)
-        names = dataset_choices(ws)
-        return (gr.update(choices=cks, value=current_checkpoint if current_checkpoint in
-                          [p for _, p in cks] else (cks[0][1] if cks else None)),
-                gr.update(choices=names, value=current_dataset if current_dataset in names
-                          else (names[0] if names else None)),
-                gr.update(choices=schematics.detector_choices(ws)))
+        checkpoints, datasets, _ = checkpoint_and_dataset_updates(ws, current_checkpoint,
+                                                                  current_dataset)
+        return checkpoints, datasets, gr.update(choices=schematics.detector_choices(ws))
 
     c["tab_classify"].select(refresh, [checkpoint, dataset],
                              [checkpoint, dataset, c["detect_detector"]], show_progress="hidden")

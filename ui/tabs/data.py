@@ -8,10 +8,12 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from ffclr.data.coco_import import check_name, import_export
+from ffclr.demo.export import write_demo_export
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard,
-                       has_backend, missing_backend_message, ok_md, open_store)
+from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard, ok_md,
+                       open_store)
 
 DEMO_NAME = "demo"
 DEMO_IMAGES = 60
@@ -30,17 +32,8 @@ def ordered_splits(splits) -> list[str]:
     return sorted(set(splits), key=lambda s: (order.get(s, 3), s))
 
 
-def _require_importer() -> None:
-    if not has_backend("ffclr.data.coco_import"):
-        raise FfclrError("importing is not available yet: this ffclr has no ffclr.data.coco_import")
-
-
 def load_demo_data(workspace: Workspace, progress: Progress = None) -> Any:
     """Generate the synthetic export in the workspace and import it as dataset `demo`."""
-    _require_importer()
-    from ffclr.data.coco_import import import_export
-    from ffclr.demo.export import write_demo_export
-
     out = demo_export_dir(workspace)
     if not (out / "train").is_dir():
         if progress:
@@ -52,9 +45,6 @@ def load_demo_data(workspace: Workspace, progress: Progress = None) -> Any:
 def import_dataset(workspace: Workspace, upload: str | None, folder: str | None, name: str,
                    padding: float = 0.05, progress: Progress = None) -> Any:
     """Import an uploaded export zip, or an export folder on this machine, as dataset `name`."""
-    _require_importer()
-    from ffclr.data.coco_import import check_name, import_export
-
     name = check_name((name or "").strip())
     folder = (folder or "").strip()
     if upload and folder:
@@ -150,54 +140,52 @@ def _progress_callback(progress: gr.Progress) -> Callable[[int, int, str], None]
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
-    ws = ctx.workspace
-    c = ctx.components
-    has_data = bool(dataset_choices(ws))
     with gr.Row():
         with gr.Column(scale=1):
-            c["data_demo_button"] = gr.Button(
-                "Load demo data", variant="primary", visible=not has_data,
-                elem_id="load-demo")
-            c["data_upload"] = gr.File(label="Roboflow COCO export (.zip)", file_types=[".zip"],
-                                       type="filepath", elem_id="data-upload")
-            c["data_folder"] = gr.Textbox(label="…or the export's folder on this machine",
-                                          placeholder="/path/to/export (with train/ valid/ test/)")
-            with gr.Row():
-                c["data_name"] = gr.Textbox(label="Dataset name", value="ff_devices")
-                c["data_padding"] = gr.Slider(0, 0.5, value=0.05, step=0.01,
-                                              label="Padding around each box")
-            c["data_import"] = gr.Button("Import", elem_id="data-import")
-            c["data_status"] = gr.Markdown(
-                "" if has_backend("ffclr.data.coco_import")
-                else missing_backend_message("Import", "ffclr.data.coco_import"),
-                elem_id="data-status")
+            _import_column(ctx)
         with gr.Column(scale=2):
-            c["data_dataset"] = gr.Dropdown(label="Dataset", choices=dataset_choices(ws),
-                                            value=(dataset_choices(ws) or [None])[0],
-                                            elem_id="data-dataset")
-            c["data_summary"] = gr.Markdown(elem_id="data-summary")
-            c["data_table"] = gr.Dataframe(label="Crops per class and split", interactive=False,
-                                           max_height=320)
-            with gr.Row():
-                c["data_class"] = gr.Dropdown(label="Class", choices=[], elem_id="data-class")
-                c["data_split"] = gr.Dropdown(label="Split", choices=["", "train", "valid", "test"],
-                                              value="")
-            c["data_gallery"] = gr.Gallery(label="Crops", columns=10, height=300,
-                                           object_fit="contain", elem_id="data-gallery")
+            _browse_column(ctx)
+    _wire_import(ctx)
+    _wire_browse(ctx, tab)
 
-    @guard(4, status_at=None)
-    def show_dataset(name):
-        summary, rows = dataset_overview(ws, name)
-        classes = class_choices(ws, name)
-        headers = overview_headers(ws, name)
-        first = classes[0][1] if classes else None
-        return (summary, gr.update(value=rows or None, headers=headers),
-                gr.update(choices=classes, value=first),
-                class_gallery(ws, name, first))
 
-    @guard(1, status_at=None)
-    def show_gallery(name, class_index, split):
-        return class_gallery(ws, name, class_index, split or None)
+def _import_column(ctx: Context) -> None:
+    """Load demo data (on an empty workspace), or an export's zip or folder to import."""
+    c = ctx.components
+    c["data_demo_button"] = gr.Button("Load demo data", variant="primary",
+                                      visible=not dataset_choices(ctx.workspace),
+                                      elem_id="load-demo")
+    c["data_upload"] = gr.File(label="Roboflow COCO export (.zip)", file_types=[".zip"],
+                               type="filepath", elem_id="data-upload")
+    c["data_folder"] = gr.Textbox(label="…or the export's folder on this machine",
+                                  placeholder="/path/to/export (with train/ valid/ test/)")
+    with gr.Row():
+        c["data_name"] = gr.Textbox(label="Dataset name", value="ff_devices")
+        c["data_padding"] = gr.Slider(0, 0.5, value=0.05, step=0.01,
+                                      label="Padding around each box")
+    c["data_import"] = gr.Button("Import", elem_id="data-import")
+    c["data_status"] = gr.Markdown("", elem_id="data-status")
+
+
+def _browse_column(ctx: Context) -> None:
+    """The picked dataset's summary, class × split table and a gallery of one class's crops."""
+    c = ctx.components
+    names = dataset_choices(ctx.workspace)
+    c["data_dataset"] = gr.Dropdown(label="Dataset", choices=names,
+                                    value=names[0] if names else None, elem_id="data-dataset")
+    c["data_summary"] = gr.Markdown(elem_id="data-summary")
+    c["data_table"] = gr.Dataframe(label="Crops per class and split", interactive=False,
+                                   max_height=320)
+    with gr.Row():
+        c["data_class"] = gr.Dropdown(label="Class", choices=[], elem_id="data-class")
+        c["data_split"] = gr.Dropdown(label="Split", choices=["", "train", "valid", "test"],
+                                      value="")
+    c["data_gallery"] = gr.Gallery(label="Crops", columns=10, height=300,
+                                   object_fit="contain", elem_id="data-gallery")
+
+
+def _wire_import(ctx: Context) -> None:
+    ws, c = ctx.workspace, ctx.components
 
     @guard(4)
     def on_demo(progress=gr.Progress()):
@@ -214,22 +202,42 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 gr.update(choices=names, value=name.strip()),
                 gr.update(visible=not names), None)
 
+    outputs = [c["data_status"], c["data_dataset"], c["data_demo_button"], c["data_upload"]]
+    c["data_demo_button"].click(on_demo, None, outputs, api_name="load_demo")
+    c["data_import"].click(on_import, [c["data_upload"], c["data_folder"], c["data_name"],
+                                       c["data_padding"]], outputs, api_name="import_export")
+
+
+def _wire_browse(ctx: Context, tab: gr.Tab) -> None:
+    ws, c = ctx.workspace, ctx.components
+
+    @guard(4, status_at=None)
+    def show_dataset(name):
+        summary, rows = dataset_overview(ws, name)
+        classes = class_choices(ws, name)
+        headers = overview_headers(ws, name)
+        first = classes[0][1] if classes else None
+        return (summary, gr.update(value=rows or None, headers=headers),
+                gr.update(choices=classes, value=first),
+                class_gallery(ws, name, first))
+
+    @guard(1, status_at=None)
+    def show_gallery(name, class_index, split):
+        return class_gallery(ws, name, class_index, split or None)
+
     def refresh_choices(current):
         names = dataset_choices(ws)
         value = current if current in names else (names[0] if names else None)
         return gr.update(choices=names, value=value), gr.update(visible=not names)
 
-    outputs = [c["data_status"], c["data_dataset"], c["data_demo_button"], c["data_upload"]]
-    c["data_demo_button"].click(on_demo, None, outputs, api_name="load_demo")
-    c["data_import"].click(on_import, [c["data_upload"], c["data_folder"], c["data_name"],
-                                       c["data_padding"]], outputs, api_name="import_export")
     c["data_dataset"].change(show_dataset, c["data_dataset"],
                              [c["data_summary"], c["data_table"], c["data_class"],
                               c["data_gallery"]], api_name="dataset_overview")
-    c["data_class"].change(show_gallery, [c["data_dataset"], c["data_class"], c["data_split"]],
-                           c["data_gallery"], show_progress="hidden")
-    c["data_split"].change(show_gallery, [c["data_dataset"], c["data_class"], c["data_split"]],
-                           c["data_gallery"], show_progress="hidden")
+    gallery_inputs = [c["data_dataset"], c["data_class"], c["data_split"]]
+    c["data_class"].change(show_gallery, gallery_inputs, c["data_gallery"],
+                           show_progress="hidden")
+    c["data_split"].change(show_gallery, gallery_inputs, c["data_gallery"],
+                           show_progress="hidden")
     tab.select(refresh_choices, c["data_dataset"], [c["data_dataset"], c["data_demo_button"]],
                show_progress="hidden")
 

@@ -1,107 +1,144 @@
-"""Pretrain tab: options, Start (a worker process via `ffclr.train.jobs`), live curves polled from the
-store, Cancel, the queue. The page holds no job state: a reload or an app restart shows the same."""
+"""Pretrain tab: options, Start (a worker process via `ffclr.train.jobs`), live curves polled
+from the store, Cancel, the queue. The page holds no job state: a reload or an app restart shows
+the same.
+
+Every setting is a `PretrainConfig` field, showing the config's default; the presets override
+some of them. The tab's own choices (dataset and split, mode, device, precision) map to fields."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from ffclr.errors import FfclrError
+from ffclr.train import jobs
+from ffclr.train.config import ARCH_NAMES, AUGMENT_HELP, AUGMENT_PRESETS, PretrainConfig
 from ffclr.workspace import Workspace
-from ui.common import (Context, dataset_choices, fmt_duration, guard, has_backend,
-                       missing_backend_message, ok_md, open_store, run_dataset, run_duration,
-                       split_choices)
+from ui.common import (Context, dataset_choices, fmt_duration, guard, ok_md, open_store,
+                       run_dataset, run_duration, split_choices)
+
+DEFAULTS = PretrainConfig()
+SETTINGS = ("arch", "image_size", "batch_size", "epochs", "time_budget", "lr", "temperature",
+            "augment", "knn_every")
+"""The `PretrainConfig` fields the tab shows as widgets of their own (with `run_name`), and that
+a preset sets; an empty widget holds None."""
+APP_SETTINGS = dict(log_every_n_steps=2, checkpoint_every=1)
+"""What the app asks of every run: a point on the live curves every second step and a checkpoint
+every epoch, so that Cancel always keeps one."""
 
 MODES = {"unlabeled (SimCLR)": "ff_devices_unlabeled",
          "labeled (supervised contrastive)": "ff_devices_labeled",
          "one-shot (the seed's)": "ff_devices_one_shot"}
-PRECISIONS = ("auto", "fp32", "bf16 (CPU)", "fp16 (GPU)")
-DEVICES = ("auto", "CPU", "GPU")
+"""The Mode dropdown's labels → `PretrainConfig.dataset_name`."""
+DEFAULT_MODE = next(label for label, name in MODES.items() if name == DEFAULTS.dataset_name)
+DEVICES = {"auto": {}, "CPU": {"disable_cuda": True}, "GPU": {}}
+"""The Device dropdown's labels → `PretrainConfig` fields ("GPU" also refuses a machine without
+CUDA)."""
+PRECISIONS = {"auto": {},
+              "fp32": {"fp16_precision": False, "bf16": False},
+              "bf16 (CPU)": {"fp16_precision": False, "bf16": True},
+              "fp16 (GPU)": {"fp16_precision": True}}
+"""The Precision dropdown's labels → `PretrainConfig` fields ("auto": as the config says)."""
 CURVES = (("loss", "loss"), ("views_per_s", "views/s"), ("knn_top1", "kNN top-1"))
 QUEUE_COLUMNS = ["id", "name", "status", "created", "dataset"]
 POLL_SECONDS = 1.0
 
+PRESETS = {
+    "CPU quick (≈3 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=1000,
+                               time_budget=180, knn_every=5),
+    "CPU thorough (20 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=5000,
+                                  time_budget=1200, knn_every=20),
+    "GPU (ResNet-50, 64 px)": dict(arch="resnet50", image_size=64, batch_size=512, epochs=200,
+                                   fp16_precision=True, knn_every=10),
+}
+"""`PretrainConfig` fields each preset overrides; the others keep the config's defaults."""
+
 
 @dataclass
 class PretrainOptions:
+    """What the tab sends to `start`: the dataset split to train on, the tab's labels for mode,
+    device and precision, and `settings`, the `PretrainConfig` fields set by the other widgets
+    (any not given keep the config's defaults)."""
     dataset: str | None
     split: str = "train"
-    mode: str = "unlabeled (SimCLR)"
-    arch: str = "resnet18"
-    image_size: int = 48
-    batch_size: int = 256
-    epochs: int = 100
-    time_budget_s: float = 0
-    """0: no budget, train for `epochs`."""
-    lr: float = 0
-    """0: the optimiser's default."""
-    temperature: float = 0.2
+    mode: str = DEFAULT_MODE
     device: str = "auto"
     precision: str = "auto"
-    augment: str = "default"
-    knn_every: int = 1
-    run_name: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
-PRESETS = {
-    "CPU quick (≈3 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=1000,
-                               time_budget_s=180, lr=0, temperature=0.2, device="auto",
-                               precision="auto", augment="default", knn_every=5),
-    "CPU thorough (20 min)": dict(arch="resnet18", image_size=48, batch_size=256, epochs=5000,
-                                  time_budget_s=1200, lr=0, temperature=0.2, device="auto",
-                                  precision="auto", augment="default", knn_every=20),
-    "GPU (ResNet-50, 64 px)": dict(arch="resnet50", image_size=64, batch_size=512, epochs=200,
-                                   time_budget_s=0, lr=0, temperature=0.2, device="GPU",
-                                   precision="fp16 (GPU)", augment="default", knn_every=10),
-}
-PRESET_FIELDS = ("arch", "image_size", "batch_size", "epochs", "time_budget_s", "lr",
-                 "temperature", "device", "precision", "augment", "knn_every")
+def device_label(config: PretrainConfig) -> str:
+    """The Device choice that shows a config (fp16 autocast runs on CUDA only)."""
+    return "CPU" if config.disable_cuda else "GPU" if config.fp16_precision else "auto"
 
 
-def pretrain_config(workspace: Workspace, options: PretrainOptions):
-    """The `ffclr.train.config.PretrainConfig` for these options (validated)."""
-    from ffclr.train.config import PretrainConfig
+def precision_label(config: PretrainConfig) -> str:
+    if config.fp16_precision:
+        return "fp16 (GPU)"
+    return {True: "bf16 (CPU)", False: "fp32"}.get(config.bf16, "auto")
 
-    if not options.dataset:
+
+def preset_values(preset: str) -> list:
+    """The preset's values for the `SETTINGS` widgets, then the device and precision labels."""
+    config = replace(DEFAULTS, **PRESETS[preset])
+    return [getattr(config, name) for name in SETTINGS] + [device_label(config),
+                                                           precision_label(config)]
+
+
+def crop_folder(workspace: Workspace, dataset: str | None, split: str | None) -> Path:
+    """The crops of an imported dataset's split (all splits when `split` is empty)."""
+    if not dataset:
         raise FfclrError("pick a dataset (import one in the Data tab first)")
     with open_store(workspace) as store:
-        dataset = store.dataset(options.dataset)
-        if dataset is None:
-            raise FfclrError(f"no imported dataset named {options.dataset!r}")
-        splits = store.splits(dataset["id"])
-    data = workspace.dataset_dir(options.dataset)
-    if options.split:
-        if options.split not in splits:
-            raise FfclrError(f"dataset {options.dataset!r} has no split {options.split!r} "
-                             f"(it has {', '.join(splits)})")
-        data = data / options.split
-    if options.mode not in MODES:
-        raise FfclrError(f"mode {options.mode!r} is not one of {', '.join(MODES)}")
+        row = store.dataset(dataset)
+        if row is None:
+            raise FfclrError(f"no imported dataset named {dataset!r}")
+        splits = store.splits(row["id"])
+    if split and split not in splits:
+        raise FfclrError(f"dataset {dataset!r} has no split {split!r} (it has "
+                         f"{', '.join(splits)})")
+    return workspace.dataset_dir(dataset) / split if split else workspace.dataset_dir(dataset)
+
+
+def _given_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with blank text as None; refuses None where the config needs a value."""
+    given = {name: (value.strip() or None) if isinstance(value, str) else value
+             for name, value in settings.items()}
+    empty = [name for name, value in given.items()
+             if value is None and getattr(DEFAULTS, name) is not None]
+    if empty:
+        raise FfclrError(f"{', '.join(empty)}: give a value")
+    return given
+
+
+def _choice(table: dict, label: str, what: str) -> dict:
+    if label not in table:
+        raise FfclrError(f"{what} {label!r} is not one of {', '.join(table)}")
+    return table[label]
+
+
+def pretrain_config(workspace: Workspace, options: PretrainOptions) -> PretrainConfig:
+    """The validated config: `PretrainConfig`'s defaults, overridden by `APP_SETTINGS`, then the
+    options' settings, then the tab's own choices."""
+    data = crop_folder(workspace, options.dataset, options.split)
+    dataset_name = _choice(MODES, options.mode, "mode")
+    device = _choice(DEVICES, options.device, "device")
+    precision = _choice(PRECISIONS, options.precision, "precision")
     if options.device == "GPU":
         import torch
 
         if not torch.cuda.is_available():
             raise FfclrError("device GPU: no CUDA GPU on this machine (choose auto or CPU)")
-    config = PretrainConfig(
-        data=str(data), dataset_name=MODES[options.mode], arch=options.arch,
-        image_size=int(options.image_size), batch_size=int(options.batch_size),
-        epochs=int(options.epochs), time_budget=float(options.time_budget_s) or None,
-        lr=float(options.lr) or None, temperature=float(options.temperature),
-        disable_cuda=options.device == "CPU", fp16_precision=options.precision == "fp16 (GPU)",
-        bf16={"fp32": False, "bf16 (CPU)": True}.get(options.precision),
-        augment=options.augment, knn_every=int(options.knn_every), log_every_n_steps=2,
-        checkpoint_every=1, run_name=(options.run_name or "").strip() or None)
-    return config.validate()
+    values = {**APP_SETTINGS, **_given_settings(options.settings), "data": str(data),
+              "dataset_name": dataset_name, **device, **precision}
+    return PretrainConfig(**values).validate()
 
 
 def start(workspace: Workspace, options: PretrainOptions) -> int:
     """Queue a pretraining job (a worker process); returns its run id."""
-    if not has_backend("ffclr.train.jobs"):
-        raise FfclrError("starting pretraining from the app is not available yet: this ffclr "
-                         "has no ffclr.train.jobs (use `python -m ffclr pretrain` meanwhile)")
-    from ffclr.train import jobs
-
     return int(jobs.start_pretrain(workspace, pretrain_config(workspace, options)))
 
 
@@ -114,13 +151,7 @@ def cancel(workspace: Workspace, run_id: int | None) -> str:
         raise FfclrError(f"no run #{run_id}")
     if run["status"] not in ("queued", "running"):
         raise FfclrError(f"run #{run_id} is already {run['status']}")
-    if has_backend("ffclr.train.jobs"):
-        from ffclr.train import jobs
-
-        jobs.cancel(workspace, int(run_id))
-    else:
-        with open_store(workspace) as store:
-            store.request_cancel(int(run_id))
+    jobs.cancel(workspace, int(run_id))
     return f"Cancel requested for run #{run_id}: it stops at the next step and keeps a checkpoint."
 
 
@@ -233,13 +264,10 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
 
 def notice_lost_workers(workspace: Workspace, run_id: int) -> None:
     """Let ffclr.train.jobs mark a run whose worker process died as interrupted."""
-    if has_backend("ffclr.train.jobs"):
-        from ffclr.train import jobs
-
-        try:
-            jobs.status(workspace, int(run_id))
-        except FfclrError:
-            pass
+    try:
+        jobs.status(workspace, int(run_id))
+    except FfclrError:
+        pass
 
 
 def poll_signature(workspace: Workspace, run_id: int | None) -> tuple:
@@ -262,75 +290,105 @@ def poll_signature(workspace: Workspace, run_id: int | None) -> tuple:
 
 # layout
 
+START_INPUTS = ("dataset", "split", "mode", "arch", "image_size", "batch_size", "epochs",
+                "time_budget", "lr", "temperature", "device", "precision", "augment",
+                "knn_every", "run_name")
+"""The widgets the `pretrain_start` API takes, in its argument order."""
+OWN_CHOICES = ("dataset", "split", "mode", "device", "precision")
+"""The widgets that are the tab's own choices; the others are `PretrainConfig` fields."""
 
-def _options(*values) -> PretrainOptions:
-    return PretrainOptions(*values)
+
+def options_from_widgets(values: dict[str, Any]) -> PretrainOptions:
+    return PretrainOptions(**{name: values[name] for name in OWN_CHOICES},
+                           settings={name: value for name, value in values.items()
+                                     if name not in OWN_CHOICES})
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
-    ws = ctx.workspace
-    c = ctx.components
-    if not has_backend("ffclr.train.jobs"):
-        gr.Markdown(missing_backend_message("Starting pretraining from the app", "ffclr.train.jobs")
-                    + " Runs started with `python -m ffclr pretrain` still show here live.")
-    from ffclr.train.config import AUGMENT_HELP, AUGMENT_PRESETS
-    from ffclr.model.networks import ARCHS
-
-    datasets = dataset_choices(ws)
     with gr.Row():
         with gr.Column(scale=1):
-            c["pre_preset"] = gr.Dropdown(label="Preset", choices=list(PRESETS),
-                                          value=None, elem_id="pretrain-preset")
-            with gr.Row():
-                dataset = gr.Dropdown(label="Dataset", choices=datasets,
-                                      value=datasets[0] if datasets else None)
-                split = gr.Dropdown(label="Split", choices=split_choices(
-                    ws, datasets[0] if datasets else None) or ["train"], value="train")
-            mode = gr.Dropdown(label="Mode", choices=list(MODES), value="unlabeled (SimCLR)")
-            with gr.Row():
-                arch = gr.Dropdown(label="Architecture", choices=list(ARCHS), value="resnet18")
-                image_size = gr.Number(label="Image size (px)", value=48, precision=0)
-                batch = gr.Number(label="Batch", value=256, precision=0)
-            with gr.Row():
-                epochs = gr.Number(label="Epochs (at most)", value=100, precision=0)
-                budget = gr.Number(label="Time budget (s, 0 = none)", value=0)
-            with gr.Row():
-                lr = gr.Number(label="Learning rate (0 = default)", value=0)
-                temperature = gr.Number(label="Temperature", value=0.2)
-            with gr.Row():
-                device = gr.Dropdown(label="Device", choices=list(DEVICES), value="auto")
-                precision = gr.Dropdown(label="Precision", choices=list(PRECISIONS), value="auto",
-                                        elem_id="pretrain-precision")
-            with gr.Row():
-                augment = gr.Dropdown(label="Augmentation", choices=list(AUGMENT_PRESETS),
-                                      value="default", info=AUGMENT_HELP)
-                knn_every = gr.Number(label="kNN every N epochs (0 = never)", value=1,
-                                      precision=0)
-            run_name = gr.Textbox(label="Run name (optional)")
-            with gr.Row():
-                c["pre_start"] = gr.Button("Start", variant="primary", elem_id="pretrain-start")
-                c["pre_cancel"] = gr.Button("Cancel", variant="stop", elem_id="pretrain-cancel")
-            c["pre_message"] = gr.Markdown(elem_id="pretrain-message")
+            widgets = _options_column(ctx)
         with gr.Column(scale=2):
-            c["pre_run"] = gr.Dropdown(label="Run", choices=run_choices(ws),
-                                       value=default_run(ws), elem_id="pretrain-run")
-            c["pre_status"] = gr.Markdown(elem_id="pretrain-status")
-            c["pre_plot"] = gr.Plot(label="Live curves", elem_id="pretrain-plot")
-            c["pre_queue"] = gr.Dataframe(headers=QUEUE_COLUMNS, label="Queue (one job at a time)",
-                                          interactive=False, max_height=200)
-    option_inputs = [dataset, split, mode, arch, image_size, batch, epochs, budget, lr,
-                     temperature, device, precision, augment, knn_every, run_name]
-    preset_outputs = [arch, image_size, batch, epochs, budget, lr, temperature, device, precision,
-                      augment, knn_every]
+            _run_column(ctx)
     signature = gr.State(None)
-    timer = gr.Timer(POLL_SECONDS)
+    _wire_preset(ctx.components, widgets)
+    _wire_live_view(ctx, signature)
+    _wire_start_and_cancel(ctx, widgets, signature)
+    _wire_dataset_refresh(ctx.workspace, tab, widgets)
+
+
+def _options_column(ctx: Context) -> dict[str, Any]:
+    """Preset, dataset, mode and the settings (showing `PretrainConfig`'s defaults), Start and
+    Cancel; returns the widgets by `START_INPUTS` name."""
+    ws, c = ctx.workspace, ctx.components
+    datasets = dataset_choices(ws)
+    first = datasets[0] if datasets else None
+    w: dict[str, Any] = {}
+    c["pre_preset"] = gr.Dropdown(label="Preset", choices=list(PRESETS), value=None,
+                                  elem_id="pretrain-preset")
+    with gr.Row():
+        w["dataset"] = gr.Dropdown(label="Dataset", choices=datasets, value=first)
+        w["split"] = gr.Dropdown(label="Split", choices=split_choices(ws, first) or ["train"],
+                                 value="train")
+    w["mode"] = gr.Dropdown(label="Mode", choices=list(MODES), value=DEFAULT_MODE)
+    with gr.Row():
+        w["arch"] = gr.Dropdown(label="Architecture", choices=list(ARCH_NAMES),
+                                value=DEFAULTS.arch)
+        w["image_size"] = gr.Number(label="Image size (px)", value=DEFAULTS.image_size,
+                                    precision=0)
+        w["batch_size"] = gr.Number(label="Batch", value=DEFAULTS.batch_size, precision=0)
+    with gr.Row():
+        w["epochs"] = gr.Number(label="Epochs (at most)", value=DEFAULTS.epochs, precision=0)
+        w["time_budget"] = gr.Number(label="Time budget (s, empty = none)",
+                                     value=DEFAULTS.time_budget)
+    with gr.Row():
+        w["lr"] = gr.Number(label="Learning rate (empty = the optimiser's default)",
+                            value=DEFAULTS.lr)
+        w["temperature"] = gr.Number(label="Temperature", value=DEFAULTS.temperature)
+    with gr.Row():
+        w["device"] = gr.Dropdown(label="Device", choices=list(DEVICES),
+                                  value=device_label(DEFAULTS))
+        w["precision"] = gr.Dropdown(label="Precision", choices=list(PRECISIONS),
+                                     value=precision_label(DEFAULTS),
+                                     elem_id="pretrain-precision")
+    with gr.Row():
+        w["augment"] = gr.Dropdown(label="Augmentation", choices=list(AUGMENT_PRESETS),
+                                   value=DEFAULTS.augment, info=AUGMENT_HELP)
+        w["knn_every"] = gr.Number(label="kNN every N epochs (0 = never)",
+                                   value=DEFAULTS.knn_every, precision=0)
+    w["run_name"] = gr.Textbox(label="Run name (optional)", value=DEFAULTS.run_name or "")
+    with gr.Row():
+        c["pre_start"] = gr.Button("Start", variant="primary", elem_id="pretrain-start")
+        c["pre_cancel"] = gr.Button("Cancel", variant="stop", elem_id="pretrain-cancel")
+    c["pre_message"] = gr.Markdown(elem_id="pretrain-message")
+    return w
+
+
+def _run_column(ctx: Context) -> None:
+    ws, c = ctx.workspace, ctx.components
+    c["pre_run"] = gr.Dropdown(label="Run", choices=run_choices(ws), value=default_run(ws),
+                               elem_id="pretrain-run")
+    c["pre_status"] = gr.Markdown(elem_id="pretrain-status")
+    c["pre_plot"] = gr.Plot(label="Live curves", elem_id="pretrain-plot")
+    c["pre_queue"] = gr.Dataframe(headers=QUEUE_COLUMNS, label="Queue (one job at a time)",
+                                  interactive=False, max_height=200)
+
+
+def _wire_preset(c: dict[str, Any], widgets: dict[str, Any]) -> None:
+    outputs = [widgets[name] for name in SETTINGS] + [widgets["device"], widgets["precision"]]
 
     def apply_preset(name):
         if name not in PRESETS:
-            return [gr.skip()] * len(preset_outputs)
-        return [PRESETS[name][f] for f in PRESET_FIELDS]
+            return [gr.skip()] * len(outputs)
+        return preset_values(name)
 
-    c["pre_preset"].change(apply_preset, c["pre_preset"], preset_outputs, show_progress="hidden")
+    c["pre_preset"].change(apply_preset, c["pre_preset"], outputs, show_progress="hidden")
+
+
+def _wire_live_view(ctx: Context, signature: gr.State) -> None:
+    """Status, curves and queue of the picked run, polled from the store (sent only on change)."""
+    ws, c = ctx.workspace, ctx.components
+    timer = gr.Timer(POLL_SECONDS)
 
     def view(run_id):
         series = curves(ws, run_id) if run_id is not None else {}
@@ -340,8 +398,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
         now = poll_signature(ws, run_id)
         if now == last:
             return gr.skip(), gr.skip(), gr.skip(), last, gr.skip()
-        choices = run_choices(ws)
-        return (*view(run_id), now, gr.update(choices=choices))
+        return (*view(run_id), now, gr.update(choices=run_choices(ws)))
 
     poll_outputs = [c["pre_status"], c["pre_plot"], c["pre_queue"], signature, c["pre_run"]]
     timer.tick(guard(5, status_at=None)(poll), [c["pre_run"], signature], poll_outputs,
@@ -352,17 +409,24 @@ def build(ctx: Context, tab: gr.Tab) -> None:
         return (gr.update(choices=run_choices(ws), value=run_id), *view(run_id),
                 poll_signature(ws, run_id))
 
-    ctx.components["pretrain_load"] = (on_load, [c["pre_run"], c["pre_status"], c["pre_plot"],
-                                                 c["pre_queue"], signature])
+    c["pretrain_load"] = (on_load, [c["pre_run"], c["pre_status"], c["pre_plot"],
+                                    c["pre_queue"], signature])
+    c["pre_run"].change(lambda r: (*view(r), poll_signature(ws, r)), c["pre_run"],
+                        [c["pre_status"], c["pre_plot"], c["pre_queue"], signature],
+                        show_progress="hidden")
+
+
+def _wire_start_and_cancel(ctx: Context, widgets: dict[str, Any], signature: gr.State) -> None:
+    ws, c = ctx.workspace, ctx.components
 
     @guard(3)
     def on_start(*values):
-        run_id = start(ws, _options(*values))
+        run_id = start(ws, options_from_widgets(dict(zip(START_INPUTS, values))))
         return (ok_md(f"Started run #{run_id}."),
                 gr.update(choices=run_choices(ws), value=run_id), None)
 
-    c["pre_start"].click(on_start, option_inputs, [c["pre_message"], c["pre_run"], signature],
-                         api_name="pretrain_start")
+    c["pre_start"].click(on_start, [widgets[name] for name in START_INPUTS],
+                         [c["pre_message"], c["pre_run"], signature], api_name="pretrain_start")
 
     @guard(2)
     def on_cancel(run_id):
@@ -370,9 +434,10 @@ def build(ctx: Context, tab: gr.Tab) -> None:
 
     c["pre_cancel"].click(on_cancel, c["pre_run"], [c["pre_message"], signature],
                           api_name="pretrain_cancel")
-    c["pre_run"].change(lambda r: (*view(r), poll_signature(ws, r)), c["pre_run"],
-                        [c["pre_status"], c["pre_plot"], c["pre_queue"], signature],
-                        show_progress="hidden")
+
+
+def _wire_dataset_refresh(ws: Workspace, tab: gr.Tab, widgets: dict[str, Any]) -> None:
+    dataset, split = widgets["dataset"], widgets["split"]
 
     def refresh(current):
         names = dataset_choices(ws)

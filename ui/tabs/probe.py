@@ -1,16 +1,17 @@
-"""Probe tab: a linear probe on frozen features (`ffclr.eval.evaluate.run_probe`), its metrics beside
-the majority baseline, the per-class table, the confusion heatmap and the CSV."""
+"""Probe tab: a linear probe on frozen features (`ffclr.eval.evaluate.run_probe`), its metrics
+beside the majority baseline, the per-class table, the confusion heatmap and the CSV."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import gradio as gr
 
+from ffclr.data.cropset import load_dataset_split
 from ffclr.errors import FfclrError
+from ffclr.eval.evaluate import run_probe as fit_and_score
 from ffclr.workspace import Workspace
 from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choices,
-                       dataset_choices, guard, has_backend,
-                       missing_backend_message, ok_md, split_choices)
+                       dataset_choices, guard, ok_md, split_choices)
 
 METHODS = {"logistic regression, L-BFGS (CV-chosen regularisation)": "lbfgs",
            "Adam + focal loss (the seed's probe)": "adam"}
@@ -23,11 +24,6 @@ def run_probe(workspace: Workspace, checkpoint: str | None, dataset: str | None,
               train_split: str | None, test_split: str | None, method: str = "lbfgs",
               progress=None):
     """Fit on the train split's crops only, score on the test split; returns ffclr's report."""
-    if not has_backend("ffclr.eval.evaluate"):
-        raise FfclrError("probing is not available yet: this ffclr has no ffclr.eval.evaluate")
-    from ffclr.data.cropset import load_dataset_split
-    from ffclr.eval.evaluate import run_probe as fit_and_score
-
     if not checkpoint:
         raise FfclrError("pick a checkpoint (pretrain one in the Pretrain tab)")
     if not dataset:
@@ -94,8 +90,6 @@ def headline(report) -> str:
 def build(ctx: Context, tab: gr.Tab) -> None:
     ws = ctx.workspace
     c = ctx.components
-    if not has_backend("ffclr.eval.evaluate"):
-        gr.Markdown(missing_backend_message("Probe", "ffclr.eval.evaluate"))
     datasets = dataset_choices(ws)
     first = datasets[0] if datasets else None
     splits = split_choices(ws, first)

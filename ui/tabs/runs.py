@@ -9,8 +9,8 @@ import gradio as gr
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, fmt_duration, guard, ok_md, open_store, run_dataset,
-                       run_duration, run_label)
+from ui.common import (Context, checkpoint_choices, fmt_duration, guard, ok_md, open_store,
+                       run_dataset, run_duration, run_label)
 
 RUN_COLUMNS = ["id", "kind", "name", "dataset", "status", "created", "duration", "key metrics"]
 KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy", "knn_top1",
@@ -34,7 +34,8 @@ def key_metrics(run: dict, latest: dict[str, float]) -> str:
 
 
 def runs_table(workspace: Workspace, kind: str | None = None) -> list[list]:
-    """One row per run, newest first (id, kind, name, dataset, status, created, duration, metrics)."""
+    """One row per run, newest first (id, kind, name, dataset, status, created, duration,
+    metrics)."""
     if not workspace.db_path.exists():
         return []
     with open_store(workspace) as store:
@@ -219,12 +220,9 @@ def wire(ctx: Context) -> None:
     c = ctx.components
     ws = ctx.workspace
     for target in ("explore", "probe"):
-        dropdown = c.get(f"{target}_checkpoint")
-        if dropdown is None:
-            continue
+        dropdown = c[f"{target}_checkpoint"]
 
         def open_in(run_id, _target=target):
-            from ui.common import checkpoint_choices
             path = run_checkpoint(ws, run_id)
             return (gr.update(choices=checkpoint_choices(ws), value=path),
                     gr.Tabs(selected=_target), "")
