@@ -3,8 +3,8 @@ import csv
 import numpy as np
 import pytest
 
-from ffclr.eval.metrics import (classification_metrics, confusion, majority_baseline,
-                           top_k_accuracy, write_metrics_csv)
+from ffclr.eval.metrics import (balanced_accuracy, classification_metrics, confusion, macro_f1,
+                                majority_baseline, top_k_accuracy, write_metrics_csv)
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -32,20 +32,24 @@ def test_hand_computed_case():
     assert [r["n_train"] for r in m["per_class"]] == [1, 2, 1, 0]
 
 
-def test_agrees_with_scikit_learn_including_predicted_absent_classes():
-    import warnings
+def test_macro_f1_counts_present_or_predicted_classes_and_balanced_accuracy_present_ones():
+    labels = np.array([0, 0, 1, 1])
+    predicted = np.array([0, 3, 1, 1])
+    # F1: class 0 = 2/3 (precision 1, recall 1/2), class 1 = 1, class 3 (predicted, absent) = 0;
+    # classes 2 and 4 are neither present nor predicted and are left out.
+    assert macro_f1(labels, predicted) == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert balanced_accuracy(labels, predicted) == pytest.approx((1 / 2 + 1) / 2)
+    m = classification_metrics(labels, one_hot(predicted, 5), NAMES + ["e"])
+    assert (m["macro_f1"], m["balanced_accuracy"]) == pytest.approx((5 / 9, 3 / 4))
+    assert [r["f1"] for r in m["per_class"]] == pytest.approx([2 / 3, 1, 0, 0, 0])
+    assert [r["precision"] for r in m["per_class"]] == pytest.approx([1, 1, 0, 0, 0])
 
-    from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    warnings.simplefilter("ignore", UserWarning)
-
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, 200)
-    predicted = np.where(rng.random(200) < 0.7, labels, rng.integers(0, 4, 200))
-    m = classification_metrics(labels, one_hot(predicted), NAMES)
-    assert 3 in predicted and 3 not in labels
-    assert m["macro_f1"] == pytest.approx(f1_score(labels, predicted, average="macro"))
-    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, predicted))
+def test_empty_test_split_scores_are_nan_and_rows_are_kept():
+    m = classification_metrics(np.array([], dtype=int), np.zeros((0, 4)), NAMES, np.array([0, 1]))
+    assert all(np.isnan(m[k]) for k in ("top1", "top5", "balanced_accuracy", "macro_f1"))
+    assert [r["support"] for r in m["per_class"]] == [0, 0, 0, 0]
+    assert m["confusion"] == [[0] * 4] * 4 and np.isnan(m["baseline"]["macro_f1"])
 
 
 def test_top_k():
@@ -55,6 +59,22 @@ def test_top_k():
     assert top_k_accuracy(labels, proba, 2) == pytest.approx(1 / 3)
     assert top_k_accuracy(labels, proba, 4) == 1.0
     assert top_k_accuracy(labels, proba, 5) == 1.0
+
+
+def test_top_k_ties_go_to_the_lower_index_as_in_top1():
+    proba = np.array([[0.4, 0.2, 0.2, 0.2]] * 3)
+    labels = np.array([1, 1, 3])
+    assert top_k_accuracy(labels, proba, 2) == pytest.approx(2 / 3)
+    assert top_k_accuracy(labels, proba, 3) == pytest.approx(2 / 3)
+    assert top_k_accuracy(np.array([1, 1, 2]), proba[:, :3], 2) == pytest.approx(2 / 3)
+    assert classification_metrics(np.array([1]), np.array([[0, 0.5, 0.5, 0]]), NAMES)["top1"] == 1.0
+
+
+def test_top_k_with_one_or_two_columns():
+    assert top_k_accuracy(np.array([0, 0]), np.ones((2, 1)), 5) == 1.0
+    two = np.array([[0.7, 0.3], [0.5, 0.5], [0.2, 0.8]])
+    assert top_k_accuracy(np.array([1, 0, 0]), two, 1) == pytest.approx(1 / 3)
+    assert top_k_accuracy(np.array([1, 0, 0]), two, 2) == 1.0
 
 
 def test_unseen_class_and_majority_baseline():

@@ -24,6 +24,13 @@ def test_probe_covers_the_full_class_list_and_untrained_classes_get_zero():
     assert probe.info["C"] in probe_module.C_GRID
 
 
+def test_cross_validated_macro_f1_leaves_out_a_class_absent_from_training():
+    x, y = clusters([20, 20, 20])
+    probe = fit_probe(x, y, NAMES)
+    assert probe.info["cv_macro_f1"][str(probe.info["C"])] == 1.0
+    assert probe.info["cv_top1"][str(probe.info["C"])] == 1.0
+
+
 def test_class_with_a_single_crop_does_not_break_cross_validation():
     x, y = clusters([20, 20, 1])
     probe = fit_probe(x, y, NAMES[:3])

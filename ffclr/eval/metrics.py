@@ -1,47 +1,107 @@
-"""Classification metrics over a dataset's full class list.
+"""Classification metrics over a dataset's full class list, computed by scikit-learn.
 
-Every function takes class indices into the dataset's `class_names`, so a class absent from
+Every function takes class indices into the dataset's `class_names` and passes
+`labels=range(len(class_names))` to scikit-learn where it lists classes, so a class absent from
 the training split, or from the test split, keeps its row: its support is 0 or its recall is 0,
 never a shifted index or a crash.
+
+One convention for the averages, used by every score ffclr reports (test metrics, the probe's
+choice of C, few-shot, the benchmarks):
+- macro-F1 averages F1 over the classes present in the test split or predicted: a wrong guess of
+  an absent class counts as an F1 of 0, a class neither present nor predicted is left out
+  (scikit-learn's `f1_score(average="macro")` without `labels`);
+- balanced accuracy averages recall over the classes present in the test split
+  (`balanced_accuracy_score`).
+On an empty test split every score is NaN.
 """
 from __future__ import annotations
 
 import csv
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 
-def top_k_accuracy(labels: np.ndarray, proba: np.ndarray, k: int) -> float:
-    """Fraction of rows whose true class is among the `k` highest scores (ties: lower index wins)."""
-    labels = np.asarray(labels)
+def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """F1 averaged over the classes present in `labels` or `predicted` (see the module docstring)."""
+    from sklearn.metrics import f1_score
+
     if len(labels) == 0:
         return float("nan")
-    k = min(k, proba.shape[1])
-    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-    return float(np.mean((top == labels[:, None]).any(axis=1)))
+    return float(f1_score(labels, predicted, average="macro", zero_division=0))
+
+
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Recall averaged over the classes present in `labels`; predicting an absent class lowers
+    the recall of the true class and adds no term of its own."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    if len(labels) == 0:
+        return float("nan")
+    with _expected_label_warnings_ignored():
+        return float(balanced_accuracy_score(labels, predicted))
+
+
+def accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Fraction of rows predicted right."""
+    from sklearn.metrics import accuracy_score
+
+    if len(labels) == 0:
+        return float("nan")
+    return float(accuracy_score(labels, predicted))
+
+
+def top_k_accuracy(labels: np.ndarray, proba: np.ndarray, k: int) -> float:
+    """Fraction of rows whose true class is among the `k` highest scores (ties: lower index
+    wins, as `np.argmax` does for top-1).
+
+    scikit-learn's `top_k_accuracy_score` breaks ties toward the higher index, so it is given
+    the columns in reverse order. With `k` at least the number of classes every row is a hit;
+    `k == 1` is plain accuracy (scikit-learn reads a 2-column score as binary and refuses it).
+    """
+    from sklearn.metrics import top_k_accuracy_score
+
+    labels = np.asarray(labels)
+    n_classes = proba.shape[1]
+    if len(labels) == 0:
+        return float("nan")
+    if k >= n_classes:
+        return 1.0
+    if k == 1:
+        return accuracy(labels, np.argmax(proba, axis=1))
+    return float(top_k_accuracy_score(n_classes - 1 - labels, proba[:, ::-1], k=k,
+                                      labels=np.arange(n_classes)))
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """`(n_classes, n_classes)` counts: row = true class, column = predicted class."""
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
-    return matrix
+    """`(n_classes, n_classes)` counts: row = true class, column = predicted class (zeros on an
+    empty split, which scikit-learn refuses)."""
+    from sklearn.metrics import confusion_matrix
+
+    if len(labels) == 0:
+        return np.zeros((n_classes, n_classes), dtype=np.int64)
+    with _expected_label_warnings_ignored():
+        return confusion_matrix(labels, predicted, labels=np.arange(n_classes))
 
 
-def per_class(matrix: np.ndarray, class_names: list[str],
+def per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
               train_counts: np.ndarray | None = None) -> list[dict]:
-    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
-    true_positive = np.diag(matrix).astype(float)
-    support = matrix.sum(axis=1)
-    predicted = matrix.sum(axis=0)
+    """Precision, recall, F1 and support of every class of `class_names` (0 where undefined,
+    and all 0 on an empty split, which scikit-learn refuses)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if len(labels) == 0:
+        precision = recall = f1 = support = np.zeros(len(class_names))
+    else:
+        precision, recall, f1, support = precision_recall_fscore_support(
+            labels, predicted, labels=np.arange(len(class_names)), zero_division=0)
     rows = []
     for index, name in enumerate(class_names):
-        precision = true_positive[index] / predicted[index] if predicted[index] else 0.0
-        recall = true_positive[index] / support[index] if support[index] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        row = {"class_index": index, "class": name, "precision": float(precision),
-               "recall": float(recall), "f1": float(f1), "support": int(support[index])}
+        row = {"class_index": index, "class": name, "precision": float(precision[index]),
+               "recall": float(recall[index]), "f1": float(f1[index]),
+               "support": int(support[index])}
         if train_counts is not None:
             row["n_train"] = int(train_counts[index])
         rows.append(row)
@@ -52,56 +112,58 @@ def classification_metrics(labels: np.ndarray, proba: np.ndarray, class_names: l
                            train_labels: np.ndarray | None = None) -> dict:
     """All metrics of a probe on a test split.
 
-    `proba` is `(N, len(class_names))`. As in scikit-learn, balanced accuracy averages recall
-    over the classes present in the test split and macro-F1 averages F1 over the classes present
-    or predicted (a wrong guess of an absent class counts as an F1 of 0); classes seen in the test
-    split but never in training are listed under `unseen_in_train`, and the majority-class
-    baseline (the training split's most frequent class) is reported beside the scores.
+    `proba` is `(N, len(class_names))`; the prediction is its argmax. Balanced accuracy and
+    macro-F1 follow the module's convention; classes seen in the test split but never in
+    training are listed under `unseen_in_train`, and the majority-class baseline (the training
+    split's most frequent class) is reported beside the scores.
     """
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = len(class_names)
     if proba.shape != (len(labels), n_classes):
         raise ValueError(f"probabilities of shape {proba.shape}, expected {(len(labels), n_classes)}")
     predicted = np.argmax(proba, axis=1)
-    matrix = confusion(labels, predicted, n_classes)
     train_counts = (np.bincount(train_labels, minlength=n_classes)
                     if train_labels is not None else None)
-    rows = per_class(matrix, class_names, train_counts)
-    present = [r for r in rows if r["support"] > 0]
+    rows = per_class(labels, predicted, class_names, train_counts)
     result = {
-        "top1": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
+        "top1": accuracy(labels, predicted),
         "top5": top_k_accuracy(labels, proba, 5),
-        **_macro_averages(rows, matrix),
+        **_averages(labels, predicted),
         "n_train": int(len(train_labels)) if train_labels is not None else None,
         "n_test": int(len(labels)),
         "per_class": rows,
-        "confusion": matrix.tolist(),
+        "confusion": confusion(labels, predicted, n_classes).tolist(),
         "class_names": list(class_names),
     }
     if train_counts is not None:
-        result["unseen_in_train"] = [r["class"] for r in present if train_counts[r["class_index"]] == 0]
+        result["unseen_in_train"] = [r["class"] for r in rows
+                                     if r["support"] > 0 and train_counts[r["class_index"]] == 0]
         result["baseline"] = majority_baseline(train_labels, labels, class_names)
     return result
 
 
 def majority_baseline(train_labels: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
     """Always answer the training split's most frequent class."""
-    n_classes = len(class_names)
-    majority = int(np.argmax(np.bincount(train_labels, minlength=n_classes)))
-    proba = np.zeros((len(labels), n_classes))
-    proba[:, majority] = 1.0
-    matrix = confusion(labels, np.full(len(labels), majority), n_classes)
+    majority = int(np.argmax(np.bincount(train_labels, minlength=len(class_names))))
+    predicted = np.full(len(labels), majority)
     return {"method": "majority class", "class": class_names[majority],
-            "top1": float(np.mean(np.asarray(labels) == majority)) if len(labels) else float("nan"),
-            **_macro_averages(per_class(matrix, class_names), matrix)}
+            "top1": accuracy(labels, predicted),
+            **_averages(labels, predicted)}
 
 
-def _macro_averages(rows: list[dict], matrix: np.ndarray) -> dict:
-    present = [r for r in rows if r["support"] > 0]
-    scored = [r for r, n_predicted in zip(rows, matrix.sum(axis=0))
-              if r["support"] > 0 or n_predicted > 0]
-    return {"balanced_accuracy": float(np.mean([r["recall"] for r in present])) if present else float("nan"),
-            "macro_f1": float(np.mean([r["f1"] for r in scored])) if scored else float("nan")}
+@contextmanager
+def _expected_label_warnings_ignored():
+    """Silence scikit-learn's warnings about classes predicted but absent, or a single class:
+    both are cases this module means to score."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
+        yield
+
+
+def _averages(labels: np.ndarray, predicted: np.ndarray) -> dict:
+    return {"balanced_accuracy": balanced_accuracy(labels, predicted),
+            "macro_f1": macro_f1(labels, predicted)}
 
 
 OVERALL_KEYS = ("top1", "top5", "balanced_accuracy", "macro_f1")

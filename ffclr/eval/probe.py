@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ffclr.errors import FfclrError
+from ffclr.eval.metrics import accuracy, macro_f1
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 MAX_FOLDS = 5
@@ -168,17 +169,14 @@ def out_of_fold_proba(features: np.ndarray, labels: np.ndarray, n_classes: int,
 
 def select_c(features: np.ndarray, labels: np.ndarray, n_classes: int,
              grid: tuple[float, ...] = C_GRID, progress=None) -> tuple[float, dict, np.ndarray]:
-    """The `C` with the best out-of-fold macro-F1 (ties: higher accuracy, then smaller C), a
-    summary of the search, and that C's out-of-fold probabilities."""
-    from sklearn.metrics import f1_score
-
+    """The `C` with the best out-of-fold macro-F1 (`metrics.macro_f1`'s convention; ties: higher
+    accuracy, then smaller C), a summary of the search, and that C's out-of-fold probabilities."""
     folds = cv_folds(labels)
     oof = out_of_fold_proba(features, labels, n_classes, grid, folds, progress)
     scores = {}
     for c, proba in oof.items():
         predicted = proba.argmax(axis=1)
-        scores[c] = (float(f1_score(labels, predicted, average="macro")),
-                     float(np.mean(predicted == labels)))
+        scores[c] = (macro_f1(labels, predicted), accuracy(labels, predicted))
     best = max(grid, key=lambda c: (scores[c][0], scores[c][1], -c))
     return best, {"C": best, "cv_folds": len(folds),
                   "cv_macro_f1": {str(c): s[0] for c, s in scores.items()},
