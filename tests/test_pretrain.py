@@ -68,7 +68,7 @@ def _fixed_view_loss(model, crops: Path) -> float:
     """Loss of a model on the same augmented views of every crop (batch-norm in batch mode)."""
     from ffclr.train.augment import PRESETS, make_views
     from ffclr.train.losses import supcon
-    from ffclr.train.data import crop_pixels
+    from ffclr.train.data import decode_crops as crop_pixels
     from ffclr.data.preprocess import to_model_input
 
     paths = sorted(crops.rglob("*.png"))
@@ -289,7 +289,7 @@ def test_time_budget_stops_with_a_checkpoint_and_a_decayed_schedule(crops, works
 
 
 def test_epochs_cap_a_run_whose_time_budget_is_not_spent(crops, workspace):
-    from ffclr.train.loop import planned_total_steps
+    from ffclr.train.trainer import planned_total_steps
 
     assert planned_total_steps(5, 5, 0.5, 1000.0, 200) == 200
     assert planned_total_steps(200, 200, 20.0, 1000.0, 200) == 200
@@ -335,7 +335,7 @@ def test_a_step_with_non_finite_gradients_is_skipped_not_applied(crops, workspac
                 parameter.grad.fill_(float("nan"))
                 break
 
-    import ffclr.train.loop as pretraining
+    import ffclr.train.trainer as pretraining
 
     original_build = pretraining.build_optimizer
 
@@ -353,7 +353,7 @@ def test_a_step_with_non_finite_gradients_is_skipped_not_applied(crops, workspac
 
 def test_time_budget_plan_is_not_shaken_by_one_slow_step():
     """One-step epochs (one-shot mode) with a slow checkpoint step every tenth epoch."""
-    from ffclr.train.loop import planned_total_steps
+    from ffclr.train.trainer import planned_total_steps
 
     budget, elapsed, step, plans = 300.0, 0.0, 0, []
     while elapsed < budget:

@@ -26,10 +26,10 @@ class TrainingData:
     dataset: str | None = None
 
 
-def crop_pixels(paths: list[Path], image_size: int, workers: int = 4
+def decode_crops(paths: list[Path], image_size: int, workers: int = 4
                 ) -> tuple[np.ndarray, list[int]]:
-    """(N, S, S, 3) uint8 of the readable images and their indices; unreadable ones are skipped
-    with a one-line warning each."""
+    """Read and square-crop image files: (N, S, S, 3) uint8 of the readable ones and their
+    indices; unreadable ones are skipped with a one-line warning each."""
     def one(path):
         try:
             return square_crop_array(load_image_rgb(path), image_size)
@@ -58,7 +58,7 @@ def default_data_dir(workspace: Workspace) -> Path:
 
 
 def from_crop_set(crops: CropSet, image_size: int, workers: int, source: str) -> TrainingData:
-    pixels, kept = crop_pixels(crops.paths, image_size, workers)
+    pixels, kept = decode_crops(crops.paths, image_size, workers)
     if not kept:
         raise FfclrError(f"{source}: none of the {len(crops)} crops could be read")
     return TrainingData(images=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
