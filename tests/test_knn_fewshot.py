@@ -3,7 +3,8 @@ import pytest
 
 import ffclr.eval.fewshot as fewshot
 from eval_helpers import clusters
-from ffclr.eval.knn import KnnClassifier, choose_k, l2_normalise
+from ffclr.eval.knn import KnnClassifier, choose_k
+from ffclr.eval.neighbours import l2_normalise
 
 
 def test_weighted_vote_by_hand():

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ffclr.errors import FfclrError
-from ffclr.eval.knn import l2_normalise
+from ffclr.eval.neighbours import cosine_neighbours, l2_normalise
 
 UNKNOWN_PERCENTILE = 99.0
 
@@ -34,13 +34,8 @@ class Reference:
 
 def nearest_other_distance(features: np.ndarray) -> np.ndarray:
     """Cosine distance of each row to its nearest other row (leave-one-out)."""
-    features = l2_normalise(features)
-    nearest = np.empty(len(features), dtype=np.float32)
-    for start in range(0, len(features), 2048):
-        sims = features[start:start + 2048] @ features.T
-        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
-        nearest[start:start + len(sims)] = 1.0 - sims.max(axis=1)
-    return nearest
+    similarities = cosine_neighbours(features, features, 1, leave_one_out=True)[1]
+    return 1.0 - similarities[:, 0]
 
 
 def build_reference(features: np.ndarray, labels: np.ndarray, paths: Sequence,
@@ -94,9 +89,7 @@ def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k
         return results
     features = embed_images(images, encoder)
     proba = probe.predict_proba(features)
-    similarity = l2_normalise(features) @ reference.features.T
-    k = min(n_neighbours, similarity.shape[1])
-    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    nearest, similarities = cosine_neighbours(features, reference.features, n_neighbours)
     for row, index in enumerate(rows):
         result = results[index]
         best = np.argsort(-proba[row], kind="stable")[:top_k]
@@ -104,8 +97,9 @@ def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k
                       if proba[row, c] > 0]
         result.neighbours = [{"path": reference.paths[j], "crop_id": reference.crop_ids[j],
                               "class": reference.class_names[reference.labels[j]],
-                              "similarity": float(similarity[row, j])} for j in order[row]]
-        result.distance = float(1.0 - similarity[row, order[row, 0]])
+                              "similarity": float(sim)}
+                             for j, sim in zip(nearest[row], similarities[row])]
+        result.distance = float(1.0 - similarities[row, 0])
         result.unknown = result.distance > reference.unknown_distance
     return results
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ffclr.eval.knn import l2_normalise
+from ffclr.eval.neighbours import cosine_neighbours, l2_normalise
 
 NEIGHBOURS = 10
 
@@ -37,12 +37,11 @@ def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.nd
 def outlier_scores(features: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
     """(mean cosine distance to the k nearest other crops, cleanlab OOD score)."""
     from cleanlab.outlier import OutOfDistribution
-    from sklearn.neighbors import NearestNeighbors
 
     features = l2_normalise(features)
     k = max(1, min(k, len(features) - 1))
-    knn = NearestNeighbors(n_neighbors=k, metric="cosine").fit(features)
-    distances = knn.kneighbors()[0].mean(axis=1)
+    similarities = cosine_neighbours(features, features, k, leave_one_out=True)[1]
+    distances = np.clip(1.0 - similarities, 0.0, 2.0).mean(axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ood = OutOfDistribution(params={"k": k}).fit_score(features=features, verbose=False)

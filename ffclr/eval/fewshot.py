@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffclr.eval.knn import l2_normalise
+from ffclr.eval.neighbours import l2_normalise
 from ffclr.eval.metrics import classification_metrics
 
 SHOTS = (1, 5, 10)
