@@ -106,17 +106,14 @@ def coco_scores(truth_file: Path, results, image_ids: list) -> dict:
 
 def threshold_scores(results, images, threshold: float) -> dict:
     """Precision and recall (IoU ≥ 0.5, same class) of the boxes shown by default."""
-    from ffclr.detection.boxes import box_iou, xywh_to_xyxy
+    from ffclr.detection.boxes import match_detections, xywh_to_xyxy
 
     tp = shown = total = 0
     for (_, _, found), item in zip(results, images):
         kept = [d for d in found if d.score >= threshold]
-        matched = np.zeros(len(item.boxes), bool)
-        for det in kept:
-            iou = box_iou(xywh_to_xyxy([det.bbox]), item.boxes)[0] if len(item.boxes) else np.zeros(0)
-            iou[(item.classes != det.class_index) | matched] = 0
-            if len(iou) and iou.max() >= 0.5:
-                matched[iou.argmax()] = True
+        _, matched = match_detections(xywh_to_xyxy([d.bbox for d in kept]),
+                                      np.array([d.class_index for d in kept], np.int64),
+                                      item.boxes, item.classes)
         tp += matched.sum()
         shown += len(kept)
         total += len(item.boxes)

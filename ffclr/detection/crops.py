@@ -33,27 +33,3 @@ def crop_pixels(image: Image.Image, boxes: np.ndarray, size: int,
     return np.stack([square_crop_array(image.crop(tuple(int(v) for v in box)), size)
                      for box in padded_boxes(boxes, *image.size, padding)])
 
-
-def embed_pixels(pixels: np.ndarray, encoder, batch_size: int = 128) -> np.ndarray:
-    """(N, feature_dim) float32 backbone features of uint8 crops, bf16 autocast on CPU.
-
-    bf16 is about 2.5× faster than fp32 on this AVX-512 CPU (measured: 11 vs 25 ms a 32 px
-    crop, ResNet-18); fitting and detection both use it, so the probe sees the same features.
-    """
-    import torch
-
-    from ffclr.data.preprocess import to_model_input
-
-    model = encoder.model.eval()
-    device = next(model.parameters()).device
-    chunks = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                enabled=device.type == "cpu"):
-        for start in range(0, len(pixels), batch_size):
-            batch = torch.from_numpy(pixels[start:start + batch_size]).to(device)
-            x = to_model_input(batch, encoder.mean, encoder.std)
-            x = x.contiguous(memory_format=torch.channels_last)
-            chunks.append(model(x).float().cpu().numpy())
-    if not chunks:
-        return np.zeros((0, encoder.feature_dim), np.float32)
-    return np.concatenate(chunks).astype(np.float32)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ffclr.detection.boxes import MarginModel, batched_nms, clip_boxes
-from ffclr.detection.crops import CROP_PADDING, crop_pixels, embed_pixels
+from ffclr.detection.crops import CROP_PADDING, crop_pixels
 from ffclr.detection.images import MAX_PIXELS, read_drawing
 from ffclr.detection.proposals import ProposalConfig, dedupe_indices, stroke_proposals
 from ffclr.detection.scoring import LinearScorer, pixel_features
@@ -113,10 +113,25 @@ def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray 
     return Candidates(cores[keep], boxes[keep], logits[keep])
 
 
+def encoder_features(encoder, pixels: np.ndarray) -> np.ndarray:
+    """(N, feature_dim) float32 features of uint8 crops, under bf16 autocast on CPU: fitting and
+    detection both use it, so the probe sees the same features."""
+    import torch
+
+    from ffclr.model.embed import embed_uint8
+
+    if len(pixels) == 0:
+        return np.zeros((0, encoder.feature_dim), np.float32)
+    device = next(encoder.model.parameters()).device
+    dtype = torch.bfloat16 if device.type == "cpu" else None
+    return embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std, device=device,
+                       dtype=dtype, batch_size=128).numpy()
+
+
 def probe_features(detector: Detector, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
     """What the probe reads for each box: encoder features (+ the crop's 16 × 16 pixels)."""
     pixels = crop_pixels(image, boxes, detector.encoder.image_size, detector.config.crop_padding)
-    features = embed_pixels(pixels, detector.encoder)
+    features = encoder_features(detector.encoder, pixels)
     if detector.config.pixels_in_probe:
         features = np.concatenate([features, pixel_features(image, boxes)], axis=1)
     return features

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
-from ffclr.detection.boxes import MarginModel, box_iou, xywh_to_xyxy
+from ffclr.detection.boxes import MarginModel, box_iou, match_detections, xywh_to_xyxy
 from ffclr.detection.detector import (Detector, DetectorConfig, detections_from_scores,
                                       probe_features, propose, score_candidates,
                                       select_candidates)
@@ -107,68 +106,22 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
     n_classes = len(data.class_names)
     encoder = encoder or load_encoder(checkpoint)
     encoder.model.to(memory_format=torch.channels_last)
-    drawings = []
-    for item in data.images:
-        try:
-            image, _ = read_drawing(item.path)
-        except FfclrError:
-            continue
-        drawings.append((image, stroke_proposals(np.asarray(image), config.proposals), item))
+    drawings = _read_drawings(data, config)
     if not drawings:
         raise FfclrError(f"{export}: no readable image in split {split!r}")
     report(0, 4, f"{len(drawings)} drawings, {sum(len(d[2].boxes) for d in drawings)} boxes")
     margins = _fit_margins(drawings, n_classes)
-
-    filter_x, filter_y, best_logit_rows, proposals = [], [], [], []
-    for image, found, item in drawings:
-        cores, boxes = propose(image, margins, config, found)
-        iou = box_iou(boxes, item.boxes) if len(item.boxes) else np.zeros((len(boxes), 0))
-        best = iou.max(axis=1, initial=0.0)
-        positive = np.flatnonzero(best >= 0.5)
-        negative = np.flatnonzero(best < 0.3)
-        negative = rng.permutation(negative)[: 4 * config.background_per_image]
-        rows = np.concatenate([positive, negative])
-        filter_x.append(pixel_features(image, boxes[rows]))
-        matched = item.classes[iou[positive].argmax(axis=1)] if len(positive) else np.zeros(0, int)
-        filter_y.append(np.r_[matched, np.full(len(negative), n_classes)])
-        proposals.append((cores, boxes, iou))
-    pixel_filter = LinearScorer.fit(np.concatenate(filter_x), np.concatenate(filter_y))
-    for (image, _, item), (cores, boxes, iou) in zip(drawings, proposals):
-        if iou.shape[1] and len(boxes):
-            logits = pixel_filter.logit(pixel_features(image, boxes))
-            hit = iou >= 0.5
-            best_logit_rows.extend(np.where(hit, logits[:, None], -np.inf).max(axis=0)[hit.any(axis=0)])
-    pixel_filter.threshold = float(np.quantile(best_logit_rows, 1 - config.filter_recall))
+    pixel_filter, proposals = _fit_pixel_filter(drawings, margins, config, n_classes, rng)
     report(1, 4, "pixel filter fitted")
 
     detector = Detector(encoder=encoder, probe=None, class_names=data.class_names,
                         category_ids=data.category_ids, margins=margins,
                         pixel_filter=pixel_filter, score_threshold=0.5, config=config)
-    groups = []
-    for index, (image, found, item) in enumerate(drawings):
-        groups.append((image, item.boxes, item.classes))
-        cand = select_candidates(detector, image, found)
-        iou = box_iou(cand.boxes, item.boxes) if len(item.boxes) else np.zeros((len(cand.boxes), 0))
-        best = iou.max(axis=1, initial=0.0)
-        chosen, chosen_labels = [], []
-        for g in range(len(item.boxes)):
-            rows = rng.permutation(np.flatnonzero((iou[:, g] >= 0.5) & (iou.argmax(axis=1) == g)))
-            chosen.extend(rows[: config.positives_per_box])
-            chosen_labels.extend([item.classes[g]] * len(rows[: config.positives_per_box]))
-        background = rng.permutation(np.flatnonzero(best < 0.3))[: config.background_per_image]
-        chosen.extend(background)
-        chosen_labels.extend([n_classes] * len(background))
-        groups.append((image, cand.boxes[np.array(chosen, np.int64)],
-                       np.array(chosen_labels, np.int64)))
-        if len(background) < config.background_per_image // 2:
-            _, boxes, all_iou = proposals[index]
-            easy = np.flatnonzero(all_iou.max(axis=1, initial=0.0) < 0.3)
-            easy = rng.permutation(easy)[: config.background_per_image // 2 - len(background)]
-            groups.append((image, boxes[easy], np.full(len(easy), n_classes, np.int64)))
-    groups = [g for g in groups if len(g[1])]
+    groups = _probe_training_crops(detector, drawings, proposals, rng)
     labels = np.concatenate([g[2] for g in groups])
     report(2, 4, f"embedding {len(labels)} training crops")
-    features = np.concatenate([probe_features(detector, image, boxes) for image, boxes, _ in groups])
+    features = np.concatenate([probe_features(detector, image, boxes)
+                               for image, boxes, _ in groups])
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
     report(3, 4, "probe fitted")
     detector.score_threshold, detector.info = _choose_threshold(detector, drawings, rng)
@@ -180,6 +133,95 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
     return detector
 
 
+def _read_drawings(data: LabelledSplit, config: DetectorConfig) -> list[tuple]:
+    """(image, ink extents, labelled image) of every readable drawing of the split."""
+    drawings = []
+    for item in data.images:
+        try:
+            image, _ = read_drawing(item.path)
+        except FfclrError:
+            continue
+        drawings.append((image, stroke_proposals(np.asarray(image), config.proposals), item))
+    return drawings
+
+
+def _truth_iou(boxes: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:
+    """(len(boxes), len(truth_boxes)) IoU, empty columns when the drawing has no labels."""
+    return box_iou(boxes, truth_boxes) if len(truth_boxes) else np.zeros((len(boxes), 0))
+
+
+def _fit_pixel_filter(drawings, margins: MarginModel, config: DetectorConfig, n_classes: int,
+                      rng) -> tuple[LinearScorer, list[tuple]]:
+    """The raw-pixel filter, fitted on proposals that match a labelled box (IoU ≥ 0.5, its
+    class) against proposals that match none (IoU < 0.3, background), and each drawing's
+    proposals as (ink extents, boxes, IoU with the labelled boxes)."""
+    filter_x, filter_y, proposals = [], [], []
+    for image, found, item in drawings:
+        cores, boxes = propose(image, margins, config, found)
+        iou = _truth_iou(boxes, item.boxes)
+        best = iou.max(axis=1, initial=0.0)
+        positive = np.flatnonzero(best >= 0.5)
+        negative = rng.permutation(np.flatnonzero(best < 0.3))[: 4 * config.background_per_image]
+        filter_x.append(pixel_features(image, boxes[np.concatenate([positive, negative])]))
+        matched = item.classes[iou[positive].argmax(axis=1)] if len(positive) else np.zeros(0, int)
+        filter_y.append(np.r_[matched, np.full(len(negative), n_classes)])
+        proposals.append((cores, boxes, iou))
+    pixel_filter = LinearScorer.fit(np.concatenate(filter_x), np.concatenate(filter_y))
+    pixel_filter.threshold = _filter_threshold(pixel_filter, drawings, proposals,
+                                               config.filter_recall)
+    return pixel_filter, proposals
+
+
+def _filter_threshold(pixel_filter: LinearScorer, drawings, proposals, recall: float) -> float:
+    """The logit that lets `recall` of the labelled boxes through, each box counted by its
+    best-scoring proposal with IoU ≥ 0.5."""
+    best_logits = []
+    for (image, _, _), (_, boxes, iou) in zip(drawings, proposals):
+        if iou.shape[1] and len(boxes):
+            logits = pixel_filter.logit(pixel_features(image, boxes))
+            hit = iou >= 0.5
+            best_logits.extend(np.where(hit, logits[:, None], -np.inf).max(axis=0)[hit.any(axis=0)])
+    return float(np.quantile(best_logits, 1 - recall))
+
+
+def _probe_training_crops(detector: Detector, drawings, proposals, rng) -> list[tuple]:
+    """(image, boxes, labels) groups the probe learns from: every labelled box, candidates
+    matching them, background candidates and, where the candidates hold too little background,
+    easy background proposals."""
+    config, background = detector.config, detector.background_index
+    groups = []
+    for (image, found, item), (_, boxes, proposal_iou) in zip(drawings, proposals):
+        groups.append((image, item.boxes, item.classes))
+        cand = select_candidates(detector, image, found)
+        rows, labels = _candidate_examples(cand.boxes, item, config, background, rng)
+        groups.append((image, cand.boxes[rows], labels))
+        n_background = int(np.sum(labels == background))
+        if n_background < config.background_per_image // 2:
+            easy = np.flatnonzero(proposal_iou.max(axis=1, initial=0.0) < 0.3)
+            easy = rng.permutation(easy)[: config.background_per_image // 2 - n_background]
+            groups.append((image, boxes[easy], np.full(len(easy), background, np.int64)))
+    return [g for g in groups if len(g[1])]
+
+
+def _candidate_examples(boxes: np.ndarray, item: LabelledImage, config: DetectorConfig,
+                        background: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the candidate `boxes` to train on, with their labels: up to `positives_per_box`
+    for each labelled box (IoU ≥ 0.5, and that box their best match), then up to
+    `background_per_image` overlapping no labelled box (IoU < 0.3)."""
+    iou = _truth_iou(boxes, item.boxes)
+    rows, labels = [], []
+    for g in range(len(item.boxes)):
+        matching = np.flatnonzero((iou[:, g] >= 0.5) & (iou.argmax(axis=1) == g))
+        matching = rng.permutation(matching)[: config.positives_per_box]
+        rows.extend(matching)
+        labels.extend([item.classes[g]] * len(matching))
+    far = rng.permutation(np.flatnonzero(iou.max(axis=1, initial=0.0) < 0.3))
+    far = far[: config.background_per_image]
+    rows.extend(far)
+    labels.extend([background] * len(far))
+    return np.array(rows, np.int64), np.array(labels, np.int64)
+
+
 def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
                       ) -> tuple[float, dict]:
     """The score maximising F1 (IoU ≥ 0.5, same class) on some training drawings."""
@@ -187,32 +229,33 @@ def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
     scores, hits, n_truth = [], [], 0
     for i in rows:
         image, found, item = drawings[i]
+        n_truth += len(item.boxes)
         cand = select_candidates(detector, image, found)
         if len(cand.boxes) == 0:
-            n_truth += len(item.boxes)
             continue
-        found = detections_from_scores(detector, image.size, cand.cores,
-                                       score_candidates(detector, image, cand),
-                                       detector.config.min_score)
-        n_truth += len(item.boxes)
-        matched = np.zeros(len(item.boxes), bool)
-        for det in found:
-            box = xywh_to_xyxy([det.bbox])
-            iou = box_iou(box, item.boxes)[0] if len(item.boxes) else np.zeros(0)
-            iou[(item.classes != det.class_index) | matched] = 0
-            hit = len(iou) and iou.max() >= 0.5
-            if hit:
-                matched[iou.argmax()] = True
-            scores.append(det.score)
-            hits.append(bool(hit))
+        detections = detections_from_scores(detector, image.size, cand.cores,
+                                            score_candidates(detector, image, cand),
+                                            detector.config.min_score)
+        hit, _ = match_detections(xywh_to_xyxy([d.bbox for d in detections]),
+                                  np.array([d.class_index for d in detections], np.int64),
+                                  item.boxes, item.classes)
+        scores.extend(d.score for d in detections)
+        hits.extend(hit.tolist())
     if not scores:
         return 0.5, {"threshold_f1": None}
-    order = np.argsort(-np.array(scores))
-    tp = np.cumsum(np.array(hits)[order])
+    threshold, info = _best_f1_threshold(np.array(scores), np.array(hits), n_truth)
+    return threshold, info | {"threshold_images": int(len(rows))}
+
+
+def _best_f1_threshold(scores: np.ndarray, hits: np.ndarray, n_truth: int) -> tuple[float, dict]:
+    """The score whose detections and above give the best F1, with that F1 and its precision
+    and recall; `hits` marks the detections that matched a labelled box."""
+    order = np.argsort(-scores)
+    tp = np.cumsum(hits[order])
     precision = tp / np.arange(1, len(order) + 1)
     recall = tp / max(n_truth, 1)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-9)
     best = int(np.argmax(f1))
-    return float(np.array(scores)[order][best]), {
+    return float(scores[order][best]), {
         "threshold_f1": float(f1[best]), "threshold_precision": float(precision[best]),
-        "threshold_recall": float(recall[best]), "threshold_images": int(len(rows))}
+        "threshold_recall": float(recall[best])}

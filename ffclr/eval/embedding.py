@@ -71,24 +71,20 @@ def images_to_batch(images: Sequence, image_size: int) -> np.ndarray:
 
 def embed_images(images: Sequence, encoder, batch_size: int = BATCH_SIZE,
                  progress: Progress | None = None) -> np.ndarray:
-    """(N, feature_dim) float32 features of crops given as paths or PIL images."""
-    import torch
+    """(N, feature_dim) float32 features of crops given as paths or PIL images, in full
+    precision; the images are decoded one batch at a time."""
+    from ffclr.model.embed import embed_uint8
 
-    from ffclr.data.preprocess import to_model_input
-
-    encoder.model.eval()
-    device = next(encoder.model.parameters()).device
     chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            pixels = images_to_batch(images[start:start + batch_size], encoder.image_size)
-            x = to_model_input(torch.from_numpy(pixels).to(device), encoder.mean, encoder.std)
-            chunks.append(encoder.model(x).float().cpu().numpy())
-            if progress:
-                progress(min(start + batch_size, len(images)), len(images), "embedding crops")
+    for start in range(0, len(images), batch_size):
+        pixels = images_to_batch(images[start:start + batch_size], encoder.image_size)
+        chunks.append(embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
+                                  batch_size=batch_size).numpy())
+        if progress:
+            progress(min(start + batch_size, len(images)), len(images), "embedding crops")
     if not chunks:
         return np.zeros((0, encoder.feature_dim), dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32)
+    return np.concatenate(chunks)
 
 
 def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: Workspace,
