@@ -31,7 +31,9 @@ def add_arguments(parser) -> None:
                              "train labels, supervised contrastive)")
     parser.add_argument("--checkpoint", nargs="+", default=[], metavar="CKPT",
                         help="evaluate these checkpoints too (no pretraining needed)")
-    parser.add_argument("--seeds", type=int, default=10, help="few-shot repetitions")
+    parser.add_argument("--seed", type=int, default=0, help="pretraining seed (default: 0)")
+    parser.add_argument("--seeds", dest="fewshot_seeds", type=int, default=10, metavar="N",
+                        help="few-shot repetitions, each with its own support draw (default: 10)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
 
 
@@ -84,7 +86,7 @@ def run(args) -> int:
 
     rows = []
     pixels = feature_scores(raw_pixels(train.paths), train.labels, raw_pixels(valid.paths),
-                            valid.labels, names, args.seeds)
+                            valid.labels, names, args.fewshot_seeds)
     majority = pixels.pop("baseline")
     rows.append({**majority, "method": "Majority class", "extractor": "—", "arch": "—",
                  "feature_dim": "—", "projection_dim": "—", "budget": "—"})
@@ -95,12 +97,13 @@ def run(args) -> int:
 
     checkpoints = [(Path(c), "given checkpoint", None) for c in args.checkpoint]
     for mode in args.modes:
-        checkpoints.append(pretrain_mode(mode, args.time_budget, workspace, train))
+        checkpoints.append(pretrain_mode(mode, args.time_budget, workspace, train, args.seed))
     for path, label, trained in checkpoints:
         encoder = load_encoder(path)
         train_x = embed_crop_set(train, path, workspace, encoder).features
         valid_x = embed_crop_set(valid, path, workspace, encoder).features
-        scores = feature_scores(train_x, train.labels, valid_x, valid.labels, names, args.seeds)
+        scores = feature_scores(train_x, train.labels, valid_x, valid.labels, names,
+                                args.fewshot_seeds)
         budget = (f"{trained['epochs']} epochs in {trained['seconds']:.0f} s" if trained
                   else str(encoder.config.get("epochs", "?")) + " epochs")
         stem = "small 3×3 stem" if encoder.config.get("small_stem", True) else "seed stem"
@@ -116,19 +119,20 @@ def run(args) -> int:
     print("\n".join(extra_table(rows)))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"time_budget": args.time_budget, "rows": rows}, indent=1,
-                                       default=str))
+        args.out.write_text(json.dumps({"time_budget": args.time_budget, "seed": args.seed,
+                                        "rows": rows}, indent=1, default=str))
         print(f"\nwritten {args.out}")
     return 0
 
 
-def pretrain_mode(mode: str, budget: float, workspace, train) -> tuple[Path, str, dict]:
+def pretrain_mode(mode: str, budget: float, workspace, train, seed: int = 0
+                  ) -> tuple[Path, str, dict]:
     from ffclr.train.config import PretrainConfig
     from ffclr.train.loop import pretrain
 
     config = PretrainConfig(data=str(Path(train.paths[0]).parents[1]),
                             dataset_name=f"ff_devices_{mode}", time_budget=budget,
-                            run_name=f"bench-{mode}", seed=0)
+                            run_name=f"bench-{mode}", seed=seed)
     start = time.perf_counter()
     result = pretrain(config, workspace)
     seconds = time.perf_counter() - start
