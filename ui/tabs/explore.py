@@ -8,11 +8,14 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from ffclr.data.cropset import load_dataset_split
 from ffclr.errors import FfclrError
+from ffclr.eval.embedding import embed_crop_set
+from ffclr.eval.explore import label_issues, outlier_scores, suspicion_order
+from ffclr.eval.neighbours import cosine_neighbours
 from ffclr.workspace import Workspace
 from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choices,
-                       dataset_choices, file_url, guard,
-                       has_backend, missing_backend_message, ok_md, open_store, split_choices)
+                       dataset_choices, file_url, guard, ok_md, open_store, split_choices)
 from ui.plot import scatter_component, scatter_spec
 from ui.sources import crop_in_context
 
@@ -20,7 +23,6 @@ N_NEIGHBOURS = 8
 TABLE_ROWS = 50
 TABLE_COLUMNS = ["rank", "crop", "split", "label", "suggested", "label quality",
                  "outlier distance", "flagged"]
-BACKENDS = ("ffclr.eval.embedding", "ffclr.eval.explore", "ffclr.model.checkpoint")
 
 
 @dataclass
@@ -60,17 +62,10 @@ def get_map(key: str | None) -> ExploreMap:
 def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | None,
                 split: str | None = None, progress=None) -> ExploreMap:
     """Embed the crops, lay them out with UMAP and score them (all cached by ffclr)."""
-    missing = [m for m in BACKENDS if not has_backend(m)]
-    if missing:
-        raise FfclrError(f"exploring is not available yet: this ffclr has no {missing[0]}")
     if not checkpoint:
         raise FfclrError("pick a checkpoint (pretrain one in the Pretrain tab)")
     if not dataset:
         raise FfclrError("pick a dataset (import one in the Data tab)")
-    from ffclr.data.cropset import load_dataset_split
-    from ffclr.eval.embedding import embed_crop_set
-    from ffclr.eval.explore import label_issues, outlier_scores, suspicion_order
-
     crop_set = load_dataset_split(dataset, split or None, workspace)
     if progress:
         progress(0, 3, "embedding crops")
@@ -132,12 +127,11 @@ def crop_details(workspace: Workspace, emap: ExploreMap, crop_id: int) -> dict:
         dataset = store.dataset_by_id(crop["dataset_id"])
         edits = store.label_edits(int(crop_id))
     labels = current_labels(workspace, emap)
-    normed = emap.features / np.maximum(np.linalg.norm(emap.features, axis=1, keepdims=True), 1e-12)
-    similarity = normed @ normed[i]
-    similarity[i] = -np.inf
-    nearest = np.argsort(-similarity, kind="stable")[:N_NEIGHBOURS]
+    nearest, similarities = cosine_neighbours(emap.features[i:i + 1], emap.features,
+                                              N_NEIGHBOURS + 1)
+    others = [(j, sim) for j, sim in zip(nearest[0], similarities[0]) if j != i][:N_NEIGHBOURS]
     neighbours = [(str(emap.paths[j]), f"#{emap.crop_ids[j]} {emap.class_names[labels[j]]} "
-                   f"· {similarity[j]:.2f}") for j in nearest]
+                   f"· {sim:.2f}") for j, sim in others]
     label = int(crop["label"])
     context = crop_in_context(dataset, crop)
     where = "" if context is not None else \
@@ -202,12 +196,27 @@ def _progress_callback(progress):
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
-    ws = ctx.workspace
-    c = ctx.components
-    missing = [m for m in BACKENDS if not has_backend(m)]
-    gr.Markdown(missing_backend_message("Explore", missing[0]) if missing else
-                "Click a point to inspect a crop; relabel it with the dropdown (saved at once). "
+    ws, c = ctx.workspace, ctx.components
+    gr.Markdown("Click a point to inspect a crop; relabel it with the dropdown (saved at once). "
                 "Keys: **n**/**p** next/previous suspicious crop, **u** undo.")
+    _build_controls(ws, c)
+    c["explore_status"] = gr.Markdown(elem_id="explore-status")
+    key = gr.State(None)
+    selected = gr.State(None)
+    _build_inspector(c)
+    c["explore_table"] = gr.Dataframe(headers=TABLE_COLUMNS, label="Most suspicious crops "
+                                      "(click a row)", interactive=False, max_height=320,
+                                      elem_id="explore-table")
+    details_outputs = [selected, c["explore_crop"], c["explore_context"], c["explore_info"],
+                       c["explore_label"], c["explore_neighbours"], c["explore_plot"]]
+    _wire_compute(ws, c, key)
+    _wire_navigation(ws, c, key, selected, details_outputs)
+    _wire_relabel(ws, c, key, selected)
+    _wire_refresh(ws, c, tab)
+
+
+def _build_controls(ws: Workspace, c: dict) -> None:
+    """Checkpoint, dataset and split pickers with the Compute button."""
     datasets = dataset_choices(ws)
     with gr.Row():
         c["explore_checkpoint"] = gr.Dropdown(label="Checkpoint", choices=checkpoint_choices(ws),
@@ -218,9 +227,10 @@ def build(ctx: Context, tab: gr.Tab) -> None:
             ws, datasets[0] if datasets else None)], value="", scale=1)
         c["explore_compute"] = gr.Button("Compute map", variant="primary", scale=1,
                                          elem_id="explore-compute")
-    c["explore_status"] = gr.Markdown(elem_id="explore-status")
-    key = gr.State(None)
-    selected = gr.State(None)
+
+
+def _build_inspector(c: dict) -> None:
+    """The map beside the selected crop: its images, scores, label, stepping and neighbours."""
     with gr.Row():
         with gr.Column(scale=3):
             c["explore_plot"] = scatter_component(elem_id="explore-plot")
@@ -239,21 +249,19 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 c["explore_undo"] = gr.Button("Undo (u)", elem_id="explore-undo")
             c["explore_neighbours"] = gr.Gallery(label="Nearest neighbours", columns=4, height=220,
                                                  object_fit="contain")
-    c["explore_table"] = gr.Dataframe(headers=TABLE_COLUMNS, label="Most suspicious crops "
-                                      "(click a row)", interactive=False, max_height=320,
-                                      elem_id="explore-table")
 
-    details_outputs = [selected, c["explore_crop"], c["explore_context"], c["explore_info"],
-                       c["explore_label"], c["explore_neighbours"], c["explore_plot"]]
 
-    def show(map_key, crop_id):
-        emap = get_map(map_key)
-        d = crop_details(ws, emap, crop_id)
-        choices = [(name, i) for i, name in enumerate(emap.class_names)]
-        return (d["crop_id"], d["crop_path"], d["context"], d["info"],
-                gr.update(choices=choices, value=d["label"]), d["neighbours"],
-                map_figure(ws, emap, d["crop_id"]))
+def _show(ws: Workspace, map_key: str | None, crop_id: int) -> tuple:
+    """Values of the details outputs for one crop."""
+    emap = get_map(map_key)
+    d = crop_details(ws, emap, crop_id)
+    choices = [(name, i) for i, name in enumerate(emap.class_names)]
+    return (d["crop_id"], d["crop_path"], d["context"], d["info"],
+            gr.update(choices=choices, value=d["label"]), d["neighbours"],
+            map_figure(ws, emap, d["crop_id"]))
 
+
+def _wire_compute(ws: Workspace, c: dict, key: gr.State) -> None:
     @guard(4)
     def on_compute(checkpoint, dataset, split, progress=gr.Progress()):
         emap = compute_map(ws, checkpoint, dataset, split, _progress_callback(progress))
@@ -265,34 +273,35 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                                [c["explore_status"], key, c["explore_plot"], c["explore_table"]],
                                api_name="explore_compute")
 
-    @guard(1 + len(details_outputs))
+
+def _wire_navigation(ws: Workspace, c: dict, key: gr.State, selected: gr.State,
+                     details_outputs: list) -> None:
+    """Clicking a point or a table row, and stepping through the suspicious crops."""
+    outputs = [c["explore_status"], *details_outputs]
+
+    @guard(len(outputs))
     def on_point(map_key, evt: gr.EventData):
-        crop_id = int(evt._data["point_id"])
-        return ("", *show(map_key, crop_id))
+        return ("", *_show(ws, map_key, int(evt._data["point_id"])))
 
-    c["explore_plot"].select(on_point, key, [c["explore_status"], *details_outputs],
-                             show_progress="hidden")
-
-    @guard(1 + len(details_outputs))
+    @guard(len(outputs))
     def on_row(map_key, evt: gr.SelectData):
-        row = evt.row_value
-        return ("", *show(map_key, int(row[1])))
-
-    c["explore_table"].select(on_row, key, [c["explore_status"], *details_outputs],
-                              show_progress="hidden")
+        return ("", *_show(ws, map_key, int(evt.row_value[1])))
 
     def stepper(step):
-        @guard(1 + len(details_outputs))
+        @guard(len(outputs))
         def on_step(map_key, crop_id):
             emap = get_map(map_key)
-            return ("", *show(map_key, step_suspicious(emap, crop_id, step)))
+            return ("", *_show(ws, map_key, step_suspicious(emap, crop_id, step)))
         return on_step
 
-    c["explore_next"].click(stepper(1), [key, selected], [c["explore_status"], *details_outputs],
-                            show_progress="hidden")
-    c["explore_prev"].click(stepper(-1), [key, selected], [c["explore_status"], *details_outputs],
-                            show_progress="hidden")
+    c["explore_plot"].select(on_point, key, outputs, show_progress="hidden")
+    c["explore_table"].select(on_row, key, outputs, show_progress="hidden")
+    c["explore_next"].click(stepper(1), [key, selected], outputs, show_progress="hidden")
+    c["explore_prev"].click(stepper(-1), [key, selected], outputs, show_progress="hidden")
 
+
+def _wire_relabel(ws: Workspace, c: dict, key: gr.State, selected: gr.State) -> None:
+    """Relabelling with the dropdown, and undoing it."""
     @guard(4)
     def on_relabel(map_key, crop_id, class_index):
         message = relabel(ws, crop_id, class_index)
@@ -318,6 +327,9 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                             [c["explore_status"], c["explore_plot"], c["explore_table"],
                              c["explore_info"], c["explore_label"]], show_progress="hidden")
 
+
+def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab) -> None:
+    """New checkpoints and datasets when the tab opens; the split list follows the dataset."""
     def refresh(checkpoint, dataset):
         checkpoints, datasets, dataset = checkpoint_and_dataset_updates(ws, checkpoint, dataset)
         return checkpoints, datasets, gr.update(choices=["", *split_choices(ws, dataset)])
