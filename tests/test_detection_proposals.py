@@ -1,10 +1,12 @@
-"""Stroke proposals, margins and NMS on hand-drawn arrays (no model)."""
+"""Stroke proposals, margins, NMS and clipping to the drawing on hand-drawn arrays (no model)."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ffclr.detection.boxes import MarginModel, batched_nms, box_iou
+from ffclr.detection.crops import padded_boxes
+from ffclr.detection.detector import Detector, detections_from_scores
 from ffclr.detection.proposals import ProposalConfig, stroke_proposals
 
 BACKGROUND = (33, 40, 48)
@@ -54,3 +56,35 @@ def test_nms_is_per_class():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]], float)
     keep = batched_nms(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 0, 1]), 0.5)
     assert sorted(keep.tolist()) == [0, 2]
+
+
+def _constant_margins(per_class: list[float]) -> MarginModel:
+    """Margins of `per_class[k]` pixels on every side for class k (agnostic: the first)."""
+    coef = np.zeros((len(per_class) + 1, 4, 2))
+    coef[:, :, 0] = np.array([per_class[0], *per_class])[:, None]
+    return MarginModel(coef)
+
+
+def test_detections_are_clipped_to_the_drawing_and_empty_ones_dropped():
+    detector = Detector(encoder=None, probe=None, class_names=["bell", "horn"],
+                        category_ids=[11, 12], margins=_constant_margins([5.0, 2.0]),
+                        pixel_filter=None, score_threshold=0.5)
+    cores = np.array([[2, 3, 20, 20],      # margins reach past the top-left corner
+                      [90, 70, 98, 78],    # ... past the bottom-right corner
+                      [110, 10, 120, 20],  # right of the drawing: nothing left once clipped
+                      [40, 30, 50, 40],    # inside
+                      [60, 10, 70, 20]], float)
+    proba = np.array([[0.70, 0.10, 0.20], [0.50, 0.10, 0.40], [0.10, 0.80, 0.10],
+                      [0.05, 0.30, 0.65],  # background most likely: a horn at 0.30 all the same
+                      [0.01, 0.005, 0.985]])  # under min_score
+    detections = detections_from_scores(detector, (100, 80), cores, proba, min_score=0.02)
+    assert [(d.bbox, d.class_name, d.category_id, d.score) for d in detections] == [
+        ((0.0, 0.0, 25.0, 25.0), "bell", 11, 0.7),
+        ((85.0, 65.0, 15.0, 15.0), "bell", 11, 0.5),
+        ((38.0, 28.0, 14.0, 14.0), "horn", 12, 0.3)]
+
+
+def test_crops_at_or_past_the_edge_stay_inside_and_non_empty():
+    boxes = np.array([[-5, -5, 3, 3], [98, 78, 120, 90], [150, 10, 160, 20]], float)
+    crops = padded_boxes(boxes, 100, 80)
+    assert crops.tolist() == [[0, 0, 4, 4], [96, 77, 100, 80], [99, 9, 100, 21]]

@@ -167,13 +167,11 @@ def test_class_index_is_shared_and_placeholder_dropped_without_its_name(tmp_path
     assert by_name == {"zeta": {0}, "alpha": {1}}
 
 
-def test_demo_export_imports(request, workspace):
-    pytest.importorskip("ffclr.demo.export", reason="ffclr.demo.export not written yet")
-    export = request.getfixturevalue("demo_export")
-    result = import_export(export, "demo", workspace)
+def test_demo_export_imports(demo_export, workspace):
+    result = import_export(demo_export, "demo", workspace)
     _, classes, crops = store_rows(workspace, "demo")
     for split, summary in result.splits.items():
-        data = json.loads((export / split / "_annotations.coco.json").read_text())
+        data = json.loads((demo_export / split / "_annotations.coco.json").read_text())
         assert summary.error is None and summary.images == len(data["images"])
         assert summary.crops + sum(summary.skipped.values()) == len(data["annotations"])
         assert summary.crops == sum(c["split"] == split for c in crops) > 0

@@ -22,18 +22,26 @@ def test_classify_gives_top_k_neighbours_and_refuses_non_images(classifier, tmp_
     workspace, run_id = classifier
     assert [v for _, v in classify.classifier_choices(workspace)] == [run_id]
     with workspace.open_store() as store:
-        crop = store.crops(store.dataset("demo")["id"], "train")[0]
-        root = store.dataset("demo")["root"]
+        dataset = store.dataset("demo")
+        crop = store.crops(dataset["id"], "train")[0]
+        class_names = {c["name"] for c in store.classes(dataset["id"])}
+        root = dataset["root"]
     symbol = f"{root}/{crop['path']}"
     text = tmp_path / "notes.png"
     text.write_text("this is text, not a picture")
     huge = tmp_path / "huge.png"
     Image.new("RGB", (8000, 6000)).save(huge)
     entries = classify.classify(workspace, run_id, [symbol, str(text), str(huge)], top_k=3)
-    assert entries[0]["result"] is not None and len(entries[0]["result"].top) <= 3
+    top = entries[0]["result"].top
+    assert len(class_names) > 3 and len(top) == 3
+    names, probabilities = zip(*top)
+    assert set(names) <= class_names and len(set(names)) == 3
+    assert list(probabilities) == sorted(probabilities, reverse=True)
+    assert probabilities[-1] > 0 and sum(probabilities) <= 1 + 1e-6
     assert "not an image" in entries[1]["error"] and "too large" in entries[2]["error"]
     rows = classify.result_rows(entries)
-    assert rows[0][0] == crop["path"].rsplit("/", 1)[-1] and 0 < rows[0][2] <= 1
+    assert rows[0][:3] == [crop["path"].rsplit("/", 1)[-1], names[0], round(probabilities[0], 4)]
+    assert rows[0][4].startswith(f"{names[0]} ")
     assert rows[1][1].startswith("refused:")
     gallery = classify.neighbour_gallery(entries)
     assert len(gallery) == 8 and gallery[0][0] == symbol  # the crop itself is its own nearest
@@ -52,8 +60,6 @@ def test_schematics_fit_detect_draw_and_write_coco(classifier, demo_export, tmp_
 
     from ui import schematics
 
-    if not schematics.available():
-        pytest.skip("ffclr has no detector yet")
     workspace, run_id = classifier
     with workspace.open_store() as store:
         checkpoint = store.run(run_id)["config"]["checkpoint"]
