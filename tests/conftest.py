@@ -13,6 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_EXPORT = REPO.parent / "shared" / "datasets" / "ff_devices"
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that uses the `real_export` fixture gets the `real_data` marker, so
+    `pytest -m real_data` (or `-m "not real_data"`) selects exactly the tests on the real export."""
+    for item in items:
+        if "real_export" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     from ffclr.workspace import resolve_workspace

@@ -1,5 +1,6 @@
 """The app in headless Chromium: demo data → pretrain (live curve, reload, cancel) → Explore
-(click, relabel) → Probe (CSV) → Classify (drop an image, then a whole schematic) → Runs, with a screenshot of each tab.
+(click, relabel) → Probe (CSV) → Classify (drop an image, then a whole schematic) → Runs, with a
+screenshot of each tab; all along, the page must request nothing from any host but 127.0.0.1.
 
 Screenshots go to test-artifacts/screenshots/ (printed at the end).
 """
@@ -38,15 +39,22 @@ def app(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app):
-    sync_api = pytest.importorskip("playwright.sync_api")
+def outside_requests() -> list[str]:
+    """URLs the page asked for beyond 127.0.0.1 (and data:/blob:), filled while `page` runs."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(app, outside_requests):
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the optional playwright package is not installed (pip install playwright)")
     workspace, url = app
-    outside: list[str] = []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000},
                                       accept_downloads=True)
-        context.on("request", lambda request: outside.append(request.url)
+        context.on("request", lambda request: outside_requests.append(request.url)
                    if not request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
                    else None)
         page = context.new_page()
@@ -56,7 +64,6 @@ def page(app):
         browser.close()
     shutil.rmtree(SHOTS / "_tmp", ignore_errors=True)
     print(f"\nscreenshots of every tab: {SHOTS}")
-    assert not outside, f"the page requested hosts other than 127.0.0.1: {outside[:5]}"
 
 
 def shot(page, name: str) -> None:
@@ -99,7 +106,7 @@ def curve_points(page) -> int:
                          ".js-plotly-plot'); return gd && gd.data ? gd.data[0].x.length : 0; }")
 
 
-def test_newcomer_walkthrough(app, page):
+def test_newcomer_walkthrough(app, page, outside_requests):
     workspace, url = app
 
     # Data: one click loads the synthetic export
@@ -210,3 +217,5 @@ def test_newcomer_walkthrough(app, page):
     assert "import" in table and "pretrain" in table and "cancelled" in table
     shot(page, "6-runs")
     assert os.listdir(SHOTS)
+    assert not outside_requests, \
+        f"the page requested hosts other than 127.0.0.1: {outside_requests[:5]}"
