@@ -24,7 +24,7 @@ def test_options_become_a_validated_config(imported):
                                        mode="labeled (supervised contrastive)", device="CPU",
                                        precision="fp32",
                                        settings=dict(image_size=24, batch_size=16, epochs=3,
-                                                     time_budget=30, lr=None, run_name=" "))
+                                                     time_budget=" 30 ", lr="", run_name=" "))
     config = pretrain.pretrain_config(imported, options)
     assert config.data == str(imported.dataset_dir("demo") / "train")
     assert config.dataset_name == "ff_devices_labeled" and config.disable_cuda
@@ -35,7 +35,8 @@ def test_options_become_a_validated_config(imported):
         pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset="demo", split="nope"))
     with pytest.raises(FfclrError, match="pick a dataset"):
         pretrain.pretrain_config(imported, pretrain.PretrainOptions(dataset=None))
-    for settings, refusal in ((dict(image_size=4), "image-size"), (dict(lr=0), "lr"),
+    for settings, refusal in ((dict(image_size=4), "image-size"), (dict(lr="0"), "lr"),
+                              (dict(lr="fast"), "'fast' is not a number"),
                               (dict(time_budget=0), "time-budget"), (dict(epochs=None), "epochs")):
         with pytest.raises(FfclrError, match=refusal):
             pretrain.pretrain_config(imported, pretrain.PretrainOptions("demo", settings=settings))
@@ -49,7 +50,7 @@ def test_defaults_are_the_configs_and_presets_override_it(imported):
     assert set(pretrain.START_INPUTS) == {*pretrain.OWN_CHOICES, *pretrain.SETTINGS, "run_name"}
     quick = pretrain.preset_values("CPU quick (≈3 min)")
     assert dict(zip(pretrain.SETTINGS, quick)) == dict(
-        arch="resnet18", image_size=48, batch_size=256, epochs=1000, time_budget=180, lr=None,
+        arch="resnet18", image_size=48, batch_size=256, epochs=1000, time_budget="180", lr="",
         temperature=defaults.temperature, augment=defaults.augment, knn_every=5)
     assert quick[-2:] == ["auto", "auto"]
     gpu = pretrain.preset_values("GPU (ResNet-50, 64 px)")
@@ -76,10 +77,12 @@ def test_tab_shows_the_configs_defaults(workspace):
     shown = {block.label: block.value for block in demo.blocks.values()
              if isinstance(block, gr.components.Component) and block.label}
     defaults = PretrainConfig()
+    assert all(block.value is not None for block in demo.blocks.values()
+               if isinstance(block, gr.Number)), "a Gradio 6 Number shows an initial None as 0"
     assert shown["Epochs (at most)"] == defaults.epochs
     assert shown["kNN every N epochs (0 = never)"] == defaults.knn_every
-    assert shown["Time budget (s, empty = none)"] is None and defaults.time_budget is None
-    assert shown["Learning rate (empty = the optimiser's default)"] is None
+    assert shown["Time budget (s)"] == "" and defaults.time_budget is None
+    assert shown["Learning rate"] == "" and defaults.lr is None
     assert (shown["Architecture"], shown["Image size (px)"], shown["Batch"]) == (
         defaults.arch, defaults.image_size, defaults.batch_size)
     assert (shown["Temperature"], shown["Augmentation"]) == (defaults.temperature,

@@ -25,6 +25,9 @@ SETTINGS = ("arch", "image_size", "batch_size", "epochs", "time_budget", "lr", "
             "augment", "knn_every")
 """The `PretrainConfig` fields the tab shows as widgets of their own (with `run_name`), and that
 a preset sets; an empty widget holds None."""
+TEXT_NUMBERS = ("time_budget", "lr")
+"""Settings whose default is None, shown in text boxes (empty: None) since a Gradio 6 Number
+shows an initial None as 0."""
 APP_SETTINGS = dict(log_every_n_steps=2, checkpoint_every=1)
 """What the app asks of every run: a point on the live curves every second step and a checkpoint
 every epoch, so that Cancel always keeps one."""
@@ -81,11 +84,30 @@ def precision_label(config: PretrainConfig) -> str:
     return {True: "bf16 (CPU)", False: "fp32"}.get(config.bf16, "auto")
 
 
+def widget_value(name: str, value: Any) -> Any:
+    """A config value as its widget shows it."""
+    if name in TEXT_NUMBERS:
+        return "" if value is None else str(value)
+    return value
+
+
+def setting_value(name: str, value: Any) -> Any:
+    """A widget's value as the config takes it: blank text is None, `TEXT_NUMBERS` are read."""
+    if isinstance(value, str):
+        value = value.strip() or None
+    if name in TEXT_NUMBERS and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise FfclrError(f"{name}: {value!r} is not a number") from None
+    return value
+
+
 def preset_values(preset: str) -> list:
     """The preset's values for the `SETTINGS` widgets, then the device and precision labels."""
     config = replace(DEFAULTS, **PRESETS[preset])
-    return [getattr(config, name) for name in SETTINGS] + [device_label(config),
-                                                           precision_label(config)]
+    return [widget_value(name, getattr(config, name)) for name in SETTINGS] + [
+        device_label(config), precision_label(config)]
 
 
 def crop_folder(workspace: Workspace, dataset: str | None, split: str | None) -> Path:
@@ -104,9 +126,8 @@ def crop_folder(workspace: Workspace, dataset: str | None, split: str | None) ->
 
 
 def _given_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings with blank text as None; refuses None where the config needs a value."""
-    given = {name: (value.strip() or None) if isinstance(value, str) else value
-             for name, value in settings.items()}
+    """The settings as the config takes them; refuses None where the config needs a value."""
+    given = {name: setting_value(name, value) for name, value in settings.items()}
     empty = [name for name, value in given.items()
              if value is None and getattr(DEFAULTS, name) is not None]
     if empty:
@@ -236,7 +257,8 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
             return f"Run #{run_id} was deleted."
         latest = store.latest_metrics(int(run_id))
     config = run["config"]
-    parts = [f"**Run #{run['id']} {run.get('name') or ''}** · **{run['status']}** · "
+    title = " ".join(filter(None, (f"Run #{run['id']}", run.get("name"))))
+    parts = [f"**{title}** · **{run['status']}** · "
              f"{config.get('arch', '')}, {config.get('image_size', '')} px, batch "
              f"{config.get('batch_size', '')} · {fmt_duration(run_duration(run))}"]
     if "epoch" in latest:
@@ -339,11 +361,12 @@ def _options_column(ctx: Context) -> dict[str, Any]:
         w["batch_size"] = gr.Number(label="Batch", value=DEFAULTS.batch_size, precision=0)
     with gr.Row():
         w["epochs"] = gr.Number(label="Epochs (at most)", value=DEFAULTS.epochs, precision=0)
-        w["time_budget"] = gr.Number(label="Time budget (s, empty = none)",
-                                     value=DEFAULTS.time_budget)
+        w["time_budget"] = gr.Textbox(label="Time budget (s)",
+                                      value=widget_value("time_budget", DEFAULTS.time_budget),
+                                      placeholder="none")
     with gr.Row():
-        w["lr"] = gr.Number(label="Learning rate (empty = the optimiser's default)",
-                            value=DEFAULTS.lr)
+        w["lr"] = gr.Textbox(label="Learning rate", value=widget_value("lr", DEFAULTS.lr),
+                             placeholder="the optimiser's default")
         w["temperature"] = gr.Number(label="Temperature", value=DEFAULTS.temperature)
     with gr.Row():
         w["device"] = gr.Dropdown(label="Device", choices=list(DEVICES),
