@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ffclr.errors import FfclrError
+
 WORKSPACE_ENV = "FFCLR_WORKSPACE"
 DB_FILENAME = "ffclr.sqlite"
 
@@ -40,9 +42,13 @@ class Workspace:
 
     def open_store(self):
         from store import Store
+        from store.errors import StoreError
 
         self.root.mkdir(parents=True, exist_ok=True)
-        return Store(self.db_path)
+        try:
+            return Store(self.db_path)
+        except StoreError as exc:
+            raise FfclrError(str(exc)) from None
 
 
 def resolve_workspace(path: str | os.PathLike | None = None) -> Workspace:

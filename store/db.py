@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import sqlite_utils
 
-from ffclr.errors import FfclrError
+from store.errors import StoreError
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
@@ -96,7 +96,7 @@ class Store:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise FfclrError(f"{self.path}: not a readable ffclr store ({exc}); it was left as it "
+            raise StoreError(f"{self.path}: not a readable ffclr store ({exc}); it was left as it "
                              "is: move it aside to start a new one") from None
 
     def close(self) -> None:
@@ -142,7 +142,7 @@ class Store:
     def _schema_current(self) -> bool:
         version = self.schema_version
         if version > SCHEMA_VERSION:
-            raise FfclrError(f"{self.path}: schema version {version} is newer than this "
+            raise StoreError(f"{self.path}: schema version {version} is newer than this "
                              f"ffclr ({SCHEMA_VERSION}); upgrade ffclr")
         return version == SCHEMA_VERSION
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import store.db
-from ffclr.errors import FfclrError
+from store.errors import StoreError
 from store import SCHEMA_VERSION, Store
 from store.schema import MIGRATIONS
 
@@ -65,7 +65,7 @@ def test_a_newer_file_is_refused(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(FfclrError, match="newer"):
+    with pytest.raises(StoreError, match="newer"):
         Store(path)
 
 

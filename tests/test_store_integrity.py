@@ -10,7 +10,7 @@ import time
 import pytest
 
 import store.db
-from ffclr.errors import FfclrError
+from store.errors import StoreError
 from store import Store
 from store.schema import MIGRATIONS
 
@@ -45,10 +45,20 @@ def test_a_corrupt_file_is_refused_in_one_line_and_left_untouched(tmp_path):
     path = tmp_path / "ffclr.sqlite"
     garbage = b"this is not a database " * 200
     path.write_bytes(garbage)
-    with pytest.raises(FfclrError, match="not a readable ffclr store") as error:
+    with pytest.raises(StoreError, match="not a readable ffclr store") as error:
         Store(path)
     assert "\n" not in str(error.value) and str(path) in str(error.value)
     assert path.read_bytes() == garbage
+
+
+def test_the_workspace_reports_an_unusable_store_as_a_user_error(tmp_path):
+    from ffclr.errors import FfclrError
+    from ffclr.workspace import Workspace
+
+    workspace = Workspace(tmp_path)
+    workspace.db_path.write_bytes(b"\0garbage" * 100)
+    with pytest.raises(FfclrError, match="not a readable ffclr store"):
+        workspace.open_store()
 
 
 def test_a_run_whose_pid_was_reused_is_interrupted(tmp_path):
