@@ -16,7 +16,7 @@ K_GRID = (1, 3, 5, 10, 20, 50)
 TEMPERATURE = 0.07
 
 
-def _vote(nearest: np.ndarray, similarities: np.ndarray, labels: np.ndarray, n_classes: int,
+def vote(nearest: np.ndarray, similarities: np.ndarray, labels: np.ndarray, n_classes: int,
           temperature: float) -> np.ndarray:
     """Class probabilities of each row from its neighbours' labels, weighted by similarity."""
     weights = np.exp((similarities - 1.0) / temperature)
@@ -46,7 +46,7 @@ class KnnClassifier:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         nearest, similarities = self.neighbours(features, self.k)
-        return _vote(nearest, similarities, self.labels, self.n_classes, self.temperature)
+        return vote(nearest, similarities, self.labels, self.n_classes, self.temperature)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.predict_proba(features).argmax(axis=1)
@@ -54,6 +54,15 @@ class KnnClassifier:
     def neighbours(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities of the `k` nearest training crops, nearest first."""
         return cosine_neighbours(features, self.features, k)
+
+
+def leave_one_out_accuracy(features: np.ndarray, labels: np.ndarray, n_classes: int, k: int,
+                           temperature: float = TEMPERATURE) -> float:
+    """Accuracy of the weighted kNN when every row is classified by the others."""
+    labels = np.asarray(labels, dtype=np.int64)
+    nearest, similarities = cosine_neighbours(features, features, k, leave_one_out=True)
+    return float(np.mean(vote(nearest, similarities, labels, n_classes,
+                              temperature).argmax(1) == labels))
 
 
 def choose_k(features: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -66,7 +75,7 @@ def choose_k(features: np.ndarray, labels: np.ndarray, n_classes: int,
     labels = np.asarray(labels, dtype=np.int64)
     usable = [k for k in grid if k < len(labels)] or [1]
     nearest, similarities = cosine_neighbours(features, features, max(usable), leave_one_out=True)
-    scores = {k: float(np.mean(_vote(nearest[:, :k], similarities[:, :k], labels, n_classes,
+    scores = {k: float(np.mean(vote(nearest[:, :k], similarities[:, :k], labels, n_classes,
                                      temperature).argmax(1) == labels)) for k in usable}
     best = max(usable, key=lambda k: (scores[k], -k))
     return best, scores

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ffclr.data.cropset import load_crop_set
-from ffclr.eval.knn import KnnClassifier
-from ffclr.eval.neighbours import cosine_neighbours
+from ffclr.eval.knn import KnnClassifier, leave_one_out_accuracy
 from ffclr.model.checkpoint import save_checkpoint
 from ffclr.model.embed import embed_uint8
 from ffclr.model.networks import FeatureExtractor, SimCLRModel
@@ -35,21 +34,12 @@ def knn_accuracy(memory: np.ndarray, memory_labels: np.ndarray, queries: np.ndar
     leave-one-out on `memory` (every row classified by the others)."""
     memory_labels = np.asarray(memory_labels, dtype=np.int64)
     if queries is None:
-        return _leave_one_out_accuracy(memory, memory_labels, k, temperature)
+        return leave_one_out_accuracy(memory, memory_labels, int(memory_labels.max()) + 1, k,
+                                      temperature)
     query_labels = np.asarray(query_labels, dtype=np.int64)
     n_classes = int(max(memory_labels.max(), query_labels.max())) + 1
     classifier = KnnClassifier.fit(memory, memory_labels, n_classes, k=k, temperature=temperature)
     return float(np.mean(classifier.predict(queries) == query_labels))
-
-
-def _leave_one_out_accuracy(features: np.ndarray, labels: np.ndarray, k: int,
-                            temperature: float) -> float:
-    nearest, similarities = cosine_neighbours(features, features, k, leave_one_out=True)
-    votes = np.zeros((len(labels), int(labels.max()) + 1))
-    rows = np.repeat(np.arange(len(labels)), nearest.shape[1])
-    np.add.at(votes, (rows, labels[nearest].ravel()),
-              np.exp((similarities.ravel() - 1.0) / temperature))
-    return float(np.mean(votes.argmax(axis=1) == labels))
 
 
 def knn_queries(config: PretrainConfig, workspace: Workspace) -> TrainingData | None:
