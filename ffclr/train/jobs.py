@@ -20,7 +20,7 @@ from pathlib import Path
 from ffclr.errors import FfclrError
 from ffclr.train.config import PretrainConfig
 from ffclr.workspace import Workspace
-from store.db import pid_alive
+from store.db import run_alive
 
 LOCK_FILE = ".pretrain.lock"
 POLL_SECONDS = 0.5
@@ -68,7 +68,7 @@ def cancel(workspace: Workspace, run_id: int) -> None:
         if run["status"] not in ("queued", "running"):
             return
         store.request_cancel(run_id)
-        if not pid_alive(run["pid"]):
+        if not run_alive(run):
             store.finish_run(run_id, "cancelled", checkpoint=run["checkpoint"])
 
 
@@ -79,7 +79,7 @@ def status(workspace: Workspace, run_id: int) -> dict:
         run = store.run(run_id)
         if run is None:
             raise FfclrError(f"no run with id {run_id}")
-        if run["status"] == "queued" and not pid_alive(run["pid"]):
+        if run["status"] == "queued" and not run_alive(run):
             store.finish_run(run_id, "interrupted", error="the queued worker process is gone")
             run = store.run(run_id)
         run["metrics"] = store.latest_metrics(run_id)
@@ -98,7 +98,7 @@ def _wait_for_turn(workspace: Workspace, run_id: int, lock) -> bool:
             earlier = [r for r in store.runs(kind="pretrain")
                        if r["id"] < run_id and r["status"] in ("queued", "running")]
             for run in earlier:
-                if run["status"] == "queued" and not pid_alive(run["pid"]):
+                if run["status"] == "queued" and not run_alive(run):
                     store.finish_run(run["id"], "interrupted",
                                      error="the queued worker process is gone")
                     earlier.remove(run)
