@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 import sys
 import traceback
+from pathlib import Path
 
 from ffclr import __version__, commands
 from ffclr.errors import FfclrError
@@ -29,9 +30,14 @@ def add_command(subparsers, name: str, help: str, **kwargs) -> argparse.Argument
     return subparsers.add_parser(name, help=help, description=help, parents=[COMMON], **kwargs)
 
 
+def program_name() -> str:
+    """`ffclr` as the installed command, `python -m ffclr` as a module."""
+    return "python -m ffclr" if Path(sys.argv[0]).name == "__main__.py" else "ffclr"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ffclr",
+        prog=program_name(),
         description="Contrastive learning for the symbols on fire-protection schematics.",
         parents=[COMMON],
     )

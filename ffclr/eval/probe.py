@@ -101,8 +101,8 @@ def _logistic_path(features: np.ndarray, labels: np.ndarray, n_classes: int,
     """(C, coef, intercept) over all classes for each C of `grid` in increasing order, each fit
     warm-started from the previous one; rows are standardised already.
 
-    One thread: scikit-learn's OpenMP loss loops slow down 30-fold or more when the cores are
-    busy (measured on the 2-core dev machine), and these fits are small.
+    One thread: scikit-learn's OpenMP loss loops slow down many-fold when the cores are
+    oversubscribed, and these fits are small.
     """
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits

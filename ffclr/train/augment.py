@@ -14,7 +14,7 @@ Presets:
   symbols differ only by their text (wire labels K6 / K8 / K9, letters in boxes), and a network
   taught that a half turn changes nothing reads a 6 as a 9. No mirror flips: text and asymmetric
   marks inside symbols do not appear mirrored on drawings.
-- `upright`: no quarter turns (the best linear probe in the comparison of README, Evaluation,
+- `upright`: no quarter turns (the best linear probe in the comparison in docs/measurements.md, Evaluation,
   but nearest-class-mean few-shot drops, since a wire's horizontal and vertical crops then look
   unrelated).
 - `rotate`: any multiple of 90°, for symbol sets without text placed at any orientation (the

@@ -54,16 +54,16 @@ class PretrainConfig:
     out_dim: int = 128
     log_every_n_steps: int = 100
     temperature: float = 0.2
-    """The seed's 0.07 gave lower probe accuracy on the real crops (README, Evaluation, "How the
+    """The seed's 0.07 gave lower probe accuracy on the real crops (docs/measurements.md, Evaluation, "How the
     default recipe was chosen")."""
     n_views: int = 2
     gpu_index: int = 0
     image_size: int = 48
     """Symbols are ~32 px: 48 px with the standard stem keeps their detail (a 2×2 last map)
-    at a fraction of the small stem's cost at 32 px (see README, Pretraining)."""
+    at a fraction of the small stem's cost at 32 px (see docs/measurements.md, Pretraining)."""
     small_stem: bool = False
     bf16: bool | None = None
-    """None: bf16 autocast on a CPU that supports it (measured 2× faster here), off on CUDA."""
+    """None: bf16 autocast on a CPU that supports it (much faster than fp32 there; see docs/measurements.md), off on CUDA."""
     augment: str = "default"
     optimizer: str = "adam"
     warmup: float = 10.0

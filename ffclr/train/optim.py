@@ -9,7 +9,7 @@ from torch import nn
 from ffclr.errors import FfclrError
 
 def default_lr(optimizer: str, batch_size: int) -> float:
-    """Adam: 1e-3 (the seed's 3e-4 learns too slowly within a CPU budget; see README,
+    """Adam: 1e-3 (the seed's 3e-4 learns too slowly within a CPU budget; see docs/measurements.md,
     Evaluation, "How the default recipe was chosen"). LARS/SGD: SimCLR's 0.3 × batch / 256."""
     return 1e-3 if optimizer == "adam" else 0.3 * batch_size / 256
 

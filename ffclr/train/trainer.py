@@ -79,7 +79,7 @@ def planned_total_steps(step: int, steps_run: int, seconds_run: float, seconds_l
 
 
 def grads_finite(model: torch.nn.Module) -> bool:
-    """False when a gradient holds inf/NaN. On this CPU's oneDNN, bf16 autocast gives NaN weight
+    """False when a gradient holds inf/NaN. With oneDNN on CPU, bf16 autocast gives NaN weight
     gradients now and then for a stride-2 convolution over a 1×1 map (ResNet layer4 at 16 px);
     such a step is skipped, as a grad scaler skips fp16 overflows, instead of poisoning the
     weights."""
