@@ -106,7 +106,7 @@ def run(args) -> int:
                                 args.fewshot_seeds)
         budget = (f"{trained['epochs']} epochs in {trained['seconds']:.0f} s" if trained
                   else str(encoder.config.get("epochs", "?")) + " epochs")
-        stem = "small 3×3 stem" if encoder.config.get("small_stem", True) else "seed stem"
+        stem = "small 3×3 stem" if encoder.model.model.small_stem else "seed stem"
         rows.append({"method": "Logistic Regression (L-BFGS, CV)", "extractor": f"SimCLR {label}",
                      "arch": f"{encoder.arch} ({stem}, {encoder.image_size} px)",
                      "feature_dim": encoder.feature_dim,
