@@ -122,7 +122,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     # Pretrain: a tiny CPU run; the curve advances; a reload shows the same run; cancel
     open_tab(page, "Pretrain")
     for label, value in (("Image size (px)", "16"), ("Batch", "16"), ("Epochs (at most)", "200"),
-                         ("Time budget (s, 0 = none)", "120"),
+                         ("Time budget (s)", "120"),
                          ("kNN every N epochs (0 = never)", "0")):
         page.get_by_label(label, exact=True).fill(value)
     choose(page, "pretrain-precision", "fp32")
