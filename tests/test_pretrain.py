@@ -115,7 +115,7 @@ def test_checkpoint_round_trip(crops, workspace):
     assert (encoder.image_size, encoder.arch, encoder.feature_dim) == (8, "resnet18", 512)
     assert encoder.class_names == ["box", "cross", "ellipse"]
     assert encoder.config["batch_size"] == 8 and not encoder.model.training
-    x = torch.randn(3, 3, 8, 8)
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     from ffclr.model.networks import SimCLRModel
 
     model = SimCLRModel("resnet18", 128, small_stem=True)
@@ -157,7 +157,7 @@ def test_seed_checkpoint_loads(tmp_path):
     encoder = load_encoder(path)
     assert (encoder.image_size, encoder.feature_dim) == (96, 512)
     assert encoder.mean == (0.0, 0.0, 0.0) and encoder.std == (1.0, 1.0, 1.0)
-    x = torch.rand(2, 3, 96, 96)
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         trunk = nn.Sequential(*list(seed_model.backbone.children())[:-1])
         assert torch.allclose(encoder.model(x), trunk(x).flatten(1), atol=1e-5)
