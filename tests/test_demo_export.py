@@ -133,7 +133,7 @@ def test_unannotated_distractors_are_drawn(export):
 def test_same_seed_same_files_other_seed_differs(tmp_path):
     first = write_demo_export(tmp_path / "a", images=5, seed=11)
     second = write_demo_export(tmp_path / "b", images=5, seed=11)
-    other = write_demo_export(tmp_path / "c", images=5, seed=12)
+    write_demo_export(tmp_path / "c", images=5, seed=12)
     assert {k: v for k, v in first.items() if k != "out"} == \
         {k: v for k, v in second.items() if k != "out"}
     for split in ("train", "valid"):

@@ -163,12 +163,17 @@ def run_dataset(run: dict, workspace: Workspace, names: dict[int, str]) -> str:
     return str(data) if not path.is_absolute() else path.name
 
 
-def dataset_root(workspace: Workspace, name: str) -> Path:
-    with open_store(workspace) as store:
-        row = store.dataset(name)
+def imported_dataset(store, name: str) -> dict:
+    """The store's row of dataset `name`; FfclrError when there is none."""
+    row = store.dataset(name)
     if row is None:
         raise FfclrError(f"no imported dataset named {name!r}")
-    return Path(row["root"])
+    return row
+
+
+def dataset_root(workspace: Workspace, name: str) -> Path:
+    with open_store(workspace) as store:
+        return Path(imported_dataset(store, name)["root"])
 
 
 # uploads

@@ -10,7 +10,7 @@ from ffclr.detection import (detect_images, detections_to_coco, fit_detector, lo
 from ffclr.detection.visualise import draw_detections
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import check_image_upload, open_store
+from ui.common import check_image_upload, imported_dataset, open_store
 
 TABLE_COLUMNS = ["file", "class", "score", "x", "y", "width", "height"]
 
@@ -48,9 +48,7 @@ def fit(workspace: Workspace, checkpoint: str | None, dataset: str | None, progr
     if not dataset:
         raise FfclrError("pick the dataset whose labelled drawings the detector learns from")
     with open_store(workspace) as store:
-        row = store.dataset(dataset)
-    if row is None:
-        raise FfclrError(f"no imported dataset named {dataset!r}")
+        row = imported_dataset(store, dataset)
     export = Path(row.get("source") or "")
     if not export.exists():
         raise FfclrError(f"dataset {dataset!r}: its export {export} is no longer there")

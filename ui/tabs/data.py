@@ -12,8 +12,8 @@ from ffclr.data.coco_import import check_name, import_export
 from ffclr.demo.export import write_demo_export
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard, ok_md,
-                       open_store)
+from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard,
+                       imported_dataset, ok_md, open_store)
 
 DEMO_NAME = "demo"
 DEMO_IMAGES = 60
@@ -77,9 +77,7 @@ def dataset_overview(workspace: Workspace, name: str | None) -> tuple[str, list[
     if not name:
         return "No dataset imported yet.", []
     with open_store(workspace) as store:
-        dataset = store.dataset(name)
-        if dataset is None:
-            raise FfclrError(f"no imported dataset named {name!r}")
+        dataset = imported_dataset(store, name)
         classes = store.classes(dataset["id"])
         crops = store.crops(dataset["id"])
         edits = store.label_edits(dataset_id=dataset["id"])
@@ -121,9 +119,7 @@ def class_gallery(workspace: Workspace, name: str | None, class_index: int | Non
     if not name or class_index is None:
         return []
     with open_store(workspace) as store:
-        dataset = store.dataset(name)
-        if dataset is None:
-            raise FfclrError(f"no imported dataset named {name!r}")
+        dataset = imported_dataset(store, name)
         crops = store.crops(dataset["id"], split or None)
     root = Path(dataset["root"])
     chosen = [c for c in crops if c["label"] == int(class_index)][:limit]

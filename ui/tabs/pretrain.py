@@ -17,8 +17,8 @@ from ffclr.errors import FfclrError
 from ffclr.train import jobs
 from ffclr.train.config import ARCH_NAMES, AUGMENT_HELP, AUGMENT_PRESETS, PretrainConfig
 from ffclr.workspace import Workspace
-from ui.common import (Context, dataset_choices, fmt_duration, guard, ok_md, open_store,
-                       run_dataset, run_duration, split_choices)
+from ui.common import (Context, dataset_choices, fmt_duration, guard, imported_dataset, ok_md,
+                       open_store, run_dataset, run_duration, split_choices)
 
 DEFAULTS = PretrainConfig()
 SETTINGS = ("arch", "image_size", "batch_size", "epochs", "time_budget", "lr", "temperature",
@@ -115,9 +115,7 @@ def crop_folder(workspace: Workspace, dataset: str | None, split: str | None) ->
     if not dataset:
         raise FfclrError("pick a dataset (import one in the Data tab first)")
     with open_store(workspace) as store:
-        row = store.dataset(dataset)
-        if row is None:
-            raise FfclrError(f"no imported dataset named {dataset!r}")
+        row = imported_dataset(store, dataset)
         splits = store.splits(row["id"])
     if split and split not in splits:
         raise FfclrError(f"dataset {dataset!r} has no split {split!r} (it has "
