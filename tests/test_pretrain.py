@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from ffclr.model.checkpoint import load_checkpoint, load_encoder
+from ffclr.model.checkpoint import load_checkpoint, load_encoder, save_checkpoint
 from ffclr.errors import FfclrError
 from ffclr.train.config import PretrainConfig
 from ffclr.train.loop import pretrain
@@ -362,3 +362,49 @@ def test_time_budget_plan_is_not_shaken_by_one_slow_step():
         plans.append(planned_total_steps(step, step, elapsed, budget - elapsed, 10_000))
     final = budget / (elapsed / step)
     assert all(0.95 * final <= plan <= 1.2 * final for plan in plans[30:])
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs", "a/b", "", "-flag", "x" * 65])
+def test_a_run_name_that_is_not_one_folder_name_is_refused(name):
+    with pytest.raises(FfclrError, match="--run-name"):
+        PretrainConfig(run_name=name).validate()
+
+
+def test_the_cli_refuses_an_escaping_run_name_and_writes_nothing(crops, workspace, capsys):
+    from ffclr.cli import main
+
+    code = main(["pretrain", "-data", str(crops), "--run-name", "../../escaped", "--epochs", "1",
+                 "--workspace", str(workspace.root)])
+    assert code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --run-name '../../escaped'") and "\n" not in error
+    assert not any((folder / "escaped").exists()
+                   for folder in (workspace.root.parent, workspace.root.parent.parent))
+    assert not workspace.checkpoints.exists() and not workspace.runs.exists()
+
+
+def test_a_checkpoint_naming_an_escaping_run_is_not_resumed(crops, workspace):
+    result = pretrain(tiny(crops, epochs=1), workspace)
+    state = load_checkpoint(result.checkpoint)
+    hostile = workspace.root / "hostile.pth.tar"
+    save_checkpoint(hostile, {**state, "run_name": "../../escaped", "run_id": None})
+    with pytest.raises(FfclrError, match="run name in the checkpoint"):
+        pretrain(tiny(crops, epochs=2, resume=str(hostile)), workspace)
+    save_checkpoint(hostile, {**state, "config": {**state["config"], "run_name": "../up"}})
+    with pytest.raises(FfclrError, match="--run-name"):
+        pretrain(tiny(crops, epochs=2, resume=str(hostile)), workspace)
+    assert not any((folder / name).exists() for name in ("escaped", "up")
+                   for folder in (workspace.root, workspace.root.parent,
+                                  workspace.root.parent.parent))
+
+
+def test_without_data_the_knn_monitor_scores_the_valid_split(demo_export, workspace):
+    from ffclr.data.coco_import import import_export
+    from ffclr.train.loop import _settle_config
+    from ffclr.train.monitor import knn_queries
+
+    import_export(demo_export, "demo", workspace)
+    config, _, _ = _settle_config(PretrainConfig(knn_every=1, seed=0, image_size=16), workspace)
+    assert Path(config.data) == workspace.dataset_dir("demo") / "train"
+    queries = knn_queries(config, workspace)
+    assert queries is not None and Path(queries.source) == workspace.dataset_dir("demo") / "valid"

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,14 +23,14 @@ from PIL import Image
 
 from ffclr.errors import FfclrError
 from ffclr.data.export_source import ANNOTATIONS, ExportFolder, open_export
-from ffclr.data.safe_paths import inside, relative_parts, safe_name, unique_safe_names
+from ffclr.data.safe_paths import (check_name, inside, relative_parts, safe_name,
+                                   unique_safe_names)
 from ffclr.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
 
 IMPORT_FORMAT = 1
 """Part of the fingerprint: bump when the same export would give different crops."""
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 MISSING_IMAGE = "missing image"
 UNREADABLE_IMAGE = "unreadable image"
@@ -117,13 +116,6 @@ class ImportResult:
             out.append(f"removed splits no longer in the export: {', '.join(self.removed_splits)}")
         out.append(f"imported {self.crops} crops into {self.root} (dataset {self.name!r})")
         return out
-
-
-def check_name(name: str) -> str:
-    if not _NAME_PATTERN.fullmatch(name or ""):
-        raise FfclrError(f"dataset name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit")
-    return name
 
 
 def fingerprint(export: ExportFolder, padding: float) -> str:

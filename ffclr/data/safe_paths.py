@@ -9,8 +9,18 @@ from ffclr.errors import FfclrError
 
 MAX_NAME_LENGTH = 100
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""Names the user gives (datasets, runs): they become one folder of the workspace as they are."""
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                      *(f"LPT{i}" for i in range(1, 10))}
+
+
+def check_name(name: str | None, what: str = "dataset name") -> str:
+    """`name` if it follows `NAME_PATTERN`, else FfclrError naming `what` and the rule."""
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise FfclrError(f"{what} {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    return name
 
 
 def safe_name(name: str, fallback: str = "_") -> str:
@@ -61,3 +71,4 @@ def inside(root: Path, path: Path) -> Path:
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise FfclrError(f"{path}: refused, it is outside {root}")
     return resolved
+

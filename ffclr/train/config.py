@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ffclr.data.safe_paths import check_name
 from ffclr.errors import FfclrError
 
 DATASET_MODES = {
@@ -13,6 +14,7 @@ DATASET_MODES = {
     "stl10": "unlabeled",
 }
 """The seed's `-dataset-name` choices → training mode. cifar10/stl10 read torchvision datasets."""
+TORCHVISION_DATASETS = ("cifar10", "stl10")
 
 ARCH_NAMES = ("resnet18", "resnet50")
 """`--arch` choices; the networks are `ffclr.model.networks.ARCHS`."""
@@ -108,6 +110,8 @@ class PretrainConfig:
         for ok, message in checks:
             if not ok:
                 raise FfclrError(message)
+        if self.run_name is not None:
+            check_name(self.run_name, "--run-name")
         return self
 
     def to_dict(self) -> dict:

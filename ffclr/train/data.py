@@ -12,6 +12,7 @@ import torch
 from ffclr.data.cropset import CropSet, load_crop_set
 from ffclr.errors import FfclrError
 from ffclr.data.preprocess import load_image_rgb, square_crop_array
+from ffclr.train.config import TORCHVISION_DATASETS
 from ffclr.workspace import Workspace
 
 
@@ -103,7 +104,7 @@ def _torchvision(name: str, root: str, image_size: int) -> TrainingData:
 
 def load_training_data(data: str | None, dataset_name: str, mode: str, image_size: int,
                        workers: int, workspace: Workspace) -> TrainingData:
-    if dataset_name in ("cifar10", "stl10"):
+    if dataset_name in TORCHVISION_DATASETS:
         return _torchvision(dataset_name, data or "./datasets", image_size)
     folder = Path(data) if data else default_data_dir(workspace)
     loaded = from_crop_set(load_crop_set(folder, workspace), image_size, workers, str(folder))

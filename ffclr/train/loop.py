@@ -14,10 +14,12 @@ from pathlib import Path
 
 import torch
 
+from ffclr.data.safe_paths import check_name
 from ffclr.errors import FfclrError
 from ffclr.model.checkpoint import load_checkpoint
 from ffclr.train import distributed
-from ffclr.train.config import PretrainConfig
+from ffclr.train.config import TORCHVISION_DATASETS, PretrainConfig
+from ffclr.train.data import default_data_dir
 from ffclr.train.monitor import Progress, Recorder
 from ffclr.train.trainer import Trainer
 from ffclr.workspace import Workspace
@@ -64,7 +66,9 @@ def resolve_resume(config: PretrainConfig, workspace: Workspace) -> Path | None:
 def _settle_config(config: PretrainConfig, workspace: Workspace
                    ) -> tuple[PretrainConfig, Path | None, dict | None]:
     """The run's config (a resumed run's from its checkpoint, but for `DEVICE_FIELDS`), with a
-    seed drawn when none was given; the checkpoint path and contents it resumes from."""
+    seed drawn when none was given and the crop folder found when none was given (so the kNN
+    monitor finds the `valid` split beside it); the checkpoint path and contents it resumes
+    from."""
     config.validate()
     resume_path = resolve_resume(config, workspace)
     if config.resume == "auto" and resume_path is None:
@@ -81,11 +85,16 @@ def _settle_config(config: PretrainConfig, workspace: Workspace
         config = saved.validate()
     if config.seed is None:
         config.seed = int.from_bytes(os.urandom(4), "little") % (2 ** 31)
+    if config.data is None and config.dataset_name not in TORCHVISION_DATASETS:
+        config.data = str(default_data_dir(workspace))
     return config, resume_path, resumed
 
 
 def _open_run(config: PretrainConfig, workspace: Workspace, run_id: int | None,
               resumed: dict | None, dataset: str | None) -> tuple[int, str]:
+    resumed_name = (resumed or {}).get("run_name")
+    if resumed_name is not None:
+        check_name(resumed_name, "run name in the checkpoint")
     with workspace.open_store() as store:
         if run_id is None and resumed and resumed.get("run_id") is not None \
                 and store.run(resumed["run_id"]) is not None:
@@ -94,7 +103,7 @@ def _open_run(config: PretrainConfig, workspace: Workspace, run_id: int | None,
             ds = store.dataset(dataset) if dataset else None
             run_id = store.create_run("pretrain", config.to_dict(), name=config.run_name,
                                       dataset_id=ds["id"] if ds else None, status="running")
-        name = config.run_name or (resumed or {}).get("run_name") or f"pretrain-{run_id:04d}"
+        name = config.run_name or resumed_name or f"pretrain-{run_id:04d}"
         store.update_run(run_id, name=name, config=config.to_dict(), cancel_requested=0,
                          error=None, ended_at=None)
         store.mark_running(run_id)

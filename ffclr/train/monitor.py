@@ -18,7 +18,7 @@ from ffclr.eval.knn import KnnClassifier, leave_one_out_accuracy
 from ffclr.model.checkpoint import save_checkpoint
 from ffclr.model.embed import embed_uint8
 from ffclr.model.networks import FeatureExtractor, SimCLRModel
-from ffclr.train.config import PretrainConfig
+from ffclr.train.config import TORCHVISION_DATASETS, PretrainConfig
 from ffclr.train.data import TrainingData, from_crop_set, knn_split_dir
 from ffclr.workspace import Workspace
 
@@ -46,7 +46,7 @@ def knn_queries(config: PretrainConfig, workspace: Workspace) -> TrainingData | 
     """The monitor's labelled queries (`--knn-data`, else the `valid` split beside the training
     folder); None: leave-one-out on the training crops."""
     folder = knn_split_dir(config.data, config.knn_data)
-    if folder is None or config.dataset_name in ("cifar10", "stl10"):
+    if folder is None or config.dataset_name in TORCHVISION_DATASETS:
         return None
     return from_crop_set(load_crop_set(folder, workspace), config.image_size, config.workers,
                          str(folder))
@@ -113,15 +113,15 @@ class Recorder:
                     and self.store.cancel_requested(self.run_id))
 
     def save_checkpoint(self, state: dict) -> Path:
-        """Write `checkpoint_{epoch:04d}.pth.tar`, drop the run's previous one, point the store
-        row at the new one."""
+        """Write `checkpoint_{epoch:04d}.pth.tar`, point the store row at it, and only then drop
+        the run's previous one: at every moment the store names a checkpoint that exists."""
         path = save_checkpoint(self.checkpoint_dir / f"checkpoint_{state['epoch']:04d}.pth.tar",
                                state)
         previous = self.last_checkpoint
+        self.store.update_run(self.run_id, checkpoint=str(path))
+        self.last_checkpoint = path
         if previous and previous != path and previous.parent == self.checkpoint_dir:
             previous.unlink(missing_ok=True)
-        self.last_checkpoint = path
-        self.store.update_run(self.run_id, checkpoint=str(path))
         return path
 
     def finish(self, status: str, summary: dict, error: str | None = None) -> None:

@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from ffclr.data.coco_import import check_name, import_export
+from ffclr.data.coco_import import import_export
+from ffclr.data.safe_paths import check_name
 from ffclr.demo.export import write_demo_export
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
