@@ -9,6 +9,12 @@ from ffclr.errors import FfclrError
 
 WORKSPACE_ENV = "FFCLR_WORKSPACE"
 DB_FILENAME = "ffclr.sqlite"
+CHECKPOINT_SUFFIXES = (".pth", ".pth.tar")
+
+
+def is_checkpoint_file(path: Path) -> bool:
+    """A checkpoint's name: `.pth` or `.pth.tar`, not hidden (a checkpoint being written is)."""
+    return path.name.endswith(CHECKPOINT_SUFFIXES) and not path.name.startswith(".")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from ffclr.errors import FfclrError
-from ffclr.workspace import Workspace
+from ffclr.workspace import Workspace, is_checkpoint_file
 
 log = logging.getLogger("ffclr.ui")
 
@@ -134,8 +134,8 @@ def checkpoint_choices(workspace: Workspace) -> list[tuple[str, str]]:
                                 f"{run['status']} · {Path(path).name}", str(Path(path).resolve())))
                 seen.add(str(Path(path).resolve()))
     if workspace.checkpoints.is_dir():
-        files = sorted(workspace.checkpoints.rglob("*.pth*"), key=lambda p: p.stat().st_mtime,
-                       reverse=True)
+        files = sorted((p for p in workspace.checkpoints.rglob("*.pth*") if is_checkpoint_file(p)),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
         for path in files:
             resolved = str(path.resolve())
             if resolved not in seen:

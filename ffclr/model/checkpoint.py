@@ -18,13 +18,35 @@ from ffclr.data.preprocess import SEED_IMAGE_SIZE, SEED_MEAN, SEED_STD
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write atomically (temp file + rename): a crash mid-write never leaves a torn checkpoint."""
+    """Write atomically and durably: a hidden temporary file, flushed to disk, then renamed over
+    `path` (and the folder flushed), so a crash or a kill at any point leaves either the old file
+    or the new one, and no half-written file under a checkpoint's name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
