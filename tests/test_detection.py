@@ -194,3 +194,18 @@ def test_cli_writes_coco_that_pycocotools_and_the_importer_read(detector_file, d
     assert len(list((tmp_path / "viz").glob("*.png"))) == len(valid.images)
     imported = import_export(tmp_path / "reviewed", "reviewed", workspace)
     assert imported.crops == len(coco["annotations"])
+
+
+def test_a_detector_is_found_by_the_name_it_was_saved_under(detector, demo_export, tmp_path):
+    from ffclr.cli import main
+    from ffclr.detection import load_detector, save_detector
+
+    written = save_detector(detector, tmp_path / "mine")
+    assert written == tmp_path / "mine.npz"
+    drawing = _truth(demo_export, "valid").images[0].path
+    out = tmp_path / "dets.json"
+    assert main(["detect", str(drawing), "--detector", str(tmp_path / "mine"),
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["images"]
+    with pytest.raises(FfclrError, match="other: no such detector file"):
+        load_detector(tmp_path / "other")

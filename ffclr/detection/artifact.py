@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ffclr.data.npz_files import READ_ERRORS, npz_path
 from ffclr.errors import FfclrError
 
 FORMAT = "ffclr-detector"
@@ -18,9 +19,7 @@ VERSION = 1
 
 def save_detector(detector, path: str | os.PathLike) -> Path:
     """Write atomically (temp file + rename); returns the path written."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
+    path = npz_path(path)
     encoder, probe = detector.encoder, detector.probe
     model = encoder.model.model if hasattr(encoder.model, "model") else encoder.model
     meta = {
@@ -71,9 +70,10 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
     from ffclr.model.networks import FeatureExtractor, SimCLRModel
     from ffclr.eval.probe import Probe
 
-    path = Path(path)
+    given = Path(path)
+    path = given if given.is_file() else npz_path(given)
     if not path.is_file():
-        raise FfclrError(f"{path}: no such detector file")
+        raise FfclrError(f"{given}: no such detector file")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
@@ -107,6 +107,6 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
                         config=_config_from(dict(meta["config"])), info=meta.get("info", {}))
     except FfclrError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (*READ_ERRORS, TypeError, RuntimeError) as exc:
         raise FfclrError(f"{path}: not a detector saved by ffclr ({str(exc).splitlines()[0][:200]})"
                          ) from None

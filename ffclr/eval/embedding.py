@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ffclr.data.cropset import CropSet
+from ffclr.data.npz_files import READ_ERRORS
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
@@ -38,10 +39,12 @@ class Embeddings:
         from ffclr.eval.explore import umap_2d
 
         path = workspace.cache / "embeddings" / f"{self.key}.umap.npy"
-        if path.is_file():
+        try:
             layout = np.load(path, allow_pickle=False)
             if layout.shape == (len(self.features), 2):
                 return layout
+        except READ_ERRORS:
+            pass
         layout = umap_2d(self.features)
         _atomic_save(path, lambda tmp: np.save(tmp, layout))
         return layout
@@ -99,7 +102,7 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
                 features = data["features"]
             if len(features) == len(crop_set):
                 return Embeddings(features, crop_set, key, path, cached=True)
-        except (OSError, ValueError, KeyError):
+        except READ_ERRORS:
             pass
     if encoder is None:
         from ffclr.model.checkpoint import load_encoder

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ffclr.data.npz_files import READ_ERRORS, npz_path
 from ffclr.errors import FfclrError
 from ffclr.eval.metrics import accuracy, macro_f1
 
@@ -63,9 +64,7 @@ class Probe:
         return np.argmax(self.decision(features), axis=1)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
+        path = npz_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"class_names": self.class_names, "method": self.method, "info": self.info}
         np.savez(path, mean=self.mean, scale=self.scale, coef=self.coef,
@@ -75,7 +74,7 @@ class Probe:
 
     @classmethod
     def load(cls, path: str | Path) -> "Probe":
-        path = Path(path)
+        path = Path(path) if Path(path).is_file() else npz_path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
@@ -85,8 +84,9 @@ class Probe:
                            info=meta.get("info", {}))
         except FileNotFoundError:
             raise FfclrError(f"{path}: no such probe file") from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise FfclrError(f"{path}: not a probe saved by ffclr ({exc})") from None
+        except READ_ERRORS as exc:
+            raise FfclrError(f"{path}: not a probe saved by ffclr "
+                             f"({type(exc).__name__}: {exc})") from None
 
 
 def fit_standardiser(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
