@@ -12,6 +12,7 @@ from ui.tabs import classify, data, explore, pretrain, probe, runs
 
 TAB_MODULES = (data, pretrain, explore, probe, classify, runs)
 TAB_NAMES = ("Data", "Pretrain", "Explore", "Probe", "Classify", "Runs")
+QUEUE_SIZE = 64
 
 CSS = """
 .ffclr-error { color: #b91c1c; font-weight: 600; padding: 4px 0; }
@@ -45,7 +46,8 @@ def static_paths(workspace: Workspace) -> list[Path]:
     return [plotly_js_path().parent, workspace.datasets]
 
 
-def build_app(workspace: Workspace) -> gr.Blocks:
+def build_app(workspace: Workspace, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The app; at most `queue_size` requests wait in its queue (more are refused)."""
     workspace.root.mkdir(parents=True, exist_ok=True)
     workspace.datasets.mkdir(parents=True, exist_ok=True)
     workspace.open_store().close()
@@ -65,7 +67,7 @@ def build_app(workspace: Workspace) -> gr.Blocks:
             wire = getattr(module, "wire", None)
             if wire:
                 wire(ctx)
-    demo.queue(default_concurrency_limit=2)
+    demo.queue(default_concurrency_limit=2, max_size=queue_size)
     return demo
 
 

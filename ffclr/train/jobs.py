@@ -6,6 +6,11 @@ installed or a plain checkout; the worker waits until every earlier pretraining 
 (and holds a lock file while it trains), so later jobs queue. `cancel` sets the store's flag,
 which the worker checks every step (it then writes a checkpoint and ends as cancelled); `status`
 reads the store.
+
+Limits, read from the environment when used: at most `$FFCLR_MAX_QUEUED_RUNS` runs wait at once
+(default 8; one more is refused), and a worker keeps its log `runs/worker-NNNN.log` under
+`$FFCLR_WORKER_LOG_MB` MB (default 20) by dropping the oldest half when it grows past that. A
+waiting worker has not imported torch: it does so when its turn comes.
 """
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ from store.db import run_alive
 
 LOCK_FILE = ".pretrain.lock"
 POLL_SECONDS = 0.5
+MAX_QUEUED_ENV, DEFAULT_MAX_QUEUED = "FFCLR_MAX_QUEUED_RUNS", 8
+LOG_MB_ENV, DEFAULT_LOG_MB = "FFCLR_WORKER_LOG_MB", 20
+LOG_CHECK_SECONDS = 5.0
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
@@ -40,10 +48,30 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def env_limit(name: str, default: int) -> int:
+    """A whole number of at least 1 from environment variable `name`, else `default`."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise FfclrError(f"{name}={text!r}: give a whole number of at least 1")
+    return int(text)
+
+
+def check_queue_room(store) -> None:
+    """Refuse another run when `$FFCLR_MAX_QUEUED_RUNS` runs already wait."""
+    limit = env_limit(MAX_QUEUED_ENV, DEFAULT_MAX_QUEUED)
+    waiting = [r for r in store.runs(kind="pretrain", status="queued") if run_alive(r)]
+    if len(waiting) >= limit:
+        raise FfclrError(f"{len(waiting)} pretraining runs are already waiting (the limit, "
+                         f"{MAX_QUEUED_ENV}, is {limit}): wait for one to start or cancel one")
+
+
 def start_pretrain(workspace: Workspace, config: PretrainConfig) -> int:
     """Queue a run and start its worker process; returns the run id at once."""
     config.validate()
     with workspace.open_store() as store:
+        check_queue_room(store)
         run_id = store.create_run("pretrain", config.to_dict(), name=config.run_name,
                                   status="queued")
         log = worker_log(workspace, run_id)
@@ -111,25 +139,68 @@ def _wait_for_turn(workspace: Workspace, run_id: int, lock) -> bool:
         time.sleep(POLL_SECONDS)
 
 
+def cap_log(path: Path, max_bytes: int) -> bool:
+    """When `path` is over `max_bytes`, keep its last `max_bytes // 2` bytes behind a line that
+    says so; True if it was cut. The worker writes in append mode, so it goes on at the new
+    end."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size <= max_bytes:
+        return False
+    with open(path, "r+b") as log:
+        log.seek(size - max_bytes // 2)
+        tail = log.read()
+        log.seek(0)
+        log.write(f"[earlier output removed: this log is kept under "
+                  f"{max_bytes / 2**20:g} MB]\n".encode() + tail)
+        log.truncate()
+    return True
+
+
+def watch_log(path: Path, max_bytes: int) -> threading.Event:
+    """Cap `path` every `LOG_CHECK_SECONDS` in a daemon thread until the returned event is set."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(LOG_CHECK_SECONDS):
+            cap_log(path, max_bytes)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return stop
+
+
 def run_job(workspace: Workspace, run_id: int) -> int:
     """The worker's side: wait for its turn, train with the stored config, record the outcome."""
-    from ffclr.train.loop import pretrain
-
     with workspace.open_store() as store:
         run = store.run(run_id)
         if run is None:
             raise FfclrError(f"no run with id {run_id} in {workspace.root}")
         store.update_run(run_id, pid=os.getpid())
     workspace.root.mkdir(parents=True, exist_ok=True)
-    with open(workspace.root / LOCK_FILE, "w") as lock:
-        if not _wait_for_turn(workspace, run_id, lock):
-            return 1
-        try:
-            result = pretrain(PretrainConfig.from_dict(run["config"]), workspace, run_id=run_id)
-        except BaseException as exc:
-            with workspace.open_store() as store:
-                if store.run(run_id)["status"] in ("queued", "running"):
-                    message = str(exc) if isinstance(exc, FfclrError) else repr(exc)
-                    store.finish_run(run_id, "failed", error=message)
-            raise
+    log, log_limit = worker_log(workspace, run_id), env_limit(LOG_MB_ENV, DEFAULT_LOG_MB) * 2**20
+    stop_log_watch = watch_log(log, log_limit)
+    try:
+        with open(workspace.root / LOCK_FILE, "w") as lock:
+            if not _wait_for_turn(workspace, run_id, lock):
+                return 1
+            return _train(workspace, run_id, run["config"])
+    finally:
+        stop_log_watch.set()
+        cap_log(log, log_limit)
+
+
+def _train(workspace: Workspace, run_id: int, config: dict) -> int:
+    """Import torch (only now that the turn has come), train, and record a failure."""
+    from ffclr.train.loop import pretrain
+
+    try:
+        result = pretrain(PretrainConfig.from_dict(config), workspace, run_id=run_id)
+    except BaseException as exc:
+        with workspace.open_store() as store:
+            if store.run(run_id)["status"] in ("queued", "running"):
+                message = str(exc) if isinstance(exc, FfclrError) else repr(exc)
+                store.finish_run(run_id, "failed", error=message)
+        raise
     return 0 if result.status == "finished" else 1
