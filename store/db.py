@@ -12,7 +12,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlite_utils
 
@@ -79,6 +79,60 @@ def _run_row(row: dict) -> dict:
     row["config"] = json.loads(row.get("config") or "{}")
     row["summary"] = json.loads(row.get("summary") or "{}")
     return row
+
+
+def _normalised_crop(row: dict, split: str) -> dict:
+    row = {**row, "split": split}
+    for key in ("bbox", "crop_bbox"):
+        if not isinstance(row[key], str):
+            row[key] = json.dumps([round(float(v), 3) for v in row[key]])
+    return row
+
+
+_COMPARED = ("class_index", "bbox", "crop_bbox", "path", "sha256", "source_image")
+
+
+def _existing_crops(conn: sqlite3.Connection, dataset_id: int, split: str) -> dict[int, dict]:
+    cursor = conn.execute(f"SELECT id, annotation_id, {', '.join(_COMPARED)} FROM crops "
+                          "WHERE dataset_id = ? AND split = ?", [dataset_id, split])
+    names = [d[0] for d in cursor.description]
+    return {row[1]: dict(zip(names, row)) for row in cursor.fetchall()}
+
+
+def _diff_split(existing: dict[int, dict], rows: list[dict]) -> dict:
+    """Counts, rows to write, crop ids whose symbol changed (image or box) and crop ids gone."""
+    counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
+    upserts, moved, keep = [], [], set()
+    for row in rows:
+        keep.add(row["annotation_id"])
+        old = existing.get(row["annotation_id"])
+        if old and all(old[k] == row[k] for k in _COMPARED):
+            counts["unchanged"] += 1
+            continue
+        counts["updated" if old else "added"] += 1
+        upserts.append(row)
+        if old and (old["source_image"], old["bbox"]) != (row["source_image"], row["bbox"]):
+            moved.append(old["id"])
+    stale = [old["id"] for ann_id, old in existing.items() if ann_id not in keep]
+    counts["removed"] = len(stale)
+    return {"counts": counts, "upserts": upserts, "moved": moved, "stale": stale}
+
+
+def _set_aside_edits(conn: sqlite3.Connection, crop_id: int, reason: str) -> int:
+    """Move the crop's label edits to `set_aside_edits`, with the identity of the symbol edited."""
+    moved = conn.execute(
+        "INSERT INTO set_aside_edits (dataset_id, split, annotation_id, source_image, bbox, "
+        "old_class_index, new_class_index, time, note, reason, set_aside_at) "
+        "SELECT c.dataset_id, c.split, c.annotation_id, c.source_image, c.bbox, "
+        "e.old_class_index, e.new_class_index, e.time, e.note, ?, ? "
+        "FROM label_edits e JOIN crops c ON c.id = e.crop_id WHERE e.crop_id = ? ORDER BY e.id",
+        [reason, now(), crop_id]).rowcount
+    conn.execute("DELETE FROM label_edits WHERE crop_id = ?", [crop_id])
+    return moved
+
+
+def _class_key(classes: list[dict]) -> list[tuple]:
+    return [(c["class_index"], c.get("coco_id"), c["name"], c["folder"]) for c in classes]
 
 
 class Store:
@@ -164,14 +218,20 @@ class Store:
         return self._query("SELECT * FROM datasets ORDER BY name")
 
     def upsert_dataset(self, name: str, root: str, source: str | None,
-                       fingerprint: str | None) -> int:
+                       fingerprint: str | None, source_fingerprint: str | None = None) -> int:
         with self.write() as conn:
-            conn.execute(
-                "INSERT INTO datasets (name, source, root, fingerprint, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET source=excluded.source, "
-                "root=excluded.root, fingerprint=excluded.fingerprint, updated_at=excluded.updated_at",
-                [name, source, root, fingerprint, now(), now()])
-            return conn.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()[0]
+            return self._upsert_dataset(conn, name, root, source, fingerprint, source_fingerprint)
+
+    @staticmethod
+    def _upsert_dataset(conn: sqlite3.Connection, name: str, root: str, source: str | None,
+                        fingerprint: str | None, source_fingerprint: str | None) -> int:
+        conn.execute(
+            "INSERT INTO datasets (name, source, root, fingerprint, source_fingerprint, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "source=excluded.source, root=excluded.root, fingerprint=excluded.fingerprint, "
+            "source_fingerprint=excluded.source_fingerprint, updated_at=excluded.updated_at",
+            [name, source, root, fingerprint, source_fingerprint, now(), now()])
+        return conn.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()[0]
 
     def set_classes(self, dataset_id: int, classes: list[dict]) -> None:
         """Replace the class list: dicts with class_index, coco_id, name, folder.
@@ -180,33 +240,37 @@ class Store:
         re-imported export); edits naming a class that no longer exists are dropped.
         """
         with self.write() as conn:
-            old_names = dict(conn.execute("SELECT class_index, name FROM classes "
-                                          "WHERE dataset_id = ?", [dataset_id]).fetchall())
-            new_index = {c["name"]: c["class_index"] for c in classes}
-            moved = {old: new_index.get(name) for old, name in old_names.items()
-                     if new_index.get(name) != old}
-            if moved:
-                edits = conn.execute(
-                    "SELECT e.id, e.old_class_index, e.new_class_index FROM label_edits e "
-                    "JOIN crops c ON c.id = e.crop_id WHERE c.dataset_id = ?",
-                    [dataset_id]).fetchall()
-                for edit_id, old_class, new_class in edits:
-                    if old_class not in moved and new_class not in moved:
-                        continue
-                    old_class, new_class = (moved.get(old_class, old_class),
-                                            moved.get(new_class, new_class))
-                    if old_class is None or new_class is None:
-                        conn.execute("DELETE FROM label_edits WHERE id = ?", [edit_id])
-                    else:
-                        conn.execute("UPDATE label_edits SET old_class_index = ?, "
-                                     "new_class_index = ? WHERE id = ?",
-                                     [old_class, new_class, edit_id])
-            conn.execute("DELETE FROM classes WHERE dataset_id = ?", [dataset_id])
-            conn.executemany(
-                "INSERT INTO classes (dataset_id, class_index, coco_id, name, folder) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(dataset_id, c["class_index"], c.get("coco_id"), c["name"], c["folder"])
-                 for c in classes])
+            self._set_classes(conn, dataset_id, classes)
+
+    @staticmethod
+    def _set_classes(conn: sqlite3.Connection, dataset_id: int, classes: list[dict]) -> None:
+        old_names = dict(conn.execute("SELECT class_index, name FROM classes "
+                                      "WHERE dataset_id = ?", [dataset_id]).fetchall())
+        new_index = {c["name"]: c["class_index"] for c in classes}
+        moved = {old: new_index.get(name) for old, name in old_names.items()
+                 if new_index.get(name) != old}
+        if moved:
+            edits = conn.execute(
+                "SELECT e.id, e.old_class_index, e.new_class_index FROM label_edits e "
+                "JOIN crops c ON c.id = e.crop_id WHERE c.dataset_id = ?",
+                [dataset_id]).fetchall()
+            for edit_id, old_class, new_class in edits:
+                if old_class not in moved and new_class not in moved:
+                    continue
+                old_class, new_class = (moved.get(old_class, old_class),
+                                        moved.get(new_class, new_class))
+                if old_class is None or new_class is None:
+                    conn.execute("DELETE FROM label_edits WHERE id = ?", [edit_id])
+                else:
+                    conn.execute("UPDATE label_edits SET old_class_index = ?, "
+                                 "new_class_index = ? WHERE id = ?",
+                                 [old_class, new_class, edit_id])
+        conn.execute("DELETE FROM classes WHERE dataset_id = ?", [dataset_id])
+        conn.executemany(
+            "INSERT INTO classes (dataset_id, class_index, coco_id, name, folder) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(dataset_id, c["class_index"], c.get("coco_id"), c["name"], c["folder"])
+             for c in classes])
 
     def classes(self, dataset_id: int) -> list[dict]:
         return self._query("SELECT class_index, coco_id, name, folder FROM classes "
@@ -220,39 +284,96 @@ class Store:
     def sync_crops(self, dataset_id: int, split: str, rows: list[dict]) -> dict:
         """Make the split's crops exactly `rows` (keyed by annotation id), keeping crop ids stable.
 
-        Returns counts of added, updated, unchanged and removed rows.
+        Returns counts of added, updated, unchanged and removed rows. Label edits of a crop whose
+        image or box changed, or that is removed, are set aside (`set_aside_edits`).
         """
-        counts = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
         with self.write() as conn:
-            existing = {r[0]: r[1:] for r in conn.execute(
-                "SELECT annotation_id, class_index, bbox, crop_bbox, path, sha256, source_image "
-                "FROM crops WHERE dataset_id = ? AND split = ?", [dataset_id, split])}
-            keep = set()
-            for row in rows:
-                row = {**row, "split": split}
-                for key in ("bbox", "crop_bbox"):
-                    if not isinstance(row[key], str):
-                        row[key] = json.dumps([round(float(v), 3) for v in row[key]])
-                keep.add(row["annotation_id"])
-                old = existing.get(row["annotation_id"])
-                new = (row["class_index"], row["bbox"], row["crop_bbox"], row["path"],
-                       row["sha256"], row["source_image"])
-                if old == new:
-                    counts["unchanged"] += 1
+            return self._sync_split(conn, dataset_id, split, rows)[0]
+
+    def _sync_split(self, conn: sqlite3.Connection, dataset_id: int, split: str,
+                    rows: list[dict]) -> tuple[dict, int]:
+        """(counts, label edits set aside)."""
+        diff = _diff_split(_existing_crops(conn, dataset_id, split),
+                           [_normalised_crop(row, split) for row in rows])
+        set_aside = sum(_set_aside_edits(conn, crop_id, "its box or image changed in the export")
+                        for crop_id in diff["moved"])
+        set_aside += sum(_set_aside_edits(conn, crop_id, "its box is no longer in the export")
+                         for crop_id in diff["stale"])
+        for row in diff["upserts"]:
+            conn.execute(
+                f"INSERT INTO crops (dataset_id, {', '.join(self.CROP_COLUMNS)}) "
+                f"VALUES (?, {', '.join('?' * len(self.CROP_COLUMNS))}) "
+                "ON CONFLICT(dataset_id, split, annotation_id) DO UPDATE SET "
+                + ", ".join(f"{c}=excluded.{c}" for c in self.CROP_COLUMNS),
+                [dataset_id, *(row.get(c) for c in self.CROP_COLUMNS)])
+        conn.executemany("DELETE FROM crops WHERE id = ?", [(i,) for i in diff["stale"]])
+        return diff["counts"], set_aside
+
+    def plan_import(self, dataset_id: int | None, classes: list[dict],
+                    rows_by_split: dict[str, list[dict]], keep_splits: Iterable[str] = ()) -> dict:
+        """What `apply_import` would change, without writing: per split the crops added,
+        updated, unchanged and removed; the splits removed; whether the class list changes; and
+        how many label edits would be set aside."""
+        plan = {"splits": {}, "removed_splits": [], "classes_changed": False, "edits_set_aside": 0}
+        if dataset_id is None:
+            plan["splits"] = {s: {"added": len(r)} for s, r in rows_by_split.items()}
+            return plan
+        conn = self.db.conn
+        with self._lock:
+            old_classes = self.classes(dataset_id)
+            plan["classes_changed"] = _class_key(old_classes) != _class_key(classes)
+            for split in self.splits(dataset_id):
+                if split not in rows_by_split and split not in keep_splits:
+                    plan["removed_splits"].append(split)
+            for split in [*rows_by_split, *plan["removed_splits"]]:
+                diff = _diff_split(_existing_crops(conn, dataset_id, split),
+                                   [_normalised_crop(r, split)
+                                    for r in rows_by_split.get(split, [])])
+                plan["splits"][split] = diff["counts"]
+                affected = diff["moved"] + diff["stale"]
+                plan["edits_set_aside"] += sum(
+                    conn.execute("SELECT COUNT(*) FROM label_edits WHERE crop_id = ?",
+                                 [i]).fetchone()[0] for i in affected)
+        return plan
+
+    def apply_import(self, name: str, root: str, source: str | None, fingerprint: str,
+                     source_fingerprint: str | None, classes: list[dict],
+                     rows_by_split: dict[str, list[dict]], keep_splits: Iterable[str] = (),
+                     before_commit: Callable[[], None] | None = None) -> tuple[int, dict]:
+        """The dataset row, its classes and every split's crops in ONE transaction: splits not
+        in `rows_by_split` nor `keep_splits` are emptied. `before_commit` runs last inside the
+        transaction (the importer swaps the crop folder there); if it raises, nothing is written.
+
+        Returns (dataset id, {"splits": split → counts, "removed_splits": [...],
+        "edits_set_aside": label edits moved to `set_aside_edits`}).
+        """
+        done = {"splits": {}, "removed_splits": [], "edits_set_aside": 0}
+        with self.write() as conn:
+            dataset_id = self._upsert_dataset(conn, name, root, source, fingerprint,
+                                              source_fingerprint)
+            self._set_classes(conn, dataset_id, classes)
+            previous = [r[0] for r in conn.execute(
+                "SELECT DISTINCT split FROM crops WHERE dataset_id = ? ORDER BY split",
+                [dataset_id])]
+            for split in dict.fromkeys([*rows_by_split, *previous]):
+                if split in rows_by_split:
+                    counts, set_aside = self._sync_split(conn, dataset_id, split,
+                                                         rows_by_split[split])
+                    done["splits"][split] = counts
+                elif split not in keep_splits:
+                    set_aside = self._sync_split(conn, dataset_id, split, [])[1]
+                    done["removed_splits"].append(split)
+                else:
                     continue
-                counts["updated" if old else "added"] += 1
-                values = [row.get(c) for c in self.CROP_COLUMNS]
-                conn.execute(
-                    f"INSERT INTO crops (dataset_id, {', '.join(self.CROP_COLUMNS)}) "
-                    f"VALUES (?, {', '.join('?' * len(self.CROP_COLUMNS))}) "
-                    "ON CONFLICT(dataset_id, split, annotation_id) DO UPDATE SET "
-                    + ", ".join(f"{c}=excluded.{c}" for c in self.CROP_COLUMNS),
-                    [dataset_id, *values])
-            stale = [a for a in existing if a not in keep]
-            counts["removed"] = len(stale)
-            conn.executemany("DELETE FROM crops WHERE dataset_id = ? AND split = ? "
-                             "AND annotation_id = ?", [(dataset_id, split, a) for a in stale])
-        return counts
+                done["edits_set_aside"] += set_aside
+            if before_commit is not None:
+                before_commit()
+        return dataset_id, done
+
+    def set_aside_edits(self, dataset_id: int) -> list[dict]:
+        """Label edits kept aside because their crop no longer matches the symbol edited."""
+        return self._query("SELECT * FROM set_aside_edits WHERE dataset_id = ? ORDER BY id",
+                           [dataset_id])
 
     _CROP_SELECT = (
         "SELECT c.*, c.class_index AS imported_class_index, "

@@ -77,8 +77,30 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO counters (name, value) SELECT 'runs', COALESCE(MAX(id), 0) FROM runs
     """,
+    """
+    ALTER TABLE datasets ADD COLUMN source_fingerprint TEXT;
+    CREATE TABLE set_aside_edits (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        split TEXT NOT NULL,
+        annotation_id INTEGER NOT NULL,
+        source_image TEXT NOT NULL,
+        bbox TEXT NOT NULL,
+        old_class_index INTEGER NOT NULL,
+        new_class_index INTEGER NOT NULL,
+        time TEXT NOT NULL,
+        note TEXT,
+        reason TEXT NOT NULL,
+        set_aside_at TEXT NOT NULL
+    );
+    CREATE INDEX set_aside_edits_dataset ON set_aside_edits (dataset_id, id)
+    """,
 ]
 """2: `runs.pid_start` (the worker's `process_identity`, so a reused pid is not taken for it) and
 `counters`, the highest run id ever given, so a deleted run's id is never reused."""
+"""3: `datasets.source_fingerprint` (the export's files as imported, checked by export-coco) and
+`set_aside_edits`: label edits whose crop no longer matches the symbol they were made on (its box
+or image changed, or it left the export on a re-import), kept with that symbol's identity instead
+of being applied to another one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

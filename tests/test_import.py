@@ -422,7 +422,9 @@ def test_reimport_is_a_no_op(export, workspace, capsys):
     assert second.unchanged and second.run_id != first.run_id and second.crops == 6
     assert store_rows(workspace, "r")[2] == crops
     assert tree(workspace.dataset_dir("r")) == files
-    assert not import_export(export, "r", workspace, padding=0.2).unchanged  # padding shapes crops
+    with pytest.raises(coco_import.UpdateNeeded, match="train: 4 changed; valid: 2 changed"):
+        import_export(export, "r", workspace, padding=0.2)
+    assert not import_export(export, "r", workspace, padding=0.2, update=True).unchanged
     (workspace.dataset_dir("r") / crops[0]["path"]).unlink()
     repaired = import_export(export, "r", workspace, padding=0.2)
     assert not repaired.unchanged and (workspace.dataset_dir("r") / crops[0]["path"]).is_file()
@@ -446,7 +448,7 @@ def test_changed_export_updates_without_duplicates(export, workspace):
                                     "bbox": [40, 30, 6, 6]})
     edit_annotations(export, "train", edit)
     shutil.rmtree(export / "valid")
-    result = import_export(export, "u", workspace)
+    result = import_export(export, "u", workspace, update=True)
     assert result.splits["train"].changes == {"added": 1, "updated": 2, "unchanged": 1,
                                               "removed": 1}
     assert result.removed_splits == ["valid"]

@@ -219,3 +219,48 @@ def test_label_edits_follow_their_classes_when_indices_move(db):
     assert [(e["old_class_index"], e["new_class_index"]) for e in db.label_edits(crop_ids[0])] \
         == [(1, 2)]
     assert db.label_edits(crop_ids[1]) == []
+
+
+def _rows(boxes: dict[int, int]) -> list[dict]:
+    """Crop rows: annotation id → the box's x."""
+    return [{"class_index": 0, "source_image": "a.jpg", "image_id": 0, "annotation_id": i,
+             "bbox": [x, 0, 5, 5], "crop_bbox": [x, 0, 6, 6], "path": f"train/c0/a_{i}.png",
+             "sha256": f"h{i}-{x}"} for i, x in boxes.items()]
+
+
+def test_edits_of_a_crop_whose_box_changed_or_left_are_set_aside(db):
+    dataset_id, ids = _dataset_with_crops(db)
+    db.relabel(ids[0], 2)
+    db.relabel(ids[1], 1)
+    db.relabel(ids[2], 2)
+    counts = db.sync_crops(dataset_id, "train", _rows({0: 0, 1: 9}))  # 1 moved, 2 gone
+    assert counts == {"added": 0, "updated": 2, "unchanged": 0, "removed": 1}
+    assert db.crop(ids[0])["label"] == 2  # same box (its file changed): the edit stays
+    assert db.crop(ids[1])["label"] == 0 and db.label_edits(ids[1]) == []
+    aside = db.set_aside_edits(dataset_id)
+    assert [(e["annotation_id"], e["bbox"], e["new_class_index"]) for e in aside] == [
+        (1, "[1.0, 0.0, 5.0, 5.0]", 1), (2, "[2.0, 0.0, 5.0, 5.0]", 2)]
+    assert "changed" in aside[0]["reason"] and "no longer" in aside[1]["reason"]
+
+
+def test_apply_import_is_one_transaction_with_its_last_step(db):
+    dataset_id, ids = _dataset_with_crops(db)
+    db.relabel(ids[1], 2)
+    classes = db.classes(dataset_id)
+    before = (db.dataset("d"), db.crops(dataset_id), db.label_edits(dataset_id=dataset_id))
+    plan = db.plan_import(dataset_id, classes, {"train": _rows({0: 0, 1: 9})})
+    assert plan == {"splits": {"train": {"added": 0, "updated": 2, "unchanged": 0, "removed": 1}},
+                    "removed_splits": [], "classes_changed": False, "edits_set_aside": 1}
+
+    def fail():
+        raise OSError("swap failed")
+    with pytest.raises(OSError):
+        db.apply_import("d", "/data/d_individual", "/exports/d2", "fp2", "src2", classes,
+                        {"train": _rows({0: 0, 1: 9})}, before_commit=fail)
+    assert (db.dataset("d"), db.crops(dataset_id), db.label_edits(dataset_id=dataset_id)) == before
+    assert db.set_aside_edits(dataset_id) == []
+    _, done = db.apply_import("d", "/data/d_individual", "/exports/d2", "fp2", "src2", classes,
+                              {"train": _rows({0: 0, 1: 9})})
+    assert done["edits_set_aside"] == 1 and db.dataset("d")["source_fingerprint"] == "src2"
+    assert db.plan_import(dataset_id, classes, {"train": _rows({0: 0, 1: 9})})["splits"] == {
+        "train": {"added": 0, "updated": 0, "unchanged": 2, "removed": 0}}

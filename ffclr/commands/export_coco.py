@@ -33,4 +33,6 @@ def run(args) -> int:
     splits = ", ".join(f"{split} {n} annotations" for split, n in result.splits.items())
     print(f"wrote {result.out}: {splits}, {result.images} images; {result.changed} "
           f"category_ids corrected")
+    for reason, count in result.skipped.items():
+        print(f"  not copied: {count} images, {reason}")
     return 0

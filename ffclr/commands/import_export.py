@@ -18,6 +18,10 @@ def register(subparsers) -> None:
     parser.add_argument("--padding", type=float, default=0.05,
                         help="margin around each box, as a fraction of the box size on each "
                              "side, clipped to the image (default: 0.05)")
+    parser.add_argument("--update", action="store_true",
+                        help="when dataset NAME exists and this export differs from it, apply "
+                             "the changes (without --update the import says what would change "
+                             "and changes nothing)")
     parser.set_defaults(func=run)
 
 
@@ -37,7 +41,7 @@ def run(args) -> int:
 
     try:
         result = import_export(args.export, args.name, workspace_from(args),
-                               padding=args.padding, progress=progress)
+                               padding=args.padding, progress=progress, update=args.update)
     finally:
         if bar is not None:
             bar.close()

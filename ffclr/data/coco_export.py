@@ -5,6 +5,8 @@ its split, annotation id and class. Each split's `_annotations.coco.json` is re-
 source, every annotation that became a crop gets the `category_id` of its effective class (the
 latest relabel), and the images are copied unchanged; images, categories and all other fields
 stay as exported, so importing the result gives the same crops with the corrected classes.
+A source whose files changed since the import is refused (its fingerprint no longer matches), and
+images that link outside the export are not copied.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ffclr.errors import FfclrError
-from ffclr.data.export_source import ANNOTATIONS, open_export
-from ffclr.data.safe_paths import inside, relative_parts
+from ffclr.data.export_source import (ANNOTATIONS, ExportFolder, open_export,
+                                      read_annotation_json, source_fingerprint)
+from ffclr.data.safe_paths import inside, is_utf8, relative_parts
 from ffclr.workspace import Workspace
 
 
@@ -27,6 +30,8 @@ class CocoExportResult:
     changed: int = 0
     """Annotations whose category_id was corrected."""
     images: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Reason → images not copied for it."""
 
 
 def export_coco(out: str | Path, dataset: str, workspace: Workspace) -> CocoExportResult:
@@ -47,11 +52,9 @@ def export_coco(out: str | Path, dataset: str, workspace: Workspace) -> CocoExpo
     labels = {(c["split"], c["annotation_id"]): c["label"] for c in crops}
     result = CocoExportResult(out)
     with open_export(Path(row["source"])) as export:
+        _check_unchanged(export, row, dataset)
         for split, folder in export.splits.items():
-            try:
-                coco = json.loads((folder / ANNOTATIONS).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise FfclrError(f"{export.label(folder / ANNOTATIONS)}: unreadable ({exc})") from None
+            coco = _read_split(export, folder)
             target = out / split
             target.mkdir(parents=True, exist_ok=True)
             for ann in coco.get("annotations", []):
@@ -61,14 +64,42 @@ def export_coco(out: str | Path, dataset: str, workspace: Workspace) -> CocoExpo
                     ann["category_id"] = coco_id[label]
                     result.changed += 1
             for image in coco.get("images", []):
-                parts = relative_parts(image.get("file_name", ""))
-                source = folder.joinpath(*parts) if parts else None
-                if source is None or not source.is_file():
-                    continue
-                destination = inside(target, target.joinpath(*parts))
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, destination)
-                result.images += 1
+                _copy_image(export, folder, target, image, result)
             (target / ANNOTATIONS).write_text(json.dumps(coco), encoding="utf-8")
             result.splits[split] = len(coco.get("annotations", []))
     return result
+
+
+def _check_unchanged(export: ExportFolder, row: dict, dataset: str) -> None:
+    """FfclrError when the source's files differ from those imported (when that was recorded)."""
+    recorded = row.get("source_fingerprint")
+    if recorded and source_fingerprint(export) != recorded:
+        raise FfclrError(f"{row['source']}: changed since dataset {dataset!r} was imported from "
+                         "it; import it again (import --update) before export-coco")
+
+
+def _read_split(export: ExportFolder, folder: Path) -> dict:
+    path, label = folder / ANNOTATIONS, export.label(folder / ANNOTATIONS)
+    if path.exists() and not export.contains(path):
+        raise FfclrError(f"{label}: links to a file outside the export; not read")
+    coco = read_annotation_json(path, label)
+    if not isinstance(coco, dict):
+        raise FfclrError(f"{label}: not a COCO annotation file (top level is not an object)")
+    return coco
+
+
+def _copy_image(export: ExportFolder, folder: Path, target: Path, image, result) -> None:
+    file_name = image.get("file_name", "") if isinstance(image, dict) else ""
+    parts = relative_parts(file_name) if isinstance(file_name, str) and is_utf8(file_name) \
+        else None
+    source = folder.joinpath(*parts) if parts else None
+    if source is None or not source.is_file():
+        return
+    if not export.contains(source):
+        result.skipped["links outside the export"] = \
+            result.skipped.get("links outside the export", 0) + 1
+        return
+    destination = inside(target, target.joinpath(*parts))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, destination)
+    result.images += 1

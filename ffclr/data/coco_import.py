@@ -2,17 +2,22 @@
 
 Output: `<workspace>/datasets/<name>_individual/<split>/<class folder>/<image stem>_<annotation
 id>.png` and one store row per crop. The class index comes from the COCO categories (Roboflow's
-placeholder root category dropped), so a class has the same index in every split. Re-importing
-the same export changes nothing; a changed export updates the dataset in place.
+placeholder root category dropped), so a class has the same index in every split.
+
+Re-importing the same export changes nothing. A changed export under an existing name is only
+applied with `update=True` (else `UpdateNeeded` says what would change). The crops are built in
+a staging folder of the workspace and swapped in, with the store rows, only once everything
+succeeded: a failed import leaves the previous dataset as it was.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
-import json
 import math
 import os
+import shutil
+import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,20 +27,24 @@ import numpy as np
 from PIL import Image
 
 from ffclr.errors import FfclrError
-from ffclr.data.export_source import ANNOTATIONS, ExportFolder, open_export
-from ffclr.data.safe_paths import (check_name, inside, relative_parts, safe_name,
-                                   unique_safe_names)
+from ffclr.data.export_source import (ANNOTATIONS, ExportFolder, open_export,
+                                      process_alive, read_annotation_json,
+                                      source_fingerprint)
+from ffclr.data.safe_paths import (check_name, inside, is_utf8, relative_parts, safe_name,
+                                   unique_safe_names, utf8_text)
 from ffclr.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
 
-IMPORT_FORMAT = 1
+IMPORT_FORMAT = 2
 """Part of the fingerprint: bump when the same export would give different crops."""
 
 MISSING_IMAGE = "missing image"
 UNREADABLE_IMAGE = "unreadable image"
 IMAGE_TOO_LARGE = "image too large (Pillow's decompression-bomb guard)"
 UNSAFE_FILE_NAME = "file_name outside the split folder"
+NOT_UTF8_NAME = "file_name not valid UTF-8"
+OUTSIDE_EXPORT = "image links to a file outside the export"
 MALFORMED_IMAGE = "malformed image entry"
 BOX_ON_SKIPPED_IMAGE = "box on a skipped image"
 UNKNOWN_IMAGE = "unknown image id"
@@ -44,6 +53,20 @@ MALFORMED_BOX = "malformed box"
 ZERO_AREA = "zero-area box"
 OUTSIDE_IMAGE = "box outside the image"
 DUPLICATE_ID = "duplicate or missing annotation id"
+
+
+STAGING_PREFIX = ".staging-"
+REPLACED_PREFIX = ".replaced-"
+
+
+class UpdateNeeded(FfclrError):
+    """Importing would change an existing dataset and no update was asked for; nothing changed."""
+
+    def __init__(self, name: str, changes: list[str]):
+        self.changes = changes
+        super().__init__(f"dataset {name!r} exists and this export would change it: "
+                         + "; ".join(changes) + ". Nothing was changed: import again with "
+                         "--update (in the app: tick 'Replace the existing dataset') to apply it")
 
 
 @dataclass
@@ -80,6 +103,8 @@ class ImportResult:
     unchanged: bool = False
     refused_entries: list[str] = field(default_factory=list)
     removed_splits: list[str] = field(default_factory=list)
+    edits_set_aside: int = 0
+    """Label edits kept aside because their crop's box or image changed or left the export."""
 
     @property
     def crops(self) -> int:
@@ -88,7 +113,8 @@ class ImportResult:
     def summary(self) -> dict:
         return {"dataset": self.name, "root": str(self.root), "unchanged": self.unchanged,
                 "crops": self.crops, "splits": {k: asdict(v) for k, v in self.splits.items()},
-                "refused_entries": self.refused_entries, "removed_splits": self.removed_splits}
+                "refused_entries": self.refused_entries, "removed_splits": self.removed_splits,
+                "edits_set_aside": self.edits_set_aside}
 
     def lines(self) -> list[str]:
         """The summary as text, one line per split plus one per skip reason."""
@@ -114,32 +140,24 @@ class ImportResult:
                        + ", ".join(self.refused_entries[:10]))
         if self.removed_splits:
             out.append(f"removed splits no longer in the export: {', '.join(self.removed_splits)}")
+        if self.edits_set_aside:
+            out.append(f"{self.edits_set_aside} label edits set aside, not applied: their crop's "
+                       "box or image changed or left the export (kept in the store)")
         out.append(f"imported {self.crops} crops into {self.root} (dataset {self.name!r})")
         return out
 
 
-def fingerprint(export: ExportFolder, padding: float) -> str:
-    """Hash of the splits' annotation files and images, and of what shapes the crops."""
-    digest = hashlib.sha256(f"ffclr-import {IMPORT_FORMAT} padding={padding!r}\n".encode())
-    for split, folder in sorted(export.splits.items()):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            digest.update(f"{split}/{path.relative_to(folder).as_posix()}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+def fingerprint(source_print: str, padding: float) -> str:
+    """The dataset's fingerprint: its export's files and what shapes the crops."""
+    text = f"ffclr-import {IMPORT_FORMAT} padding={padding!r} {source_print}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_coco(path: Path, label: str):
     """The annotation file read with pycocotools, or a one-line FfclrError naming it."""
     from pycocotools.coco import COCO
 
-    if not path.is_file():
-        raise FfclrError(f"{label}: missing annotation file")
-    try:
-        data = json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise FfclrError(f"{label}: malformed JSON ({exc.msg} at line {exc.lineno})") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise FfclrError(f"{label}: cannot read ({exc})") from None
+    data = read_annotation_json(path, label)
     if not isinstance(data, dict):
         raise FfclrError(f"{label}: not a COCO annotation file (top level is not an object)")
     for key in ("images", "annotations", "categories"):
@@ -176,7 +194,7 @@ def build_classes(cocos: dict[str, object], labels: dict[str, str]) -> list[dict
     seen_in: dict = {}
     for split, coco in cocos.items():
         for cat_id, cat in coco.cats.items():
-            name = str(cat.get("name", cat_id)) if isinstance(cat, dict) else str(cat_id)
+            name = utf8_text(cat.get("name", cat_id) if isinstance(cat, dict) else cat_id)
             if cat_id in cats and str(cats[cat_id].get("name", cat_id)) != name:
                 raise FfclrError(f"{labels[split]}: category id {cat_id} is {name!r} here but "
                                  f"{cats[cat_id].get('name')!r} in {labels[seen_in[cat_id]]}")
@@ -184,7 +202,7 @@ def build_classes(cocos: dict[str, object], labels: dict[str, str]) -> list[dict
             seen_in.setdefault(cat_id, split)
     used = {a.get("category_id") for coco in cocos.values() for a in coco.anns.values()}
     kept = [i for i in sorted(cats, key=_id_key) if not _is_placeholder(i, cats[i], cats, used)]
-    names = [str(cats[i].get("name", i)) for i in kept]
+    names = [utf8_text(cats[i].get("name", i)) for i in kept]
     return [{"class_index": index, "coco_id": cat_id, "name": name, "folder": folder}
             for index, (cat_id, name, folder) in enumerate(zip(kept, names,
                                                                 unique_safe_names(names)))]
@@ -263,6 +281,7 @@ class _SplitJob:
     """COCO category id → class dict."""
     root: Path
     padding: float
+    export: ExportFolder
     folders_made: set[Path] = field(default_factory=set)
 
 
@@ -276,16 +295,19 @@ def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None
     for image_id in sorted(coco.imgs, key=_id_key):
         info, anns = coco.imgs[image_id], coco.imgToAnns.get(image_id, [])
         file_name = info.get("file_name") if isinstance(info, dict) else None
-        tick(f"{job.split}: {file_name}")
+        tick(f"{job.split}: {utf8_text(file_name)}")
         if not anns:
             continue
-        parts = relative_parts(file_name) if isinstance(file_name, str) else None
+        parts, reason = _image_parts(file_name)
         if parts is None:
-            reason = UNSAFE_FILE_NAME if isinstance(file_name, str) else MALFORMED_IMAGE
-            summary.skip(reason, file=str(file_name))
+            summary.skip(reason, file=utf8_text(file_name))
             summary.skip(BOX_ON_SKIPPED_IMAGE, len(anns))
             continue
-        image, reason, converted = read_rgb(job.folder.joinpath(*parts))
+        path = job.folder.joinpath(*parts)
+        if job.export.contains(path):
+            image, reason, converted = read_rgb(path)
+        else:
+            image, reason, converted = None, OUTSIDE_EXPORT, False
         if image is None:
             summary.skip(reason, file=file_name)
             summary.skip(BOX_ON_SKIPPED_IMAGE, len(anns))
@@ -298,6 +320,16 @@ def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None
                 rows.append(row)
     summary.crops = len(rows)
     return rows
+
+
+def _image_parts(file_name) -> tuple[tuple[str, ...] | None, str | None]:
+    """The image's path components inside its split, or (None, why it is skipped)."""
+    if not isinstance(file_name, str):
+        return None, MALFORMED_IMAGE
+    if not is_utf8(file_name):
+        return None, NOT_UTF8_NAME
+    parts = relative_parts(file_name)
+    return (parts, None) if parts else (None, UNSAFE_FILE_NAME)
 
 
 def _crop_annotation(job: _SplitJob, ann: dict, image: Image.Image, stem: str, source: str,
@@ -331,22 +363,6 @@ def _crop_annotation(job: _SplitJob, ann: dict, image: Image.Image, stem: str, s
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def remove_stale_files(root: Path, folder: Path, keep: set[Path]) -> int:
-    """Delete the PNGs under `folder` not in `keep`, then empty folders; returns files deleted."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for directory, _, files in os.walk(folder, topdown=False):
-        for name in files:
-            path = Path(directory) / name
-            if path.suffix == ".png" and path not in keep:
-                inside(root, path).unlink()
-                removed += 1
-        if not os.listdir(directory):
-            os.rmdir(directory)
-    return removed
-
-
 def _crops_present(store, dataset: dict, root: Path) -> bool:
     if Path(dataset["root"]) != root:
         return False
@@ -354,30 +370,84 @@ def _crops_present(store, dataset: dict, root: Path) -> bool:
     return bool(rows) and all((root / r["path"]).is_file() for r in rows)
 
 
+def remove_stale_staging(datasets: Path) -> list[Path]:
+    """Remove staging and replaced folders left by an import whose process is gone (killed)."""
+    removed = []
+    if not datasets.is_dir():
+        return removed
+    for path in datasets.iterdir():
+        if not path.name.startswith((STAGING_PREFIX, REPLACED_PREFIX)):
+            continue
+        pid = path.name.split("-")[1] if path.name.count("-") >= 2 else ""
+        if not (pid.isdigit() and process_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _scratch_dir(datasets: Path, prefix: str, name: str) -> Path:
+    """`<datasets>/<prefix><pid>-<name>-<random>`: on the same file system as the dataset, so it
+    can be renamed into place, and named by its process so a stale one can be found."""
+    return datasets / f"{prefix}{os.getpid()}-{name}-{uuid.uuid4().hex[:8]}"
+
+
+class _FolderSwap:
+    """Put `staging` in the place of `root`, keeping the old `root` aside until `finish`."""
+
+    def __init__(self, staging: Path, root: Path, name: str):
+        self.staging, self.root = staging, root
+        self.aside = _scratch_dir(root.parent, REPLACED_PREFIX, name)
+        self.moved_old = self.moved_new = False
+
+    def swap(self) -> None:
+        if self.root.exists():
+            os.rename(self.root, self.aside)
+            self.moved_old = True
+        os.rename(self.staging, self.root)
+        self.moved_new = True
+
+    def undo(self) -> None:
+        if self.moved_new:
+            os.rename(self.root, self.staging)
+        if self.moved_old:
+            os.rename(self.aside, self.root)
+        self.moved_old = self.moved_new = False
+
+    def finish(self) -> None:
+        if self.moved_old:
+            shutil.rmtree(self.aside, ignore_errors=True)
+
+
 def import_export(source: Path, name: str, workspace: Workspace, padding: float = 0.05,
-                  progress: Progress | None = None) -> ImportResult:
+                  progress: Progress | None = None, update: bool = False,
+                  recorded_source: Path | None = None) -> ImportResult:
     """Import the export at `source` (folder or .zip) as dataset `name` of `workspace`.
 
-    Raises FfclrError when nothing could be imported; problems with single images or boxes
-    are skipped and counted in the result instead.
+    An existing dataset of that name is changed only with `update` (else `UpdateNeeded`, and
+    nothing changes). `recorded_source` is where the store says the export lives (default:
+    `source`). Raises FfclrError when nothing could be imported; problems with single images or
+    boxes are skipped and counted in the result instead.
     """
     check_name(name)
     if not (isinstance(padding, (int, float)) and 0 <= padding <= 1):
         raise FfclrError(f"padding {padding!r}: must be a fraction of the box size in [0, 1]")
     source = Path(source).expanduser().resolve()
+    recorded = Path(recorded_source).expanduser().resolve() if recorded_source else source
     root = workspace.dataset_dir(name)
     workspace.datasets.mkdir(parents=True, exist_ok=True)
     inside(workspace.datasets, root)
+    remove_stale_staging(workspace.datasets)
     with workspace.open_store() as store:
         existing = store.dataset(name)
-        run_id = store.create_run("import", {"source": str(source), "name": name,
+        run_id = store.create_run("import", {"source": str(recorded), "name": name,
                                              "padding": padding}, name=name,
                                   dataset_id=existing["id"] if existing else None)
         store.mark_running(run_id)
+        job = _Import(name=name, root=root, source=recorded, padding=padding, store=store,
+                      existing=existing, run_id=run_id, progress=progress, update=update)
         try:
             with open_export(source) as export:
-                result = _import(export, source, name, root, padding, store, existing, run_id,
-                                 progress)
+                result = job.run(export)
         except BaseException as exc:
             cancelled = isinstance(exc, KeyboardInterrupt)
             store.finish_run(run_id, "cancelled" if cancelled else "failed",
@@ -387,57 +457,136 @@ def import_export(source: Path, name: str, workspace: Workspace, padding: float 
         return result
 
 
-def _import(export: ExportFolder, source: Path, name: str, root: Path, padding: float, store,
-            existing: dict | None, run_id: int, progress: Progress | None) -> ImportResult:
-    export_fingerprint = fingerprint(export, padding)
-    result = ImportResult(name=name, dataset_id=existing["id"] if existing else None,
-                          run_id=run_id, root=root, splits={},
-                          refused_entries=export.refused_entries)
-    if (existing and existing["fingerprint"] == export_fingerprint
-            and _crops_present(store, existing, root)):
-        result.unchanged = True
-        for split in store.splits(existing["id"]):
-            result.splits[split] = SplitSummary(crops=len(store.crops(existing["id"], split)))
-        return result
-    labels = {split: export.label(folder / ANNOTATIONS) for split, folder in export.splits.items()}
-    cocos = {}
-    for split, folder in export.splits.items():
-        result.splits[split] = SplitSummary()
+@dataclass
+class _Import:
+    name: str
+    root: Path
+    source: Path
+    """The export's path as recorded in the store."""
+    padding: float
+    store: object
+    existing: dict | None
+    run_id: int
+    progress: Progress | None
+    update: bool
+
+    def run(self, export: ExportFolder) -> ImportResult:
+        source_print = source_fingerprint(export)
+        export_fingerprint = fingerprint(source_print, self.padding)
+        result = ImportResult(name=self.name, run_id=self.run_id, root=self.root, splits={},
+                              dataset_id=self.existing["id"] if self.existing else None,
+                              refused_entries=export.refused_entries)
+        if (self.existing and self.existing["fingerprint"] == export_fingerprint
+                and _crops_present(self.store, self.existing, self.root)):
+            return self._unchanged(result)
+        cocos = self._load_splits(export, result)
+        classes = build_classes(cocos, {s: export.label(f / ANNOTATIONS)
+                                        for s, f in export.splits.items()})
+        staging = _scratch_dir(self.root.parent, STAGING_PREFIX, self.name)
         try:
-            cocos[split] = load_coco(folder / ANNOTATIONS, labels[split])
-        except FfclrError as exc:
-            result.splits[split].error = str(exc)
-    if not cocos:
-        raise FfclrError("nothing imported: " + "; ".join(s.error for s in result.splits.values()))
-    classes = build_classes(cocos, labels)
-    class_of = {c["coco_id"]: c for c in classes}
-    total, done = sum(len(c.imgs) for c in cocos.values()), 0
+            rows = self._crop_all(export, cocos, classes, staging, result)
+            kept = [s for s, summary in result.splits.items() if summary.error]
+            self._check_update(classes, rows, kept)
+            self._copy_kept_splits(staging, kept)
+            self._commit(result, staging, classes, rows, kept,
+                         (export_fingerprint, source_print))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return result
 
-    def tick(message: str) -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total, message)
+    def _unchanged(self, result: ImportResult) -> ImportResult:
+        result.unchanged = True
+        for split in self.store.splits(self.existing["id"]):
+            result.splits[split] = SplitSummary(
+                crops=len(self.store.crops(self.existing["id"], split)))
+        return result
 
-    rows = {}
-    for split, coco in cocos.items():
-        rows[split] = crop_split(_SplitJob(split, export.splits[split], coco, class_of, root,
-                                           padding), result.splits[split], tick)
-    if not any(rows.values()):
-        raise FfclrError(f"nothing imported from {source}: no box gave a crop ("
-                         + "; ".join(line.strip() for line in result.lines()[:-1]) + ")")
-    dataset_id = store.upsert_dataset(name, str(root), str(source), fingerprint=None)
-    result.dataset_id = dataset_id
-    store.update_run(run_id, dataset_id=dataset_id)
-    store.set_classes(dataset_id, classes)
-    previous_splits = store.splits(dataset_id)
-    for split, split_rows in rows.items():
-        result.splits[split].changes = store.sync_crops(dataset_id, split, split_rows)
-        remove_stale_files(root, root / split, {root / r["path"] for r in split_rows})
-    for split in previous_splits:
-        if split not in export.splits:
-            store.sync_crops(dataset_id, split, [])
-            remove_stale_files(root, root / split, set())
-            result.removed_splits.append(split)
-    store.upsert_dataset(name, str(root), str(source), fingerprint=export_fingerprint)
-    return result
+    def _load_splits(self, export: ExportFolder, result: ImportResult) -> dict:
+        cocos = {}
+        for split, folder in export.splits.items():
+            result.splits[split] = SplitSummary()
+            path, label = folder / ANNOTATIONS, export.label(folder / ANNOTATIONS)
+            try:
+                if path.exists() and not export.contains(path):
+                    raise FfclrError(f"{label}: links to a file outside the export; not read")
+                cocos[split] = load_coco(path, label)
+            except FfclrError as exc:
+                result.splits[split].error = str(exc)
+        if not cocos:
+            raise FfclrError("nothing imported: "
+                             + "; ".join(s.error for s in result.splits.values()))
+        return cocos
+
+    def _crop_all(self, export: ExportFolder, cocos: dict, classes: list[dict], staging: Path,
+                  result: ImportResult) -> dict[str, list[dict]]:
+        """Every split's crops written under `staging`; their store rows by split."""
+        class_of = {c["coco_id"]: c for c in classes}
+        total, done = sum(len(c.imgs) for c in cocos.values()), 0
+
+        def tick(message: str) -> None:
+            nonlocal done
+            done += 1
+            if self.progress:
+                self.progress(done, total, message)
+
+        staging.mkdir()
+        rows = {split: crop_split(_SplitJob(split, export.splits[split], coco, class_of, staging,
+                                            self.padding, export), result.splits[split], tick)
+                for split, coco in cocos.items()}
+        if not any(rows.values()):
+            raise FfclrError(f"nothing imported from {self.source}: no box gave a crop ("
+                             + "; ".join(line.strip() for line in result.lines()[:-1]) + ")")
+        return rows
+
+    def _check_update(self, classes: list[dict], rows: dict, kept: list[str]) -> None:
+        """UpdateNeeded when this import would change an existing dataset without `update`."""
+        if self.existing is None or self.update:
+            return
+        plan = self.store.plan_import(self.existing["id"], classes, rows, kept)
+        changes = describe_plan(plan)
+        if changes:
+            raise UpdateNeeded(self.name, changes)
+
+    def _copy_kept_splits(self, staging: Path, kept: list[str]) -> None:
+        """Splits whose annotation file could not be read keep their previous crops."""
+        for split in kept:
+            if (self.root / split).is_dir():
+                shutil.copytree(self.root / split, staging / split)
+
+    def _commit(self, result: ImportResult, staging: Path, classes: list[dict], rows: dict,
+                kept: list[str], prints: tuple[str, str]) -> None:
+        """Store rows and crop folder swapped together: either both change or neither."""
+        swap = _FolderSwap(staging, self.root, self.name)
+        try:
+            dataset_id, done = self.store.apply_import(
+                self.name, str(self.root), str(self.source), prints[0], prints[1], classes, rows,
+                kept, before_commit=swap.swap)
+        except BaseException:
+            swap.undo()
+            raise
+        swap.finish()
+        result.dataset_id = dataset_id
+        self.store.update_run(self.run_id, dataset_id=dataset_id)
+        for split, counts in done["splits"].items():
+            result.splits[split].changes = counts
+        result.removed_splits = done["removed_splits"]
+        result.edits_set_aside = done["edits_set_aside"]
+
+
+def describe_plan(plan: dict) -> list[str]:
+    """What an import would change, in short phrases; empty when it changes nothing."""
+    phrases = []
+    for split, counts in plan["splits"].items():
+        parts = [f"{counts[k]} {word}" for k, word in (("added", "crops added"),
+                 ("updated", "changed"), ("removed", "removed")) if counts.get(k)]
+        if parts and split not in plan["removed_splits"]:
+            phrases.append(f"{split}: " + ", ".join(parts))
+    if plan["removed_splits"]:
+        phrases.append("splits removed: " + ", ".join(
+            f"{s} ({plan['splits'][s]['removed']} crops)" for s in plan["removed_splits"]))
+    if plan["classes_changed"]:
+        phrases.append("the class list changes")
+    if plan["edits_set_aside"]:
+        phrases.append(f"{plan['edits_set_aside']} label edits set aside (their crop's box or "
+                       "image changed or left the export)")
+    return phrases

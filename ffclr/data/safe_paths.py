@@ -7,7 +7,10 @@ from pathlib import Path, PurePosixPath
 
 from ffclr.errors import FfclrError
 
-MAX_NAME_LENGTH = 100
+MAX_NAME_BYTES = 100
+"""A folder or file name made from data is at most this many bytes in UTF-8 (file systems allow
+255 bytes per name, and a crop file adds its annotation id and `.png`)."""
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Names the user gives (datasets, runs): they become one folder of the workspace as they are."""
@@ -25,14 +28,29 @@ def check_name(name: str | None, what: str = "dataset name") -> str:
 
 def safe_name(name: str, fallback: str = "_") -> str:
     """One path component for `name`: no separators, no `.`/`..`, no reserved device names."""
-    text = unicodedata.normalize("NFC", str(name))
+    text = unicodedata.normalize("NFC", utf8_text(name))
     text = _UNSAFE_CHARS.sub("_", text).strip(" .")
-    text = text[:MAX_NAME_LENGTH].rstrip(" .")
+    text = _cut_to_bytes(text, MAX_NAME_BYTES).rstrip(" .")
     if not text:
         return fallback
     if text.split(".")[0].upper() in _WINDOWS_RESERVED:
         text = "_" + text
     return text
+
+
+def utf8_text(value) -> str:
+    """`str(value)` with what UTF-8 cannot hold (lone surrogates, from undecodable file names or
+    JSON escapes) replaced by U+FFFD, so it can be stored, printed and used as a name."""
+    return _SURROGATES.sub("\ufffd", str(value))
+
+
+def is_utf8(text: str) -> bool:
+    return not _SURROGATES.search(text)
+
+
+def _cut_to_bytes(text: str, limit: int) -> str:
+    """The longest prefix of `text` whose UTF-8 encoding fits in `limit` bytes."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
 def unique_safe_names(names: list[str]) -> list[str]:

@@ -1,7 +1,9 @@
 """Data tab: import a Roboflow COCO export (zip or folder), load the demo data, browse crops."""
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -9,6 +11,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from ffclr.data.coco_import import import_export
+from ffclr.data.export_source import process_alive
 from ffclr.data.safe_paths import check_name
 from ffclr.demo.export import write_demo_export
 from ffclr.errors import FfclrError
@@ -44,18 +47,21 @@ def load_demo_data(workspace: Workspace, progress: Progress = None) -> Any:
 
 
 def import_dataset(workspace: Workspace, upload: str | None, folder: str | None, name: str,
-                   padding: float = 0.05, progress: Progress = None) -> Any:
-    """Import an uploaded export zip, or an export folder on this machine, as dataset `name`."""
+                   padding: float = 0.05, progress: Progress = None,
+                   replace: bool = False) -> Any:
+    """Import an uploaded export zip, or an export folder on this machine, as dataset `name`.
+
+    An existing dataset is changed only with `replace`; an upload is kept as
+    `exports/<name>.zip` only once its import succeeded.
+    """
     name = check_name((name or "").strip())
     folder = (folder or "").strip()
     if upload and folder:
         raise FfclrError("give either an uploaded .zip or a folder path, not both")
     if upload:
         check_zip_upload(upload)
-        source = workspace.root / "exports" / f"{name}.zip"
-        source.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(upload, source)
-    elif folder:
+        return _import_upload(workspace, Path(upload), name, float(padding), progress, replace)
+    if folder:
         source = Path(folder).expanduser()
         if not source.exists():
             raise FfclrError(f"{folder}: no such file or folder")
@@ -63,7 +69,28 @@ def import_dataset(workspace: Workspace, upload: str | None, folder: str | None,
             check_zip_upload(source)
     else:
         raise FfclrError("drop an export .zip or type the export's folder path first")
-    return import_export(source, name, workspace, padding=float(padding), progress=progress)
+    return import_export(source, name, workspace, padding=float(padding), progress=progress,
+                         update=replace)
+
+
+def _import_upload(workspace: Workspace, upload: Path, name: str, padding: float,
+                   progress: Progress, replace: bool) -> Any:
+    """Import a copy of the upload kept aside; it replaces `exports/<name>.zip` on success."""
+    kept = workspace.root / "exports" / f"{name}.zip"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    for stale in kept.parent.glob(".*.zip.incoming-*"):
+        pid = stale.name.rsplit("-", 2)[-2]
+        if not (pid.isdigit() and process_alive(int(pid))):
+            stale.unlink(missing_ok=True)
+    incoming = kept.parent / f".{name}.zip.incoming-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copyfile(upload, incoming)
+        result = import_export(incoming, name, workspace, padding=padding, progress=progress,
+                               update=replace, recorded_source=kept)
+        os.replace(incoming, kept)
+    finally:
+        incoming.unlink(missing_ok=True)
+    return result
 
 
 def import_summary_markdown(result: Any) -> str:
@@ -160,6 +187,9 @@ def _import_column(ctx: Context) -> None:
         c["data_name"] = gr.Textbox(label="Dataset name", value="ff_devices")
         c["data_padding"] = gr.Slider(0, 0.5, value=0.05, step=0.01,
                                       label="Padding around each box")
+    c["data_replace"] = gr.Checkbox(label="Replace the existing dataset of this name (without "
+                                          "it, importing says what would change)", value=False,
+                                    elem_id="data-replace")
     c["data_import"] = gr.Button("Import", elem_id="data-import")
     c["data_status"] = gr.Markdown("", elem_id="data-status")
 
@@ -192,8 +222,9 @@ def _wire_import(ctx: Context) -> None:
                 gr.update(choices=names, value=DEMO_NAME), gr.update(visible=False), None)
 
     @guard(4)
-    def on_import(upload, folder, name, padding, progress=gr.Progress()):
-        result = import_dataset(ws, upload, folder, name, padding, _progress_callback(progress))
+    def on_import(upload, folder, name, padding, replace=False, progress=gr.Progress()):
+        result = import_dataset(ws, upload, folder, name, padding, _progress_callback(progress),
+                                replace=bool(replace))
         names = dataset_choices(ws)
         return (ok_md(import_summary_markdown(result)),
                 gr.update(choices=names, value=name.strip()),
@@ -202,7 +233,8 @@ def _wire_import(ctx: Context) -> None:
     outputs = [c["data_status"], c["data_dataset"], c["data_demo_button"], c["data_upload"]]
     c["data_demo_button"].click(on_demo, None, outputs, api_name="load_demo")
     c["data_import"].click(on_import, [c["data_upload"], c["data_folder"], c["data_name"],
-                                       c["data_padding"]], outputs, api_name="import_export")
+                                       c["data_padding"], c["data_replace"]], outputs,
+                           api_name="import_export")
 
 
 def _wire_browse(ctx: Context, tab: gr.Tab) -> None:
