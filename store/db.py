@@ -118,6 +118,17 @@ def _diff_split(existing: dict[int, dict], rows: list[dict]) -> dict:
     return {"counts": counts, "upserts": upserts, "moved": moved, "stale": stale}
 
 
+def _set_aside_edit(conn: sqlite3.Connection, edit_id: int, reason: str) -> None:
+    conn.execute(
+        "INSERT INTO set_aside_edits (dataset_id, split, annotation_id, source_image, bbox, "
+        "old_class_index, new_class_index, time, note, reason, set_aside_at) "
+        "SELECT c.dataset_id, c.split, c.annotation_id, c.source_image, c.bbox, "
+        "e.old_class_index, e.new_class_index, e.time, e.note, ?, ? "
+        "FROM label_edits e JOIN crops c ON c.id = e.crop_id WHERE e.id = ?",
+        [reason, now(), edit_id])
+    conn.execute("DELETE FROM label_edits WHERE id = ?", [edit_id])
+
+
 def _set_aside_edits(conn: sqlite3.Connection, crop_id: int, reason: str) -> int:
     """Move the crop's label edits to `set_aside_edits`, with the identity of the symbol edited."""
     moved = conn.execute(
@@ -129,6 +140,20 @@ def _set_aside_edits(conn: sqlite3.Connection, crop_id: int, reason: str) -> int
         [reason, now(), crop_id]).rowcount
     conn.execute("DELETE FROM label_edits WHERE crop_id = ?", [crop_id])
     return moved
+
+
+def _edits_of_gone_classes(conn: sqlite3.Connection, dataset_id: int, old: list[dict],
+                           new: list[dict]) -> set[int]:
+    """Ids of the label edits naming a class of `old` whose name is not in `new`."""
+    names = {c["name"] for c in new}
+    gone = [c["class_index"] for c in old if c["name"] not in names]
+    if not gone:
+        return set()
+    marks = ", ".join("?" * len(gone))
+    return {r[0] for r in conn.execute(
+        "SELECT e.id FROM label_edits e JOIN crops c ON c.id = e.crop_id WHERE c.dataset_id = ? "
+        f"AND (e.old_class_index IN ({marks}) OR e.new_class_index IN ({marks}))",
+        [dataset_id, *gone, *gone])}
 
 
 def _class_key(classes: list[dict]) -> list[tuple]:
@@ -237,13 +262,15 @@ class Store:
         """Replace the class list: dicts with class_index, coco_id, name, folder.
 
         Label edits follow their classes by name when indices move (a category added to a
-        re-imported export); edits naming a class that no longer exists are dropped.
+        re-imported export); edits naming a class that no longer exists are set aside.
         """
         with self.write() as conn:
             self._set_classes(conn, dataset_id, classes)
 
     @staticmethod
-    def _set_classes(conn: sqlite3.Connection, dataset_id: int, classes: list[dict]) -> None:
+    def _set_classes(conn: sqlite3.Connection, dataset_id: int, classes: list[dict]) -> int:
+        """Returns the number of label edits set aside because their class is gone."""
+        set_aside = 0
         old_names = dict(conn.execute("SELECT class_index, name FROM classes "
                                       "WHERE dataset_id = ?", [dataset_id]).fetchall())
         new_index = {c["name"]: c["class_index"] for c in classes}
@@ -257,10 +284,14 @@ class Store:
             for edit_id, old_class, new_class in edits:
                 if old_class not in moved and new_class not in moved:
                     continue
+                edit_old, edit_new = old_class, new_class
                 old_class, new_class = (moved.get(old_class, old_class),
                                         moved.get(new_class, new_class))
                 if old_class is None or new_class is None:
-                    conn.execute("DELETE FROM label_edits WHERE id = ?", [edit_id])
+                    gone = [old_names[i] for i in (edit_old, edit_new) if moved.get(i, i) is None]
+                    _set_aside_edit(conn, edit_id, f"its class {gone[0]!r} is no longer in the "
+                                                   "export")
+                    set_aside += 1
                 else:
                     conn.execute("UPDATE label_edits SET old_class_index = ?, "
                                  "new_class_index = ? WHERE id = ?",
@@ -271,6 +302,7 @@ class Store:
             "VALUES (?, ?, ?, ?, ?)",
             [(dataset_id, c["class_index"], c.get("coco_id"), c["name"], c["folder"])
              for c in classes])
+        return set_aside
 
     def classes(self, dataset_id: int) -> list[dict]:
         return self._query("SELECT class_index, coco_id, name, folder FROM classes "
@@ -318,7 +350,7 @@ class Store:
         if dataset_id is None:
             plan["splits"] = {s: {"added": len(r)} for s, r in rows_by_split.items()}
             return plan
-        conn = self.db.conn
+        conn, affected = self.db.conn, set()
         with self._lock:
             old_classes = self.classes(dataset_id)
             plan["classes_changed"] = _class_key(old_classes) != _class_key(classes)
@@ -330,10 +362,11 @@ class Store:
                                    [_normalised_crop(r, split)
                                     for r in rows_by_split.get(split, [])])
                 plan["splits"][split] = diff["counts"]
-                affected = diff["moved"] + diff["stale"]
-                plan["edits_set_aside"] += sum(
-                    conn.execute("SELECT COUNT(*) FROM label_edits WHERE crop_id = ?",
-                                 [i]).fetchone()[0] for i in affected)
+                for crop_id in diff["moved"] + diff["stale"]:
+                    affected.update(r[0] for r in conn.execute(
+                        "SELECT id FROM label_edits WHERE crop_id = ?", [crop_id]))
+            affected.update(_edits_of_gone_classes(conn, dataset_id, old_classes, classes))
+        plan["edits_set_aside"] = len(affected)
         return plan
 
     def apply_import(self, name: str, root: str, source: str | None, fingerprint: str,
@@ -351,7 +384,7 @@ class Store:
         with self.write() as conn:
             dataset_id = self._upsert_dataset(conn, name, root, source, fingerprint,
                                               source_fingerprint)
-            self._set_classes(conn, dataset_id, classes)
+            done["edits_set_aside"] += self._set_classes(conn, dataset_id, classes)
             previous = [r[0] for r in conn.execute(
                 "SELECT DISTINCT split FROM crops WHERE dataset_id = ? ORDER BY split",
                 [dataset_id])]

@@ -219,6 +219,9 @@ def test_label_edits_follow_their_classes_when_indices_move(db):
     assert [(e["old_class_index"], e["new_class_index"]) for e in db.label_edits(crop_ids[0])] \
         == [(1, 2)]
     assert db.label_edits(crop_ids[1]) == []
+    aside = db.set_aside_edits(dataset_id)  # the edit to the gone class is kept aside, not lost
+    assert [(e["annotation_id"], e["new_class_index"]) for e in aside] == [(1, 1)]
+    assert "'c1' is no longer in the export" in aside[0]["reason"]
 
 
 def _rows(boxes: dict[int, int]) -> list[dict]:
