@@ -340,3 +340,27 @@ def test_extraction_folders_are_removed_on_failure_and_after_a_kill(demo_export,
     with pytest.raises(FfclrError, match="cannot extract"):
         import_export(archive, "k", workspace)
     assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == [live.name]
+
+
+def test_ids_and_names_the_file_system_or_store_cannot_hold_skip_their_box(demo_export,
+                                                                          tmp_path, workspace):
+    export = hostile.copy_export(demo_export, tmp_path / "odd")
+
+    def edit(d):
+        d["annotations"][0]["id"] = 2**70
+        d["images"][1]["file_name"] = "é" * 300 + ".jpg"
+        old_id, d["images"][3]["id"] = d["images"][3]["id"], 2**70
+        for ann in d["annotations"]:
+            if ann["image_id"] == old_id:
+                ann["image_id"] = 2**70
+    data = hostile.edit_json(export, "train", edit)
+    (export / "train" / "loop.jpg").symlink_to(export / "train" / "loop.jpg")
+    hostile.edit_json(export, "train", lambda d: d["images"][2].update(file_name="loop.jpg"))
+    result = import_export(export, "odd", workspace)
+    train = result.splits["train"]
+    assert train.skipped[coco_import.ID_OUT_OF_RANGE] == 1
+    assert train.skipped_files[coco_import.UNREADABLE_IMAGE] == [data["images"][1]["file_name"],
+                                                                "loop.jpg"]
+    with workspace.open_store() as store:
+        crops = store.crops(store.dataset("odd")["id"], "train")
+    assert crops and None in {c["image_id"] for c in crops}  # 2**70 does not fit the store

@@ -53,6 +53,8 @@ MALFORMED_BOX = "malformed box"
 ZERO_AREA = "zero-area box"
 OUTSIDE_IMAGE = "box outside the image"
 DUPLICATE_ID = "duplicate or missing annotation id"
+ID_OUT_OF_RANGE = "annotation id not a 64-bit integer"
+_INT64 = range(-2**63, 2**63)
 
 
 STAGING_PREFIX = ".staging-"
@@ -222,8 +224,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def read_rgb(path: Path) -> tuple[Image.Image | None, str | None, bool]:
     """(image as RGB, None, converted) or (None, skip reason, False)."""
-    if not path.is_file():
-        return None, MISSING_IMAGE, False
+    try:
+        if not path.is_file():
+            return None, MISSING_IMAGE, False
+    except OSError:  # a name too long for the file system, say
+        return None, UNREADABLE_IMAGE, False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -303,11 +308,7 @@ def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None
             summary.skip(reason, file=utf8_text(file_name))
             summary.skip(BOX_ON_SKIPPED_IMAGE, len(anns))
             continue
-        path = job.folder.joinpath(*parts)
-        if job.export.contains(path):
-            image, reason, converted = read_rgb(path)
-        else:
-            image, reason, converted = None, OUTSIDE_EXPORT, False
+        image, reason, converted = _read_image(job, parts)
         if image is None:
             summary.skip(reason, file=file_name)
             summary.skip(BOX_ON_SKIPPED_IMAGE, len(anns))
@@ -320,6 +321,25 @@ def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None
                 rows.append(row)
     summary.crops = len(rows)
     return rows
+
+
+def _storable_id(value):
+    """An image id as the store can hold it: a 64-bit integer or text, else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value in _INT64 else None
+    return utf8_text(value) if isinstance(value, str) else None
+
+
+def _read_image(job: _SplitJob, parts: tuple[str, ...]) -> tuple[Image.Image | None, str | None,
+                                                                 bool]:
+    """`read_rgb` of the image, unless it links out of the export or its path is unusable."""
+    path = job.folder.joinpath(*parts)
+    try:
+        if not job.export.contains(path):
+            return None, OUTSIDE_EXPORT, False
+    except (OSError, RuntimeError):  # a name too long, a loop of links
+        return None, UNREADABLE_IMAGE, False
+    return read_rgb(path)
 
 
 def _image_parts(file_name) -> tuple[tuple[str, ...] | None, str | None]:
@@ -337,6 +357,9 @@ def _crop_annotation(job: _SplitJob, ann: dict, image: Image.Image, stem: str, s
     ann_id = ann.get("id")
     if not isinstance(ann_id, int) or isinstance(ann_id, bool) or ann_id in seen_ids:
         summary.skip(DUPLICATE_ID)
+        return None
+    if ann_id not in _INT64:
+        summary.skip(ID_OUT_OF_RANGE)
         return None
     seen_ids.add(ann_id)
     cls = job.class_of.get(ann.get("category_id"))
@@ -358,7 +381,8 @@ def _crop_annotation(job: _SplitJob, ann: dict, image: Image.Image, stem: str, s
     relative = f"{job.split}/{cls['folder']}/{stem}_{ann_id}.png"
     left, top, right, bottom = box
     return {"class_index": cls["class_index"], "source_image": source,
-            "image_id": ann.get("image_id"), "annotation_id": ann_id, "bbox": ann["bbox"],
+            "image_id": _storable_id(ann.get("image_id")), "annotation_id": ann_id,
+            "bbox": ann["bbox"],
             "crop_bbox": [left, top, right - left, bottom - top], "path": relative,
             "sha256": hashlib.sha256(data).hexdigest()}
 

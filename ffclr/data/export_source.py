@@ -79,11 +79,7 @@ class ExportFolder:
 
     def contains(self, path: Path) -> bool:
         """Whether `path`, links followed, lies inside the export."""
-        root = self.root.resolve()
-        try:
-            resolved = path.resolve()
-        except (OSError, RuntimeError):
-            return False
+        root, resolved = self.root.resolve(), path.resolve()
         return resolved == root or root in resolved.parents
 
     def files(self, folder: Path) -> list[Path]:
