@@ -1,6 +1,7 @@
 """Data tab handlers: demo data, import from zip/folder, refusals, overview and gallery."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -66,3 +67,33 @@ def test_import_refuses_bad_uploads_with_a_reason(workspace, tmp_path):
         data.import_dataset(workspace, None, "", "x")
     with pytest.raises(FfclrError, match="not a Roboflow COCO export"):
         data.import_dataset(workspace, None, str(tmp_path), "x")
+
+
+def test_the_import_endpoint_asks_before_replacing_and_unticks_replace(workspace, demo_export,
+                                                                       tmp_path):
+    from gradio_client import Client
+
+    from ui.serve import start_app
+
+    changed = tmp_path / "changed"
+    shutil.copytree(demo_export, changed)
+    annotations = changed / "train" / "_annotations.coco.json"
+    coco = json.loads(annotations.read_text())
+    for ann in coco["annotations"]:
+        ann["bbox"][2] += 1
+    annotations.write_text(json.dumps(coco))
+    data.import_dataset(workspace, None, str(demo_export), "d")
+    app, url = start_app(workspace)
+    try:
+        client = Client(url, verbose=False)
+        asked = client.predict(None, str(changed), "d", 0.05, False, api_name="/import_export")
+        assert "would change" in str(asked[0]) and "Replace the existing dataset" in str(asked[0])
+        with workspace.open_store() as store:
+            assert store.dataset("d")["source"] == str(demo_export.resolve())
+        done = client.predict(None, str(changed), "d", 0.05, True, api_name="/import_export")
+        assert "train: " in str(done[0]).replace("\\", "") and "updated" in str(done[0])
+        assert done[-1] is False
+        with workspace.open_store() as store:
+            assert store.dataset("d")["source"] == str(changed.resolve())
+    finally:
+        app.close()

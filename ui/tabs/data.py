@@ -221,20 +221,20 @@ def _wire_import(ctx: Context) -> None:
         return (ok_md(import_summary_markdown(result)),
                 gr.update(choices=names, value=DEMO_NAME), gr.update(visible=False), None)
 
-    @guard(4)
+    @guard(5)
     def on_import(upload, folder, name, padding, replace=False, progress=gr.Progress()):
         result = import_dataset(ws, upload, folder, name, padding, _progress_callback(progress),
                                 replace=bool(replace))
         names = dataset_choices(ws)
         return (ok_md(import_summary_markdown(result)),
                 gr.update(choices=names, value=name.strip()),
-                gr.update(visible=not names), None)
+                gr.update(visible=not names), None, False)
 
     outputs = [c["data_status"], c["data_dataset"], c["data_demo_button"], c["data_upload"]]
     c["data_demo_button"].click(on_demo, None, outputs, api_name="load_demo")
     c["data_import"].click(on_import, [c["data_upload"], c["data_folder"], c["data_name"],
-                                       c["data_padding"], c["data_replace"]], outputs,
-                           api_name="import_export")
+                                       c["data_padding"], c["data_replace"]],
+                           [*outputs, c["data_replace"]], api_name="import_export")
 
 
 def _wire_browse(ctx: Context, tab: gr.Tab) -> None:
