@@ -1,7 +1,7 @@
 """Hostile and awkward exports for the import tests: a demo export copied, then edited.
 
-Each builder takes a demo export (from `ffclr.demo.export.write_demo_export`) and a new folder,
-and returns the folder of the edited copy.
+Each builder takes a demo export (from `ffclr.demo.export.write_demo_export`) and a new folder
+for the edited copy; it returns that folder, or the name the test looks for where it says so.
 """
 from __future__ import annotations
 
