@@ -7,7 +7,7 @@ import gradio as gr
 
 from ffclr.workspace import Workspace
 from ui.build_assets import plotly_js_path
-from ui.common import Context
+from ui.common import Context, md_code
 from ui.tabs import classify, data, explore, pretrain, probe, runs
 
 TAB_MODULES = (data, pretrain, explore, probe, classify, runs)
@@ -56,7 +56,7 @@ def build_app(workspace: Workspace, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     with gr.Blocks(title="ffclr") as demo:
         ctx.components["demo"] = demo
         gr.Markdown(f"## ffclr — symbols on fire-protection schematics\n"
-                    f"Workspace: `{workspace.root}`")
+                    f"Workspace: {md_code(workspace.root)}")
         with gr.Tabs(elem_id="ffclr-tabs") as tabs:
             ctx.components["tabs"] = tabs
             for module, name in zip(TAB_MODULES, TAB_NAMES):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 import traceback
 import zipfile
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
@@ -51,12 +53,56 @@ def user_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_MARKDOWN_SYNTAX = re.compile(
+    r"[\\`*\[\]~|$@]"                    # escapes, code, emphasis, links, tables, maths
+    r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])"  # underscores that could open or close emphasis
+    r"|:(?=/)|(?<=\bwww)\.", re.IGNORECASE)  # autolinks (http://, www.)
+_BLOCK_START = re.compile(r"^(?:([#+=-])|(\d+)([.)]))")
+_PLOTLY_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "%": "&#37;"}
+
+
+def md_text(value: Any) -> str:
+    """`value` (a name, path or message that came from data) as Markdown that shows it verbatim.
+
+    Markdown syntax is backslash-escaped (a leading `#`, `-`, `1.` too, so the text never starts
+    a block) and `<`, `>`, `&` and quotes become HTML entities, so neither Markdown nor HTML in
+    a class or file name is interpreted; line breaks become spaces, outer spaces are dropped.
+    """
+    text = " ".join(str(value).splitlines()).strip()
+    text = _MARKDOWN_SYNTAX.sub(lambda match: "\\" + match.group(0), text)
+    text = _BLOCK_START.sub(lambda m: f"\\{m.group(1)}" if m.group(1)
+                            else f"{m.group(2)}\\{m.group(3)}", text)
+    return html.escape(text)
+
+
+def md_code(value: Any) -> str:
+    """`value` from data in monospace: `md_text` inside `<code>` (a backtick span would show
+    the escapes)."""
+    return f"<code>{md_text(value)}</code>"
+
+
+def plotly_text(value: Any) -> str:
+    """`value` from data as plotly text (names, hover templates, titles, tick labels).
+
+    plotly.js renders a subset of HTML there and decodes entities; `%` becomes an entity so a
+    name cannot add `%{...}` fields to a hover template.
+    """
+    return "".join(_PLOTLY_ENTITIES.get(char, char) for char in str(value))
+
+
+def warn(message: str) -> None:
+    """A warning toast showing `message` as text (Gradio renders toasts as HTML)."""
+    gr.Warning(html.escape(message))
+
+
 def error_md(message: str) -> str:
-    return f"<div class='ffclr-error'>⚠ {html.escape(message)}</div>"
+    """An error line for a `gr.Markdown`, `message` shown as text."""
+    text = "<br>".join(html.escape(line) for line in str(message).splitlines())
+    return f"<div class='ffclr-error'>⚠ {text}</div>"
 
 
 def ok_md(message: str) -> str:
-    """A success message (Markdown)."""
+    """A success message (Markdown); data inside `message` must already be `md_text`."""
     return f"✓ {message}"
 
 
@@ -74,7 +120,7 @@ def guard(n_outputs: int, status_at: int | None = 0) -> Callable:
                 if not isinstance(exc, FfclrError):
                     log.error("%s failed:\n%s", fn.__name__, traceback.format_exc())
                 message = user_message(exc)
-            gr.Warning(message)
+            warn(message)
             outputs = [gr.skip()] * n_outputs
             if status_at is not None:
                 outputs[status_at] = error_md(message)
@@ -85,7 +131,7 @@ def guard(n_outputs: int, status_at: int | None = 0) -> Callable:
 
 def file_url(path: str | Path) -> str:
     """URL under which Gradio serves a file inside a folder given to `gr.set_static_paths`."""
-    return "/gradio_api/file=" + str(Path(path).resolve())
+    return "/gradio_api/file=" + quote(str(Path(path).resolve()))
 
 
 # dropdown choices

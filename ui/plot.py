@@ -3,6 +3,8 @@
 `gr.Plot` sends no click back to Python in Gradio 6, so the figure travels as JSON in the
 component's value and is drawn in the browser; a click calls `trigger('select', {point_id})`,
 a hover shows the crop's thumbnail in a tooltip of our own (plotly's cannot hold images).
+Names from data reach plotly escaped (`plotly_text`) and the tooltip as DOM text (`textContent`),
+never as HTML.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import gradio as gr
 
 from ui.build_assets import plotly_script_tag
+from ui.common import plotly_text
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52",
@@ -23,10 +26,26 @@ if (!tooltip) {
   tooltip.id = 'umap-tooltip';
   document.body.appendChild(tooltip);
 }
+function emptyNote() {
+  const note = document.createElement('p');
+  note.className = 'umap-empty';
+  note.textContent = 'Pick a checkpoint and a dataset, then Compute map.';
+  return note;
+}
+function showTooltip(info, mouse) {
+  const image = document.createElement('img');
+  image.src = info[0];
+  const caption = document.createElement('div');
+  caption.textContent = info[1];
+  tooltip.replaceChildren(image, caption);
+  tooltip.style.left = (mouse.clientX + 14) + 'px';
+  tooltip.style.top = (mouse.clientY + 14) + 'px';
+  tooltip.style.display = 'block';
+}
 function draw() {
   const holder = element.querySelector('.umap-plot');
   if (!holder) return;
-  if (!props.value) { holder.innerHTML = '<p class="umap-empty">Pick a checkpoint and a dataset, then Compute map.</p>'; return; }
+  if (!props.value) { holder.replaceChildren(emptyNote()); return; }
   if (typeof Plotly === 'undefined') { setTimeout(draw, 200); return; }
   const placeholder = holder.querySelector('.umap-empty');
   if (placeholder) placeholder.remove();
@@ -48,10 +67,7 @@ function draw() {
     if (!point) return;
     const info = holder._spec.thumbs[String(point.customdata)];
     if (!info) return;
-    tooltip.innerHTML = '<img src="' + info[0] + '"><div>' + info[1] + '</div>';
-    tooltip.style.left = (event.event.clientX + 14) + 'px';
-    tooltip.style.top = (event.event.clientY + 14) + 'px';
-    tooltip.style.display = 'block';
+    showTooltip(info, event.event);
   });
   holder.on('plotly_unhover', () => { tooltip.style.display = 'none'; });
 }
@@ -69,7 +85,10 @@ def scatter_component(**kwargs) -> gr.HTML:
 def scatter_spec(coords, crop_ids: list[int], labels: list[int], class_names: list[str],
                  thumbs: dict[int, tuple[str, str]], flagged: set[int] | None = None,
                  selected: int | None = None, title: str = "") -> str:
-    """The figure as JSON: one trace per class (legend = colours), customdata = crop id."""
+    """The figure as JSON: one trace per class (legend = colours), customdata = crop id.
+
+    `thumbs` maps a crop id to (thumbnail URL, caption); the caption is plain text.
+    """
     flagged = flagged or set()
     traces = []
     for class_index, name in enumerate(class_names):
@@ -77,11 +96,12 @@ def scatter_spec(coords, crop_ids: list[int], labels: list[int], class_names: li
         if not rows:
             continue
         colour = PALETTE[class_index % len(PALETTE)]
+        shown = plotly_text(name)
         traces.append({
-            "type": "scatter", "mode": "markers", "name": f"{name} ({len(rows)})",
+            "type": "scatter", "mode": "markers", "name": f"{shown} ({len(rows)})",
             "x": [float(coords[i][0]) for i in rows], "y": [float(coords[i][1]) for i in rows],
             "customdata": [int(crop_ids[i]) for i in rows],
-            "hovertemplate": f"{name}<br>crop #%{{customdata}}<extra></extra>",
+            "hovertemplate": f"{shown}<br>crop #%{{customdata}}<extra></extra>",
             "marker": {"color": colour, "size": [11 if crop_ids[i] in flagged else 7 for i in rows],
                        "line": {"width": [2 if crop_ids[i] in flagged else 0 for i in rows],
                                 "color": "#000"}},
@@ -93,7 +113,7 @@ def scatter_spec(coords, crop_ids: list[int], labels: list[int], class_names: li
                        "customdata": [int(selected)], "hoverinfo": "skip",
                        "marker": {"size": 18, "color": "rgba(0,0,0,0)",
                                   "line": {"width": 3, "color": "#ff2d55"}}})
-    layout = {"title": {"text": title}, "height": 560,
+    layout = {"title": {"text": plotly_text(title)}, "height": 560,
               "margin": {"l": 30, "r": 10, "t": 40, "b": 30},
               "hovermode": "closest", "legend": {"itemclick": "toggle"},
               "xaxis": {"showticklabels": False, "zeroline": False},

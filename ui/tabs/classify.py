@@ -12,8 +12,8 @@ from ffclr.eval.classify import classify_images, load_classifier as load_probe_c
 from ffclr.workspace import Workspace
 from ui import schematics
 from ui.common import (Context, check_image_upload, checkpoint_and_dataset_updates,
-                       checkpoint_choices, dataset_choices, guard, ok_md, open_store,
-                       user_message)
+                       checkpoint_choices, dataset_choices, guard, md_code, md_text, ok_md,
+                       open_store, user_message, warn)
 
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "probability", "unknown symbol", "top-k",
@@ -114,6 +114,14 @@ def neighbour_gallery(entries: list[dict], index: int = 0) -> list[tuple[str, st
     return [(n["path"], f"{n['class']} · {n['similarity']:.2f}") for n in result.neighbours]
 
 
+def detect_message(result: dict) -> str:
+    """The status line after finding symbols; refused files are named as text."""
+    message = f"Found {len(result['rows'])} symbols in {len(result['drawn'])} drawing(s)."
+    if result["refused"]:
+        message += " Refused: " + "; ".join(md_text(reason) for reason in result["refused"])
+    return ok_md(message)
+
+
 def build(ctx: Context, tab: gr.Tab) -> None:
     top_k = _symbols_layout(ctx)
     entries_state = gr.State([])
@@ -177,7 +185,7 @@ def _wire_symbols(ctx: Context, tab: gr.Tab, top_k: gr.Slider, entries_state: gr
             return [(n["path"], f"{n['class']} · {n['similarity']:.2f}")
                     for n in chosen["neighbours"]]
         except (IndexError, KeyError, TypeError) as exc:
-            gr.Warning(user_message(exc))
+            warn(user_message(exc))
             return gr.skip()
 
     c["classify_table"].select(on_row, entries_state, c["classify_neighbours"],
@@ -223,7 +231,7 @@ def build_schematics(ctx: Context) -> None:
     def on_fit(checkpoint_path, dataset_name, progress=gr.Progress()):
         path = schematics.fit(ws, checkpoint_path, dataset_name,
                               lambda d, t, m: progress((d, t) if t else None, desc=m))
-        return (ok_md(f"Detector saved: `{path}`"),
+        return (ok_md(f"Detector saved: {md_code(path)}"),
                 gr.update(choices=schematics.detector_choices(ws), value=path))
 
     fit_button.click(on_fit, [checkpoint, dataset], [status, c["detect_detector"]])
@@ -233,10 +241,7 @@ def build_schematics(ctx: Context) -> None:
         out = Path(tempfile.mkdtemp(prefix="ffclr-detect-"))
         result = schematics.detect(ws, detector, paths, out,
                                    lambda d, t, m: progress((d, t) if t else None, desc=m))
-        message = f"Found {len(result['rows'])} symbols in {len(result['drawn'])} drawing(s)."
-        if result["refused"]:
-            message += " Refused: " + "; ".join(result["refused"])
-        return (ok_md(message), result["drawn"], result["rows"] or None,
+        return (detect_message(result), result["drawn"], result["rows"] or None,
                 gr.DownloadButton(value=result["coco"], visible=True))
 
     go.click(on_detect, [c["detect_detector"], files], [status, drawn, table, coco],

@@ -17,7 +17,7 @@ from ffclr.demo.export import write_demo_export
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard,
-                       imported_dataset, ok_md, open_store)
+                       imported_dataset, md_code, md_text, ok_md, open_store)
 
 DEMO_NAME = "demo"
 DEMO_IMAGES = 60
@@ -96,8 +96,8 @@ def _import_upload(workspace: Workspace, upload: Path, name: str, padding: float
 def import_summary_markdown(result: Any) -> str:
     """The importer's summary (per split images, crops, each skip reason) as Markdown."""
     lines = result.lines()
-    head = f"**Dataset {result.name}**: {result.crops} crops"
-    return head + "\n\n" + "\n".join(f"- {line.strip()}" for line in lines)
+    head = f"**Dataset {md_text(result.name)}**: {result.crops} crops"
+    return head + "\n\n" + "\n".join(f"- {md_text(line.strip())}" for line in lines)
 
 
 def dataset_overview(workspace: Workspace, name: str | None) -> tuple[str, list[list]]:
@@ -115,9 +115,10 @@ def dataset_overview(workspace: Workspace, name: str | None) -> tuple[str, list[
     for cls in classes:
         per_split = [counts.get((cls["class_index"], s), 0) for s in splits]
         rows.append([cls["class_index"], cls["name"], *per_split, sum(per_split)])
-    summary = (f"**{name}**: {len(crops)} crops, {len(classes)} classes, splits "
-               f"{', '.join(splits) or 'none'}; {len(edits)} label edits. "
-               f"Source: `{dataset.get('source') or '?'}`; crops in `{dataset['root']}`.")
+    summary = (f"**{md_text(name)}**: {len(crops)} crops, {len(classes)} classes, splits "
+               f"{md_text(', '.join(splits)) or 'none'}; {len(edits)} label edits. "
+               f"Source: {md_code(dataset.get('source') or '?')}; crops in "
+               f"{md_code(dataset['root'])}.")
     return summary, rows
 
 
@@ -202,7 +203,7 @@ def _browse_column(ctx: Context) -> None:
                                     value=names[0] if names else None, elem_id="data-dataset")
     c["data_summary"] = gr.Markdown(elem_id="data-summary")
     c["data_table"] = gr.Dataframe(label="Crops per class and split", interactive=False,
-                                   max_height=320)
+                                   max_height=320, elem_id="data-table")
     with gr.Row():
         c["data_class"] = gr.Dropdown(label="Class", choices=[], elem_id="data-class")
         c["data_split"] = gr.Dropdown(label="Split", choices=["", "train", "valid", "test"],

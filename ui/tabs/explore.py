@@ -15,7 +15,8 @@ from ffclr.eval.explore import label_issues, outlier_scores, suspicion_order
 from ffclr.eval.neighbours import cosine_neighbours
 from ffclr.workspace import Workspace
 from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choices,
-                       dataset_choices, file_url, guard, ok_md, open_store, split_choices)
+                       dataset_choices, file_url, guard, md_code, md_text, ok_md, open_store,
+                       split_choices)
 from ui.plot import scatter_component, scatter_spec
 from ui.sources import crop_in_context
 
@@ -134,17 +135,28 @@ def crop_details(workspace: Workspace, emap: ExploreMap, crop_id: int) -> dict:
                    f"· {sim:.2f}") for j, sim in others]
     label = int(crop["label"])
     context = crop_in_context(dataset, crop)
-    where = "" if context is not None else \
-        f" The source schematic is not available (export `{dataset.get('source')}` moved?)."
-    info = (f"**Crop #{crop_id}** · split {crop['split']} · label **{emap.class_names[label]}**"
-            f" (imported as {emap.class_names[int(crop['imported_class_index'])]}) · suggested "
-            f"{emap.class_names[int(emap.suggested[i])]} · label quality {emap.quality[i]:.3f} · "
-            f"outlier distance {emap.outlier_distance[i]:.3f}"
-            f"{' · **flagged as a likely label error**' if emap.flagged[i] else ''}\n\n"
-            f"Source `{crop['source_image']}`, box {crop['bbox']}; {len(edits)} label edit(s)."
-            + where)
     return {"crop_id": int(crop_id), "crop_path": str(emap.paths[i]), "label": label,
-            "context": context, "neighbours": neighbours, "info": info}
+            "context": context, "neighbours": neighbours,
+            "info": crop_info(emap, i, crop, len(edits), dataset if context is None else None)}
+
+
+def crop_info(emap: ExploreMap, i: int, crop: dict, n_edits: int,
+              missing_source: dict | None) -> str:
+    """The info panel's Markdown for row `i`; `missing_source` is the dataset whose export
+    could not be read, if so. Every name from data goes through `md_text`."""
+    def name(class_index) -> str:
+        return md_text(emap.class_names[int(class_index)])
+
+    where = "" if missing_source is None else (
+        f" The source schematic is not available (export "
+        f"{md_code(missing_source.get('source'))} moved?).")
+    flagged = " · **flagged as a likely label error**" if emap.flagged[i] else ""
+    return (f"**Crop #{int(crop['id'])}** · split {md_text(crop['split'])} · label "
+            f"**{name(crop['label'])}** (imported as {name(crop['imported_class_index'])}) · "
+            f"suggested {name(emap.suggested[i])} · label quality {emap.quality[i]:.3f} · "
+            f"outlier distance {emap.outlier_distance[i]:.3f}{flagged}\n\n"
+            f"Source {md_code(crop['source_image'])}, box {md_text(crop['bbox'])}; "
+            f"{n_edits} label edit(s)." + where)
 
 
 def relabel(workspace: Workspace, crop_id: int | None, class_index: int | None) -> str | None:
@@ -165,7 +177,8 @@ def relabel(workspace: Workspace, crop_id: int | None, class_index: int | None) 
         except KeyError as exc:
             raise FfclrError(str(exc.args[0])) from None
         names = {c["class_index"]: c["name"] for c in store.classes(crop["dataset_id"])}
-    return (f"Saved: crop #{crop_id} {names[int(crop['label'])]} → {names[int(class_index)]}. "
+    return (f"Saved: crop #{crop_id} {md_text(names[int(crop['label'])])} → "
+            f"{md_text(names[int(class_index)])}. "
             "Undo with the button or the `u` key.")
 
 
@@ -177,7 +190,7 @@ def undo(workspace: Workspace, crop_id: int | None) -> str:
             raise FfclrError(f"crop #{crop_id} has no label edit to undo")
         crop = store.crop(int(crop_id))
         names = {c["class_index"]: c["name"] for c in store.classes(crop["dataset_id"])}
-    return f"Undone: crop #{crop_id} is {names[int(crop['label'])]} again."
+    return f"Undone: crop #{crop_id} is {md_text(names[int(crop['label'])])} again."
 
 
 def step_suspicious(emap: ExploreMap, crop_id: int | None, step: int) -> int:
@@ -265,7 +278,7 @@ def _wire_compute(ws: Workspace, c: dict, key: gr.State) -> None:
     @guard(4)
     def on_compute(checkpoint, dataset, split, progress=gr.Progress()):
         emap = compute_map(ws, checkpoint, dataset, split, _progress_callback(progress))
-        return (ok_md(f"Map of {len(emap.crop_ids)} crops of **{dataset}**."), emap.key,
+        return (ok_md(f"Map of {len(emap.crop_ids)} crops of **{md_text(dataset)}**."), emap.key,
                 map_figure(ws, emap), suspicious_rows(ws, emap))
 
     c["explore_compute"].click(on_compute, [c["explore_checkpoint"], c["explore_dataset"],

@@ -17,8 +17,8 @@ from ffclr.errors import FfclrError
 from ffclr.train import jobs
 from ffclr.train.config import ARCH_NAMES, AUGMENT_HELP, AUGMENT_PRESETS, PretrainConfig
 from ffclr.workspace import Workspace
-from ui.common import (Context, dataset_choices, fmt_duration, guard, imported_dataset, ok_md,
-                       open_store, run_dataset, run_duration, split_choices)
+from ui.common import (Context, dataset_choices, fmt_duration, guard, imported_dataset, md_code,
+                       md_text, ok_md, open_store, run_dataset, run_duration, split_choices)
 
 DEFAULTS = PretrainConfig()
 SETTINGS = ("arch", "image_size", "batch_size", "epochs", "time_budget", "lr", "temperature",
@@ -255,10 +255,10 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
             return f"Run #{run_id} was deleted."
         latest = store.latest_metrics(int(run_id))
     config = run["config"]
-    title = " ".join(filter(None, (f"Run #{run['id']}", run.get("name"))))
-    parts = [f"**{title}** · **{run['status']}** · "
-             f"{config.get('arch', '')}, {config.get('image_size', '')} px, batch "
-             f"{config.get('batch_size', '')} · {fmt_duration(run_duration(run))}"]
+    title = " ".join(filter(None, (f"Run #{run['id']}", md_text(run.get("name") or ""))))
+    parts = [f"**{title}** · **{md_text(run['status'])}** · "
+             f"{md_text(config.get('arch', ''))}, {md_text(config.get('image_size', ''))} px, "
+             f"batch {md_text(config.get('batch_size', ''))} · {fmt_duration(run_duration(run))}"]
     if "epoch" in latest:
         epochs = config.get("epochs")
         parts.append(f"epoch {latest['epoch']:.1f}" + (f" / {epochs}" if epochs else ""))
@@ -275,9 +275,9 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
     if run["status"] == "queued":
         text += "\n\nWaiting for the job before it to finish (one job runs at a time)."
     if run.get("error"):
-        text += f"\n\n⚠ **Error:** {run['error']}"
+        text += f"\n\n⚠ **Error:** {md_text(run['error'])}"
     if run["status"] in ("failed", "cancelled", "interrupted", "finished"):
-        text += (f"\n\nLast checkpoint: `{run['checkpoint']}`" if run.get("checkpoint")
+        text += (f"\n\nLast checkpoint: {md_code(run['checkpoint'])}" if run.get("checkpoint")
                  else "\n\nNo checkpoint was written.")
     return text
 

@@ -11,7 +11,7 @@ from ffclr.errors import FfclrError
 from ffclr.eval.evaluate import run_probe as fit_and_score
 from ffclr.workspace import Workspace
 from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choices,
-                       dataset_choices, guard, ok_md, split_choices)
+                       dataset_choices, guard, md_text, ok_md, plotly_text, split_choices)
 
 METHODS = {"logistic regression, L-BFGS (CV-chosen regularisation)": "lbfgs",
            "Adam + focal loss (the seed's probe)": "adam"}
@@ -65,7 +65,7 @@ def confusion_figure(metrics: dict):
     matrix = metrics["confusion"]
     keep = [i for i in range(len(names)) if sum(matrix[i]) or sum(row[i] for row in matrix)]
     z = [[matrix[i][j] for j in keep] for i in keep]
-    labels = [names[i] for i in keep]
+    labels = [plotly_text(names[i]) for i in keep]
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="Blues", text=z,
                                texttemplate="%{text}", hovertemplate="true %{y}<br>predicted "
                                "%{x}<br>%{z} crops<extra></extra>"))
@@ -80,10 +80,10 @@ def headline(report) -> str:
     base = m.get("baseline") or {}
     unseen = m.get("unseen_in_train") or []
     text = (f"Probe run #{report.run_id}: top-1 **{m['top1']:.1%}**, macro-F1 "
-            f"**{m['macro_f1']:.3f}** (majority class {base.get('class', '?')}: top-1 "
+            f"**{m['macro_f1']:.3f}** (majority class {md_text(base.get('class', '?'))}: top-1 "
             f"{base.get('top1', float('nan')):.1%}).")
     if unseen:
-        text += f" Test classes never seen in training: {', '.join(unseen)}."
+        text += f" Test classes never seen in training: {md_text(', '.join(unseen))}."
     return text
 
 

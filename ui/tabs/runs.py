@@ -9,8 +9,8 @@ import gradio as gr
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, checkpoint_choices, fmt_duration, guard, ok_md, open_store,
-                       run_dataset, run_duration, run_label)
+from ui.common import (Context, checkpoint_choices, fmt_duration, guard, md_code, ok_md,
+                       open_store, run_dataset, run_duration, run_label)
 
 RUN_COLUMNS = ["id", "kind", "name", "dataset", "status", "created", "duration", "key metrics"]
 KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy", "knn_top1",
@@ -153,7 +153,7 @@ def delete_run(workspace: Workspace, run_id: int | None, confirmed: bool) -> str
         for path in files:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         store.delete_run(int(run_id))
-    removed = ", ".join(f"`{p.relative_to(workspace.root)}`" for p in files) or "no files"
+    removed = ", ".join(md_code(p.relative_to(workspace.root)) for p in files) or "no files"
     return f"Deleted run #{run_id} ({removed})."
 
 
