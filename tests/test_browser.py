@@ -2,6 +2,9 @@
 (click, relabel) → Probe (CSV) → Classify (drop an image, then a whole schematic) → Runs, with a
 screenshot of each tab; all along, the page must request nothing from any host but 127.0.0.1.
 
+The demo data's majority class is named like HTML (`HOSTILE`): on every tab the page title stays,
+no element is injected, and where the class is shown it reads as text.
+
 Screenshots go to test-artifacts/screenshots/ (printed at the end).
 """
 from __future__ import annotations
@@ -12,6 +15,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from test_ui_hostile_names import HOSTILE, write_hostile_export
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -32,7 +37,10 @@ def app(tmp_path_factory):
     from ffclr.workspace import resolve_workspace
     from ui.serve import start_app
 
+    from ui.tabs.data import DEMO_IMAGES, demo_export_dir
+
     workspace = resolve_workspace(tmp_path_factory.mktemp("browser") / "ws")
+    write_hostile_export(demo_export_dir(workspace), images=DEMO_IMAGES, missing_image=False)
     demo, url = start_app(workspace)
     yield workspace, url
     demo.close()
@@ -101,6 +109,37 @@ def choose(page, elem_id: str, option: str) -> None:
     page.locator('[data-testid="dropdown-option"]').filter(has_text=exact).first.click()
 
 
+def assert_names_are_text(page, tab: str, shown_in: str | None = None) -> None:
+    """No script ran (title unchanged), no element came from a name, and the hostile class
+    name reads as text in `#shown_in`."""
+    state = page.evaluate("""() => ({title: document.title, injected: [...document.querySelectorAll(
+        'img')].filter((img) => img.hasAttribute('onerror') || img.getAttribute('src') === 'x')
+        .length})""")
+    assert state == {"title": "ffclr", "injected": 0}, f"{tab}: {state}"
+    if shown_in:
+        wait_text(page, shown_in, HOSTILE[:10])
+
+
+def hover_hostile_point(page, crop_id: int) -> tuple[float, float]:
+    """Hover points of the hostile class (the trace holding crop `crop_id`) until one shows its
+    tooltip; returns where it is."""
+    index = page.evaluate("""(crop) => document.querySelector('#explore-plot .js-plotly-plot')
+        .data.findIndex((trace) => trace.customdata.includes(crop))""", crop_id)
+    assert index >= 0, "no trace of the hostile class on the map"
+    points = page.locator("#explore-plot .scatterlayer .trace").nth(index).locator(".point")
+    for n in range(min(points.count(), 20)):
+        box = points.nth(n).bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.wait_for_timeout(200)
+        assert page.title() == "ffclr", "hovering a point ran a script from its class name"
+        tooltip = page.locator("#umap-tooltip")
+        if tooltip.is_visible() and HOSTILE in tooltip.inner_text():
+            assert tooltip.locator("img").count() == 1
+            return x, y
+    raise AssertionError("no point of the hostile class showed its name in the tooltip")
+
+
 def curve_points(page) -> int:
     return page.evaluate("() => { const gd = document.querySelector('#pretrain-plot "
                          ".js-plotly-plot'); return gd && gd.data ? gd.data[0].x.length : 0; }")
@@ -117,6 +156,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
         dataset = store.dataset("demo")
         n_crops = len(store.crops(dataset["id"]))
     assert f"{n_crops} crops" in text_of(page, "data-summary")
+    assert_names_are_text(page, "Data", "data-table")
     shot(page, "1-data")
 
     # Pretrain: a tiny CPU run; the curve advances; a reload shows the same run; cancel
@@ -147,6 +187,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     with workspace.open_store() as store:
         run = store.run(run_id)
     assert run["status"] == "cancelled" and Path(run["checkpoint"]).is_file()
+    assert_names_are_text(page, "Pretrain")
 
     # Explore: map, hover thumbnail, click a point, relabel it, find the edit in the store
     open_tab(page, "Explore")
@@ -154,12 +195,15 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     points = page.locator("#explore-plot .scatterlayer .point")
     points.first.wait_for()
     assert points.count() == n_crops
-    box = points.nth(5).bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.wait_for_selector("#umap-tooltip img", state="visible")
+    with workspace.open_store() as store:
+        hostile = next(c["class_index"] for c in store.classes(dataset["id"])
+                       if c["name"] == HOSTILE)
+        hostile_crop = next(c["id"] for c in store.crops(dataset["id"]) if c["label"] == hostile)
+    x, y = hover_hostile_point(page, hostile_crop)
+    assert_names_are_text(page, "Explore (hover)")
     page.mouse.click(x, y)
     wait_text(page, "explore-info", "Crop #")
+    assert_names_are_text(page, "Explore (click)", "explore-info")
     crop_id = int(text_of(page, "explore-info").split("Crop #")[1].split()[0])
     with workspace.open_store() as store:
         crop = store.crop(crop_id)
@@ -167,6 +211,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     new = next(c for c in classes if c["class_index"] != crop["label"])
     choose(page, "explore-label", new["name"])
     wait_text(page, "explore-status", "Saved")
+    assert_names_are_text(page, "Explore (relabel)", "explore-status")
     with workspace.open_store() as store:
         assert store.crop(crop_id)["label"] == new["class_index"]
         assert store.label_edits(crop_id)[-1]["new_class_index"] == new["class_index"]
@@ -183,6 +228,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     open_tab(page, "Probe")
     page.get_by_role("button", name="Fit probe").click()
     wait_text(page, "probe-status", "Probe run #")
+    assert_names_are_text(page, "Probe", "probe-status")
     with page.expect_download() as download:
         page.locator("#probe-csv").click()
     csv_path = SHOTS.parent / "probe-metrics.csv"
@@ -207,6 +253,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     page.get_by_role("button", name="Find symbols").click()
     wait_text(page, "detect-status", "symbols in 1 drawing")
     page.wait_for_selector("#detect-coco", state="visible")
+    assert_names_are_text(page, "Classify")
     shot(page, "5-classify")
 
     # Runs: the import, the pretraining and the probe are all there
@@ -215,6 +262,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     wait_text(page, "runs-table", "probe")
     table = text_of(page, "runs-table")
     assert "import" in table and "pretrain" in table and "cancelled" in table
+    assert_names_are_text(page, "Runs")
     shot(page, "6-runs")
     assert os.listdir(SHOTS)
     assert not outside_requests, \
