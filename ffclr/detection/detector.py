@@ -114,7 +114,7 @@ def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray 
 
 
 def encoder_features(encoder, pixels: np.ndarray) -> np.ndarray:
-    """(N, feature_dim) float32 features of uint8 crops, under bf16 autocast on CPU: fitting and
+    """(N, feature_dim) float32 features of uint8 crops, bf16 and channels-last on CPU: fitting and
     detection both use it, so the probe sees the same features."""
     import torch
 
@@ -125,7 +125,7 @@ def encoder_features(encoder, pixels: np.ndarray) -> np.ndarray:
     device = next(encoder.model.parameters()).device
     dtype = torch.bfloat16 if device.type == "cpu" else None
     return embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std, device=device,
-                       dtype=dtype, batch_size=128).numpy()
+                       dtype=dtype, batch_size=128, channels_last=True).numpy()
 
 
 def probe_features(detector: Detector, image: Image.Image, boxes: np.ndarray) -> np.ndarray:

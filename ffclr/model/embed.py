@@ -1,8 +1,9 @@
 """Backbone features of a batch of uint8 crops: the one embedding routine of ffclr.
 
 The training monitor, evaluation, classification and detection all call `embed_uint8`; they
-differ only in the device and autocast dtype they ask for (evaluation in full precision,
-detection and the monitor in bf16 where the CPU has it).
+differ only in the device, autocast dtype and memory format they ask for (evaluation in full
+precision, the monitor in the training precision, detection in bf16 and channels-last where the
+CPU has bf16).
 """
 from __future__ import annotations
 
@@ -27,12 +28,15 @@ def embed_uint8(backbone: nn.Module, images: torch.Tensor | np.ndarray, *,
                 mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                 batch_size: int = BATCH_SIZE, normalise: bool = False,
+                channels_last: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """(N, feature_dim) float32 CPU features of uint8 (N, S, S, 3) crops.
 
     `backbone` maps a normalised float batch to features; it runs in eval mode (its previous
     mode is restored), without gradients, under autocast to `dtype` when given. `normalise`
-    L2-normalises each row. `progress(done, total)` is called after each batch.
+    L2-normalises each row. `channels_last` feeds the batch in that memory format (faster with
+    bf16 on CPU; in full precision it changes the features in the last bits, so evaluation keeps
+    the default). `progress(done, total)` is called after each batch.
     """
     images = torch.as_tensor(images)
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
@@ -43,7 +47,9 @@ def embed_uint8(backbone: nn.Module, images: torch.Tensor | np.ndarray, *,
         with torch.inference_mode(), autocast(device, dtype):
             for start in range(0, len(images), batch_size):
                 x = to_model_input(images[start:start + batch_size].to(device), mean, std)
-                features = backbone(x.contiguous(memory_format=torch.channels_last)).float()
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                features = backbone(x).float()
                 if normalise:
                     features = nn.functional.normalize(features, dim=1)
                 chunks.append(features.cpu())

@@ -1,0 +1,30 @@
+"""`embed_uint8`, the one embedding routine: in full precision the features of a plain forward
+pass in eval mode, bit for bit (so cached and fresh features agree); the model's mode is
+restored."""
+from __future__ import annotations
+
+import torch
+
+from ffclr.data.preprocess import to_model_input
+from ffclr.model.embed import embed_uint8
+from ffclr.model.networks import FeatureExtractor, SimCLRModel
+
+
+def test_full_precision_features_equal_a_plain_forward_pass_bit_for_bit():
+    torch.manual_seed(0)
+    backbone = FeatureExtractor(SimCLRModel("resnet18", out_dim=8, small_stem=True))
+    images = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    backbone.train()
+    features = embed_uint8(backbone, images, mean=(0.5,) * 3, std=(0.25,) * 3)
+    in_pairs = embed_uint8(backbone, images, mean=(0.5,) * 3, std=(0.25,) * 3, batch_size=2)
+    assert backbone.training
+    with torch.no_grad():
+        expected = backbone.eval()(to_model_input(images, (0.5,) * 3, (0.25,) * 3))
+    assert features.dtype == torch.float32 and torch.equal(features, expected)
+    assert torch.allclose(in_pairs, expected, atol=1e-4)
+    normalised = embed_uint8(backbone, images.numpy(), mean=(0.5,) * 3, std=(0.25,) * 3,
+                             normalise=True)
+    assert torch.allclose(normalised.norm(dim=1), torch.ones(5), atol=1e-6)
+    assert torch.allclose(normalised, torch.nn.functional.normalize(expected, dim=1), atol=1e-6)
+    assert embed_uint8(backbone, images[:0]).shape == (0, 512)
