@@ -87,12 +87,17 @@ def start_pretrain(workspace: Workspace, config: PretrainConfig) -> int:
     return run_id
 
 
+def _existing_run(store, run_id: int, workspace: Workspace) -> dict:
+    run = store.run(run_id)
+    if run is None:
+        raise FfclrError(f"no run with id {run_id} in {workspace.root}")
+    return run
+
+
 def cancel(workspace: Workspace, run_id: int) -> None:
     """Ask a queued or running job to stop (a finished one is left alone)."""
     with workspace.open_store() as store:
-        run = store.run(run_id)
-        if run is None:
-            raise FfclrError(f"no run with id {run_id}")
+        run = _existing_run(store, run_id, workspace)
         if run["status"] not in ("queued", "running"):
             return
         store.request_cancel(run_id)
@@ -104,9 +109,7 @@ def status(workspace: Workspace, run_id: int) -> dict:
     """The run's row (status, config, summary, checkpoint, error) plus its latest metrics."""
     with workspace.open_store() as store:
         store.mark_interrupted_runs()
-        run = store.run(run_id)
-        if run is None:
-            raise FfclrError(f"no run with id {run_id}")
+        run = _existing_run(store, run_id, workspace)
         if run["status"] == "queued" and not run_alive(run):
             store.finish_run(run_id, "interrupted", error="the queued worker process is gone")
             run = store.run(run_id)
@@ -174,9 +177,7 @@ def watch_log(path: Path, max_bytes: int) -> threading.Event:
 def run_job(workspace: Workspace, run_id: int) -> int:
     """The worker's side: wait for its turn, train with the stored config, record the outcome."""
     with workspace.open_store() as store:
-        run = store.run(run_id)
-        if run is None:
-            raise FfclrError(f"no run with id {run_id} in {workspace.root}")
+        run = _existing_run(store, run_id, workspace)
         store.update_run(run_id, pid=os.getpid())
     workspace.root.mkdir(parents=True, exist_ok=True)
     log, log_limit = worker_log(workspace, run_id), env_limit(LOG_MB_ENV, DEFAULT_LOG_MB) * 2**20
