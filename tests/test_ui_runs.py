@@ -73,6 +73,25 @@ def test_deleting_a_probe_run_keeps_the_encoder_checkpoint_it_used(workspace):
     assert checkpoint.is_file() and not probe_dir.exists()
 
 
+def test_deleting_a_run_keeps_a_folder_another_run_shares(workspace):
+    finished, active, checkpoint = _make_runs(workspace)
+    name = checkpoint.parent.name
+    later = checkpoint.parent / "checkpoint_0002.pth.tar"
+    later.write_bytes(b"y")
+    board = workspace.runs / name
+    board.mkdir(parents=True)
+    with workspace.open_store() as store:
+        resumed = store.create_run("pretrain", {"arch": "resnet18"}, name=name)
+        store.finish_run(resumed, "finished", checkpoint=str(later))
+        probe = store.create_run("probe", {"checkpoint": str(checkpoint)})
+        store.finish_run(probe, "finished", checkpoint=str(checkpoint))
+    runs.delete_run(workspace, finished, confirmed=True)
+    assert checkpoint.is_file() and later.is_file() and board.is_dir()
+    runs.delete_run(workspace, probe, confirmed=True)
+    runs.delete_run(workspace, resumed, confirmed=True)
+    assert not checkpoint.parent.exists() and not board.exists()
+
+
 def test_run_checkpoint_for_open_in_explore(workspace):
     finished, active, checkpoint = _make_runs(workspace)
     assert runs.run_checkpoint(workspace, finished) == str(checkpoint.resolve())

@@ -112,11 +112,21 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def run_files(workspace: Workspace, run: dict) -> list[Path]:
-    """The run's own folders inside the workspace, never anything else.
+def _claims(run: dict) -> tuple[set[str], set[Path]]:
+    """The names and files a run refers to: a folder or file another run claims is kept."""
+    names = {run["name"]} if run["kind"] == "pretrain" and run.get("name") else set()
+    files = {Path(run["checkpoint"]).resolve()} if run.get("checkpoint") else set()
+    files |= {Path(p).resolve() for p in ((run.get("summary") or {}).get("files") or {}).values()}
+    return names, files
+
+
+def run_files(workspace: Workspace, run: dict, others: list[dict] = ()) -> list[Path]:
+    """The run's own folders and files inside the workspace, never anything else.
 
     A pretraining run owns its checkpoint folder and its TensorBoard folder; a probe run owns
-    the folder of its files (`probes/run_<id>`); an import owns none (its dataset stays).
+    the folder of its files (`probes/run_<id>`); an import owns none (its dataset stays). A
+    folder that another run of `others` also uses (the same run name, say after a resume, or a
+    probe that read its checkpoint) is kept, and only the files this run alone refers to go.
     """
     candidates: list[tuple[Path, Path]] = []
     if run["kind"] == "pretrain":
@@ -129,11 +139,22 @@ def run_files(workspace: Workspace, run: dict) -> list[Path]:
         files = run["summary"].get("files") or {}
         for path in files.values():
             candidates.append((Path(path).parent, workspace.root / "probes"))
+    other_names, other_files = set(), set()
+    for other in others:
+        if other["id"] != run["id"]:
+            names, files = _claims(other)
+            other_names |= names
+            other_files |= files
+    own_files = _claims(run)[1] - other_files
     found: list[Path] = []
     for candidate, root in candidates:
-        if candidate.exists() and _inside(candidate, root) \
-                and candidate.resolve() not in [f.resolve() for f in found]:
-            found.append(candidate)
+        if not (candidate.exists() and _inside(candidate, root)):
+            continue
+        folder = candidate.resolve()
+        shared = candidate.name in other_names or any(f.is_relative_to(folder) for f in other_files)
+        chosen = ([f for f in own_files if f.is_file() and f.is_relative_to(folder)]
+                  if shared else [folder])
+        found.extend(p for p in chosen if p not in found)
     return found
 
 
@@ -149,11 +170,11 @@ def delete_run(workspace: Workspace, run_id: int | None, confirmed: bool) -> str
             raise FfclrError(f"no run #{run_id}")
         if run["status"] in ACTIVE:
             raise FfclrError(f"run #{run_id} is {run['status']}: cancel it first")
-        files = run_files(workspace, run)
+        files = run_files(workspace, run, store.runs())
         for path in files:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         store.delete_run(int(run_id))
-    removed = ", ".join(md_code(p.relative_to(workspace.root)) for p in files) or "no files"
+    removed = ", ".join(md_code(p.relative_to(workspace.root.resolve())) for p in files) or "no files"
     return f"Deleted run #{run_id} ({removed})."
 
 
