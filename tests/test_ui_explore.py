@@ -110,3 +110,21 @@ def test_compute_map_explains_missing_choices(explored):
         explore.compute_map(workspace, None, "demo")
     with pytest.raises(FfclrError, match="pick a dataset"):
         explore.compute_map(workspace, str(checkpoint), None)
+
+
+def test_only_the_most_recent_maps_stay_in_memory(explored, monkeypatch):
+    from collections import OrderedDict
+    from dataclasses import replace
+
+    from ui.tabs import explore
+
+    _, _, emap = explored
+    monkeypatch.setattr(explore, "_MAPS", OrderedDict())
+    keys = [f"map{i}" for i in range(explore.MAPS_KEPT + 1)]
+    for key in keys:
+        explore._keep_map(replace(emap, key=key))
+        if key != keys[0]:
+            explore.get_map(keys[1])
+    assert list(explore._MAPS) == keys[2:] + keys[1:2]
+    with pytest.raises(FfclrError, match="no longer in memory"):
+        explore.get_map(keys[0])

@@ -2,6 +2,7 @@
 among its neighbours, relabel it (saved at once, undoable), walk the most suspicious crops."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +52,28 @@ class ExploreMap:
             raise FfclrError(f"crop #{crop_id} is not on this map") from None
 
 
-_MAPS: dict[str, ExploreMap] = {}
+MAPS_KEPT = 4
+_MAPS: OrderedDict[str, ExploreMap] = OrderedDict()
+"""The most recently used maps; embeddings and layouts stay cached on disk, so a dropped map
+is computed again quickly."""
 
 
 def get_map(key: str | None) -> ExploreMap:
-    if not key or key not in _MAPS:
+    if not key:
         raise FfclrError("compute the map first (pick a checkpoint and a dataset)")
+    if key not in _MAPS:
+        raise FfclrError(f"this map is no longer in memory (the app keeps the {MAPS_KEPT} most "
+                         "recent): press Compute map again")
+    _MAPS.move_to_end(key)
     return _MAPS[key]
+
+
+def _keep_map(emap: ExploreMap) -> ExploreMap:
+    _MAPS[emap.key] = emap
+    _MAPS.move_to_end(emap.key)
+    while len(_MAPS) > MAPS_KEPT:
+        _MAPS.popitem(last=False)
+    return emap
 
 
 def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | None,
@@ -73,7 +89,7 @@ def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | Non
     embeddings = embed_crop_set(crop_set, checkpoint, workspace, progress=progress)
     key = f"{embeddings.key}:{dataset}:{split or 'all'}"
     if key in _MAPS:
-        return _MAPS[key]
+        return get_map(key)
     if progress:
         progress(1, 3, "UMAP layout")
     coords = embeddings.umap(workspace)
@@ -84,13 +100,12 @@ def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | Non
     issues = label_issues(features, crop_set.labels, len(crop_set.class_names))
     with open_store(workspace) as store:
         splits = {c["id"]: c["split"] for c in store.crops(store.dataset(dataset)["id"])}
-    _MAPS[key] = ExploreMap(
+    return _keep_map(ExploreMap(
         key=key, dataset=dataset, crop_ids=[int(c) for c in crop_set.crop_ids],
         paths=list(crop_set.paths), splits=[splits.get(c, "") for c in crop_set.crop_ids],
         class_names=list(crop_set.class_names), coords=coords, features=features,
         outlier_distance=distance, quality=issues.quality, suggested=issues.suggested,
-        flagged=issues.is_issue, order=suspicion_order(issues, distance))
-    return _MAPS[key]
+        flagged=issues.is_issue, order=suspicion_order(issues, distance)))
 
 
 def current_labels(workspace: Workspace, emap: ExploreMap) -> list[int]:
