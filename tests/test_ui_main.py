@@ -96,3 +96,18 @@ def test_the_default_queue_size_is_the_apps():
     from ui import build
 
     assert serve.DEFAULT_QUEUE_SIZE == build.QUEUE_SIZE
+
+
+def test_result_folders_keep_only_the_newest(workspace):
+    import os
+
+    from ui.common import result_folder
+
+    made = []
+    for i in range(5):
+        folder = result_folder(workspace, "detections", keep=3)
+        (folder / "drawn.png").write_bytes(b"x")
+        os.utime(folder, (1000 + i, 1000 + i))
+        made.append(folder)
+    kept = sorted(p for p in (workspace.cache / "detections").iterdir())
+    assert kept == sorted(made[2:]) and all(p.parent == workspace.cache / "detections" for p in made)

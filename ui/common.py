@@ -5,6 +5,8 @@ import functools
 import html
 import logging
 import re
+import shutil
+import tempfile
 import traceback
 import zipfile
 from contextlib import contextmanager
@@ -135,6 +137,19 @@ def file_url(path: str | Path) -> str:
 
 
 # dropdown choices
+
+
+def result_folder(workspace: Workspace, kind: str, keep: int = 8) -> Path:
+    """A new folder under `cache/<kind>/` for one request's output files, removing all but the
+    `keep` newest earlier ones (Gradio copies returned files to its own cache, and a few recent
+    folders outlive a slow download)."""
+    parent = workspace.cache / kind
+    parent.mkdir(parents=True, exist_ok=True)
+    earlier = sorted((p for p in parent.iterdir() if p.is_dir() and not p.is_symlink()),
+                     key=lambda p: p.stat().st_mtime)
+    for old in earlier[:max(len(earlier) - keep + 1, 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=parent))
 
 
 def dataset_choices(workspace: Workspace) -> list[str]:

@@ -2,7 +2,6 @@
 (`ffclr.eval.classify`); whole schematics go through a fitted detector (`ui.schematics`)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -13,7 +12,7 @@ from ffclr.workspace import Workspace
 from ui import schematics
 from ui.common import (Context, check_image_upload, checkpoint_and_dataset_updates,
                        checkpoint_choices, dataset_choices, guard, md_code, md_text, ok_md,
-                       open_store, user_message, warn)
+                       open_store, result_folder, user_message, warn)
 
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "probability", "unknown symbol", "top-k",
@@ -238,7 +237,7 @@ def build_schematics(ctx: Context) -> None:
 
     @guard(4)
     def on_detect(detector, paths, progress=gr.Progress()):
-        out = Path(tempfile.mkdtemp(prefix="ffclr-detect-"))
+        out = result_folder(ws, "detections")
         result = schematics.detect(ws, detector, paths, out,
                                    lambda d, t, m: progress((d, t) if t else None, desc=m))
         return (detect_message(result), result["drawn"], result["rows"] or None,
