@@ -89,6 +89,16 @@ def _normalised_crop(row: dict, split: str) -> dict:
     return row
 
 
+MAX_TAG_CHARS = 64
+
+
+def _tag_text(tag: str) -> str:
+    text = tag.strip() if isinstance(tag, str) else ""
+    if not text or len(text) > MAX_TAG_CHARS:
+        raise ValueError(f"tag {tag!r}: give 1-{MAX_TAG_CHARS} characters")
+    return text
+
+
 _COMPARED = ("class_index", "bbox", "crop_bbox", "path", "sha256", "source_image")
 
 
@@ -457,6 +467,29 @@ class Store:
             "VALUES (?, ?, ?, ?, ?)", [crop_id, crop[1], new_class_index, now(), note])
         return cursor.lastrowid
 
+    def relabel_many(self, crop_ids: Iterable[int], new_class_index: int,
+                     note: str | None = None) -> int:
+        """Relabel several crops in ONE transaction, each with its own edit (so each crop's undo
+        still works); crops already of that label get no edit. Returns the edits appended; an
+        unknown crop or class raises KeyError and nothing is written."""
+        with self.write() as conn:
+            appended = 0
+            for crop_id in dict.fromkeys(crop_ids):
+                if self._label(conn, crop_id) != new_class_index:
+                    self._append_edit(conn, crop_id, new_class_index, note)
+                    appended += 1
+            return appended
+
+    @staticmethod
+    def _label(conn: sqlite3.Connection, crop_id: int) -> int:
+        row = conn.execute(
+            "SELECT COALESCE((SELECT e.new_class_index FROM label_edits e WHERE e.crop_id = c.id "
+            "ORDER BY e.id DESC LIMIT 1), c.class_index) FROM crops c WHERE c.id = ?",
+            [crop_id]).fetchone()
+        if row is None:
+            raise KeyError(f"no crop with id {crop_id}")
+        return row[0]
+
     def undo_relabel(self, crop_id: int) -> int | None:
         """Append an edit restoring the label before the latest edit not yet undone.
 
@@ -481,6 +514,37 @@ class Store:
             return self._query("SELECT * FROM label_edits WHERE crop_id = ? ORDER BY id", [crop_id])
         return self._query("SELECT e.* FROM label_edits e JOIN crops c ON c.id = e.crop_id "
                            "WHERE c.dataset_id = ? ORDER BY e.id", [dataset_id])
+
+    # tags
+
+    def tag_crops(self, crop_ids: Iterable[int], tag: str) -> int:
+        """Give the crops a tag (text, stripped, not empty); returns how many did not have it.
+        An unknown crop raises KeyError and nothing is written."""
+        tag = _tag_text(tag)
+        with self.write() as conn:
+            added = 0
+            for crop_id in dict.fromkeys(crop_ids):
+                if not conn.execute("SELECT 1 FROM crops WHERE id = ?", [crop_id]).fetchone():
+                    raise KeyError(f"no crop with id {crop_id}")
+                added += conn.execute("INSERT OR IGNORE INTO crop_tags (crop_id, tag, time) "
+                                      "VALUES (?, ?, ?)", [crop_id, tag, now()]).rowcount
+            return added
+
+    def untag_crops(self, crop_ids: Iterable[int], tag: str) -> int:
+        """Take the tag off the crops; returns how many had it."""
+        tag = _tag_text(tag)
+        with self.write() as conn:
+            return sum(conn.execute("DELETE FROM crop_tags WHERE crop_id = ? AND tag = ?",
+                                    [crop_id, tag]).rowcount for crop_id in dict.fromkeys(crop_ids))
+
+    def crop_tags(self, dataset_id: int) -> dict[int, list[str]]:
+        """Crop id → its tags (sorted), for the dataset's tagged crops."""
+        tags: dict[int, list[str]] = {}
+        for row in self._query("SELECT t.crop_id, t.tag FROM crop_tags t JOIN crops c ON "
+                               "c.id = t.crop_id WHERE c.dataset_id = ? ORDER BY t.crop_id, t.tag",
+                               [dataset_id]):
+            tags.setdefault(row["crop_id"], []).append(row["tag"])
+        return tags
 
     # runs and metrics
 

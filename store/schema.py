@@ -95,6 +95,47 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX set_aside_edits_dataset ON set_aside_edits (dataset_id, id)
     """,
+    """
+    CREATE TABLE drawings (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        file_name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        split TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'new',
+        added_at TEXT NOT NULL,
+        annotated_at TEXT,
+        UNIQUE (dataset_id, sha256)
+    );
+    CREATE TABLE annotation_edits (
+        id INTEGER PRIMARY KEY,
+        drawing_id INTEGER NOT NULL REFERENCES drawings(id) ON DELETE CASCADE,
+        box_id INTEGER NOT NULL,
+        batch INTEGER,
+        who TEXT NOT NULL,
+        action TEXT NOT NULL,
+        old_bbox TEXT,
+        new_bbox TEXT,
+        old_class_index INTEGER,
+        new_class_index INTEGER,
+        score REAL,
+        undoes INTEGER,
+        time TEXT NOT NULL
+    );
+    CREATE INDEX annotation_edits_drawing ON annotation_edits (drawing_id, id);
+    CREATE TABLE crop_tags (
+        crop_id INTEGER NOT NULL REFERENCES crops(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        time TEXT NOT NULL,
+        PRIMARY KEY (crop_id, tag)
+    );
+    ALTER TABLE crops ADD COLUMN drawing_id INTEGER REFERENCES drawings(id) ON DELETE CASCADE;
+    CREATE INDEX crops_drawing ON crops (drawing_id);
+    INSERT INTO counters (name, value) VALUES ('boxes', 0)
+    """,
 ]
 """2: `runs.pid_start` (the worker's `process_identity`, so a reused pid is not taken for it) and
 `counters`, the highest run id ever given, so a deleted run's id is never reused."""
@@ -102,5 +143,10 @@ MIGRATIONS: list[str] = [
 `set_aside_edits`: label edits whose crop no longer matches the symbol they were made on (its box
 or image changed, or it left the export on a re-import), kept with that symbol's identity instead
 of being applied to another one."""
+"""4: new drawings labelled in the app. `drawings` (images added to a dataset, kept under
+`drawings/<dataset>/` of the workspace), `annotation_edits` (append-only: the boxes of a drawing
+are the replay of its edits; edits of one action share `batch`, an undo names the edit it
+`undoes`), `crops.drawing_id` (the crops a finished drawing gave; an import never touches them),
+`crop_tags` (Explore's tags) and the `boxes` counter (box ids are never given twice)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
