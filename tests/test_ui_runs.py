@@ -119,3 +119,44 @@ def test_app_serves_on_localhost_and_answers_gradio_client(workspace, served):
     assert ids == [active, finished]
     compared, _status = client.predict(finished, active, api_name="/compare_runs")
     assert ["config.arch", "resnet18", "resnet50"] in compared["data"]
+
+
+def test_compare_shortens_long_values_so_both_runs_stay_in_view(workspace):
+    from ui.build import build_app
+    from ui_wiring import component
+
+    long_path = str(workspace.root / ("folder-" * 20) / "checkpoint_0001.pth.tar")
+    with workspace.open_store() as store:
+        first = store.create_run("pretrain", {"data": long_path, "arch": "resnet18"})
+        second = store.create_run("pretrain", {"data": "short", "arch": "resnet50"})
+    rows = {r[0]: r[1:] for r in runs.compare_runs(workspace, first, second)}
+    shown, other = rows["config.data"]
+    assert len(shown) <= runs.VALUE_CHARS and shown.endswith("checkpoint_0001.pth.tar")
+    assert other == "short" and rows["config.arch"] == ["resnet18", "resnet50"]
+    table = component(build_app(workspace), "runs-compare-table")
+    assert table.wrap and len(table.column_widths) == len(runs.COMPARE_COLUMNS)
+
+
+def test_the_delete_message_stays_and_compare_drops_the_deleted_run(workspace):
+    """Deleting unpicks the run, whose change handler used to blank the status a moment
+    later; the compare table showing the deleted run is cleared."""
+    from ui.build import build_app
+    from ui_wiring import call, skipped
+
+    finished, active, _ = _make_runs(workspace)
+    demo = build_app(workspace)
+    table, status, compared = call(demo, "runs-compare", "click", finished, active).values()
+    assert ["config.arch", "resnet18", "resnet50"] in table and compared == [finished, active]
+    deleted = call(demo, "runs-delete", "click", finished, True, "", compared)
+    assert f"Deleted run #{finished}" in deleted["runs-status"]
+    assert deleted["runs-a"]["value"] is None and deleted["runs-b"]["value"] is None
+    assert finished not in [v for _, v in deleted["runs-a"]["choices"]]
+    assert deleted["runs-compare-table"] is None and [] in deleted.values()
+    picked = call(demo, "runs-a", "change", None)
+    assert skipped(picked["runs-status"]), "the change after a delete blanked its message"
+    assert call(demo, "runs-a", "change", active)["runs-status"] == ""
+    with workspace.open_store() as store:
+        probe = store.create_run("probe", {})
+        store.finish_run(probe, "finished")
+    unrelated = call(demo, "runs-delete", "click", probe, True, "", [active, active])
+    assert skipped(unrelated["runs-compare-table"])

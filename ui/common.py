@@ -97,6 +97,21 @@ def warn(message: str) -> None:
     gr.Warning(html.escape(message))
 
 
+def info(message: str) -> None:
+    """An information toast showing `message` as text, seen wherever the page is scrolled."""
+    gr.Info(html.escape(message))
+
+
+def short_text(value: Any, limit: int = 40) -> str:
+    """`value` as text of at most `limit` characters: a longer one keeps its start and its end
+    (where a path's file name is) around an ellipsis, so a table column stays narrow."""
+    text = " ".join(str(value).split())
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 3
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head):]}"
+
+
 def error_md(message: str) -> str:
     """An error line for a `gr.Markdown`, `message` shown as text."""
     text = "<br>".join(html.escape(line) for line in str(message).splitlines())

@@ -4,19 +4,24 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 from ui.common import (Context, checkpoint_choices, fmt_duration, guard, md_code, ok_md,
-                       open_store, run_dataset, run_duration, run_label)
+                       open_store, run_dataset, run_duration, run_label, short_text)
 
 RUN_COLUMNS = ["id", "kind", "name", "dataset", "status", "created", "duration", "key metrics"]
 KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy", "knn_top1",
                "epochs", "final_loss")
 KEY_METRICS = ("loss", "knn_top1", "views_per_s")
 ACTIVE = ("queued", "running")
+COMPARE_COLUMNS = ["field", "run A", "run B"]
+COMPARE_WIDTHS = ["26%", "37%", "37%"]
+VALUE_CHARS = 60
+"""Compared values longer than this (paths, mostly) keep their start and end."""
 
 
 def _fmt(value) -> str:
@@ -92,8 +97,9 @@ def compare_runs(workspace: Workspace, run_a: int | None, run_b: int | None) -> 
         _flatten("metric", run["latest_metrics"], values)
         flat.append(values)
     keys = list(dict.fromkeys([*flat[0], *flat[1]]))
-    return [[k, _fmt(flat[0].get(k, "")), _fmt(flat[1].get(k, ""))] for k in keys
-            if flat[0].get(k) is not None or flat[1].get(k) is not None]
+    return [[k, *(short_text(_fmt("" if values.get(k) is None else values[k]), VALUE_CHARS)
+                  for values in flat)]
+            for k in keys if flat[0].get(k) is not None or flat[1].get(k) is not None]
 
 
 def run_checkpoint(workspace: Workspace, run_id: int | None) -> str:
@@ -178,6 +184,25 @@ def delete_run(workspace: Workspace, run_id: int | None, confirmed: bool) -> str
     return f"Deleted run #{run_id} ({removed})."
 
 
+def show_run(workspace: Workspace, run_id: int | None) -> tuple[dict, Any]:
+    """The picked run's details; the status line is cleared only when a run is picked, so the
+    message of a delete (which unpicks the run) stays."""
+    return run_details(workspace, run_id), ("" if run_id is not None else gr.skip())
+
+
+def after_delete(workspace: Workspace, run_id: int | None, confirmed: bool, kind: str,
+                 compared: list) -> tuple:
+    """Delete the run; the status, the refreshed table, both run pickers emptied, the
+    confirmation unticked, and the compare table (and what it compares) cleared when it showed
+    the deleted run."""
+    message = delete_run(workspace, run_id, confirmed)
+    choices = run_choices(workspace)
+    stale = run_id in (compared or [])
+    return (ok_md(message), gr.update(value=runs_table(workspace, kind) or None),
+            gr.update(choices=choices, value=None), gr.update(choices=choices, value=None),
+            False, None if stale else gr.skip(), [] if stale else gr.skip())
+
+
 def build(ctx: Context, tab: gr.Tab) -> None:
     ws = ctx.workspace
     c = ctx.components
@@ -186,7 +211,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                                      value="", scale=1)
         c["runs_refresh"] = gr.Button("Refresh", scale=0, elem_id="runs-refresh")
     c["runs_table"] = gr.Dataframe(headers=RUN_COLUMNS, value=runs_table(ws) or None,
-                                   interactive=False, max_height=360, elem_id="runs-table")
+                                   interactive=False, max_height=360, wrap=True,
+                                   elem_id="runs-table")
     c["runs_status"] = gr.Markdown(elem_id="runs-status")
     with gr.Row():
         with gr.Column():
@@ -196,13 +222,24 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 c["runs_open_explore"] = gr.Button("Open checkpoint in Explore")
                 c["runs_open_probe"] = gr.Button("Open checkpoint in Probe")
             with gr.Row():
-                c["runs_confirm"] = gr.Checkbox(label="yes, delete it", value=False)
-                c["runs_delete"] = gr.Button("Delete run and its files", variant="stop")
+                c["runs_confirm"] = gr.Checkbox(label="yes, delete it", value=False,
+                                                elem_id="runs-confirm")
+                c["runs_delete"] = gr.Button("Delete run and its files", variant="stop",
+                                             elem_id="runs-delete")
         with gr.Column():
-            c["runs_b"] = gr.Dropdown(label="Compare with", choices=run_choices(ws))
-            c["runs_compare"] = gr.Button("Compare side by side")
-            c["runs_compare_table"] = gr.Dataframe(headers=["field", "run A", "run B"],
-                                                   interactive=False, max_height=480)
+            c["runs_b"] = gr.Dropdown(label="Compare with", choices=run_choices(ws),
+                                      elem_id="runs-b")
+            c["runs_compare"] = gr.Button("Compare side by side", elem_id="runs-compare")
+    c["runs_compare_table"] = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
+                                           max_height=480, wrap=True,
+                                           column_widths=COMPARE_WIDTHS,
+                                           elem_id="runs-compare-table")
+    compared = gr.State([])
+    _wire_runs(ctx, tab, compared)
+
+
+def _wire_runs(ctx: Context, tab: gr.Tab, compared: gr.State) -> None:
+    ws, c = ctx.workspace, ctx.components
 
     def refresh(kind, a, b):
         choices = run_choices(ws)
@@ -217,23 +254,16 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     c["runs_kind"].change(refresh, refresh_inputs, refresh_outputs)
     tab.select(refresh, refresh_inputs, refresh_outputs, show_progress="hidden")
 
-    c["runs_a"].change(guard(2, status_at=1)(lambda r: (run_details(ws, r), "")),
+    c["runs_a"].change(guard(2, status_at=1)(lambda r: show_run(ws, r)),
                        c["runs_a"], [c["runs_details"], c["runs_status"]])
-    c["runs_compare"].click(guard(2, status_at=1)(
-        lambda a, b: (compare_runs(ws, a, b), "")), [c["runs_a"], c["runs_b"]],
-        [c["runs_compare_table"], c["runs_status"]], api_name="compare_runs")
-
-    @guard(5, status_at=0)
-    def on_delete(run_id, confirmed, kind):
-        message = delete_run(ws, run_id, confirmed)
-        choices = run_choices(ws)
-        return (ok_md(message), gr.update(value=runs_table(ws, kind) or None),
-                gr.update(choices=choices, value=None), gr.update(choices=choices, value=None),
-                False)
-
-    c["runs_delete"].click(on_delete, [c["runs_a"], c["runs_confirm"], c["runs_kind"]],
-                           [c["runs_status"], c["runs_table"], c["runs_a"], c["runs_b"],
-                            c["runs_confirm"]], api_name="delete_run")
+    c["runs_compare"].click(guard(3, status_at=1)(
+        lambda a, b: (compare_runs(ws, a, b), "", [a, b])), [c["runs_a"], c["runs_b"]],
+        [c["runs_compare_table"], c["runs_status"], compared], api_name="compare_runs")
+    c["runs_delete"].click(
+        guard(7, status_at=0)(lambda *args: after_delete(ws, *args)),
+        [c["runs_a"], c["runs_confirm"], c["runs_kind"], compared],
+        [c["runs_status"], c["runs_table"], c["runs_a"], c["runs_b"], c["runs_confirm"],
+         c["runs_compare_table"], compared], api_name="delete_run")
 
 
 def wire(ctx: Context) -> None:
