@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ffclr.benchmarks import REAL_EXPORT
+from ffclr.detection.evaluation import coco_scores
 from ffclr.errors import FfclrError
 
 NAME = "detect"
@@ -68,40 +69,6 @@ def proposal_recall(detector, images) -> dict:
             "candidates_per_image": float(np.mean([n[1] for n in counts])),
             **{f"proposal_recall@{t}": float(np.mean(p >= t)) for t in (0.5, 0.7)},
             **{f"candidate_recall@{t}": float(np.mean(c >= t)) for t in (0.5, 0.7)}}
-
-
-def coco_scores(truth_file: Path, results, image_ids: list) -> dict:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO(str(truth_file))
-    id_of = {truth.imgs[i]["file_name"]: i for i in image_ids}
-    dets = [{"image_id": id_of[name], "category_id": d.category_id, "bbox": list(d.bbox),
-             "score": d.score} for name, _, found in results for d in found]
-    if not dets:
-        raise FfclrError("no detections at all on the valid schematics")
-    with contextlib.redirect_stdout(io.StringIO()):
-        evaluation = COCOeval(truth, truth.loadRes(dets), "bbox")
-        evaluation.params.imgIds = list(image_ids)
-        used = sorted({a["category_id"] for a in truth.anns.values() if a["image_id"] in id_of.values()})
-        evaluation.params.catIds = used
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    stats = evaluation.stats
-    precision = evaluation.eval["precision"]
-    per_class = []
-    for k, cat_id in enumerate(used):
-        p_all, p50 = precision[:, :, k, 0, -1], precision[0, :, k, 0, -1]
-        support = sum(1 for a in truth.anns.values() if a["category_id"] == cat_id
-                      and a["image_id"] in id_of.values())
-        per_class.append({"category_id": cat_id, "name": truth.cats[cat_id]["name"],
-                          "support": support,
-                          "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
-                          "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else None})
-    return {"mAP": float(stats[0]), "mAP50": float(stats[1]), "mAP75": float(stats[2]),
-            "AR100": float(stats[8]), "per_class": per_class}
 
 
 def threshold_scores(results, images, threshold: float) -> dict:

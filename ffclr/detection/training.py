@@ -1,5 +1,6 @@
-"""`fit_detector`: learn margins, the pixel filter, the probe with its background class and the
-score threshold from one labelled split of a COCO export."""
+"""`fit_detector` / `fit_labelled`: learn margins, the pixel filter, the probe with its background
+class and the score threshold from one labelled split of a COCO export, or from any list of
+labelled drawings."""
 from __future__ import annotations
 
 import os
@@ -93,6 +94,17 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
                  config: DetectorConfig = DetectorConfig(), seed: int = 0,
                  progress: Progress | None = None, encoder=None) -> Detector:
     """A detector fitted on the labelled drawings of `split` of a COCO export folder."""
+    data = read_labelled_split(export, split)
+    detector = fit_labelled(checkpoint, data, config, seed, progress, encoder)
+    detector.info.update({"split": split, "export": str(export)})
+    return detector
+
+
+def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
+                 config: DetectorConfig = DetectorConfig(), seed: int = 0,
+                 progress: Progress | None = None, encoder=None) -> Detector:
+    """A detector fitted on any list of labelled drawings (`data.images`, classes indexed over
+    `data.class_names`): a subset of an export, or drawings labelled in the app."""
     import torch
 
     from ffclr.model.checkpoint import load_encoder
@@ -102,13 +114,12 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
             progress(done, total, message)
 
     rng = np.random.default_rng(seed)
-    data = read_labelled_split(export, split)
     n_classes = len(data.class_names)
     encoder = encoder or load_encoder(checkpoint)
     encoder.model.to(memory_format=torch.channels_last)
     drawings = _read_drawings(data, config)
     if not drawings:
-        raise FfclrError(f"{export}: no readable image in split {split!r}")
+        raise FfclrError(f"none of the {len(data.images)} labelled drawings could be read")
     report(0, 4, f"{len(drawings)} drawings, {sum(len(d[2].boxes) for d in drawings)} boxes")
     margins = _fit_margins(drawings, n_classes)
     pixel_filter, proposals = _fit_pixel_filter(drawings, margins, config, n_classes, rng)
@@ -125,8 +136,7 @@ def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
     report(3, 4, "probe fitted")
     detector.score_threshold, detector.info = _choose_threshold(detector, drawings, rng)
-    detector.info.update({"split": split, "export": str(export), "images": len(drawings),
-                          "training_crops": int(len(labels)),
+    detector.info.update({"images": len(drawings), "training_crops": int(len(labels)),
                           "background_crops": int(np.sum(labels == n_classes)),
                           "checkpoint": str(checkpoint)})
     report(4, 4, f"score threshold {detector.score_threshold:.2f}")
