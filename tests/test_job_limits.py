@@ -29,7 +29,7 @@ def _run_count(workspace) -> int:
 def test_one_run_more_than_the_queue_limit_is_refused(workspace, monkeypatch):
     monkeypatch.setenv(jobs.MAX_QUEUED_ENV, "2")
     _queue_runs(workspace, 2, os.getpid())
-    with pytest.raises(FfclrError, match=r"2 pretraining runs are already waiting .*"
+    with pytest.raises(FfclrError, match=r"2 runs \(pretraining or refits\) are already waiting .*"
                                          r"FFCLR_MAX_QUEUED_RUNS.* is 2"):
         jobs.start_pretrain(workspace, PretrainConfig())
     assert _run_count(workspace) == 2

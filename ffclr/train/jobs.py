@@ -1,9 +1,11 @@
-"""Pretraining jobs for the UI: each run in its own worker process, one at a time, in order.
+"""Background jobs for the UI (pretraining, refits): each run in its own worker process, one at
+a time, in order, pretraining and refits in one queue.
 
 `start_pretrain` records a queued run and spawns `python -m ffclr pretrain --run-id N` in the
-workspace folder, with an environment (`worker_env`) that finds this same `ffclr` whether it is
-installed or a plain checkout; the worker waits until every earlier pretraining run has ended
-(and holds a lock file while it trains), so later jobs queue. `cancel` sets the store's flag,
+workspace folder (`start_job` does the same for any of `QUEUED_KINDS`: the worker is the command
+of that name, which hands its own work to `run_job`), with an environment (`worker_env`) that
+finds this same `ffclr` whether it is installed or a plain checkout; the worker waits until
+every earlier queued run has ended (and holds a lock file while it trains), so later jobs queue. `cancel` sets the store's flag,
 which the worker checks every step (it then writes a checkpoint and ends as cancelled); `status`
 reads the store.
 
@@ -14,6 +16,7 @@ waiting worker has not imported torch: it does so when its turn comes.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -21,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 from ffclr.errors import FfclrError
 from ffclr.train.config import PretrainConfig
@@ -28,11 +32,16 @@ from ffclr.workspace import Workspace
 from store.db import run_alive
 
 LOCK_FILE = ".pretrain.lock"
+QUEUED_KINDS = ("pretrain", "refit")
+"""Run kinds that share the worker queue; each is also the `python -m ffclr` command that runs
+one (with `--run-id N`)."""
 POLL_SECONDS = 0.5
 MAX_QUEUED_ENV, DEFAULT_MAX_QUEUED = "FFCLR_MAX_QUEUED_RUNS", 8
 LOG_MB_ENV, DEFAULT_LOG_MB = "FFCLR_WORKER_LOG_MB", 20
 LOG_CHECK_SECONDS = 5.0
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+Work = Callable[[Workspace, int, dict], int]
+"""What a worker does once its turn has come: (workspace, run id, stored config) -> exit code."""
 
 
 def worker_log(workspace: Workspace, run_id: int) -> Path:
@@ -61,24 +70,34 @@ def env_limit(name: str, default: int) -> int:
 def check_queue_room(store) -> None:
     """Refuse another run when `$FFCLR_MAX_QUEUED_RUNS` runs already wait."""
     limit = env_limit(MAX_QUEUED_ENV, DEFAULT_MAX_QUEUED)
-    waiting = [r for r in store.runs(kind="pretrain", status="queued") if run_alive(r)]
+    waiting = [r for kind in QUEUED_KINDS for r in store.runs(kind=kind, status="queued")
+               if run_alive(r)]
     if len(waiting) >= limit:
-        raise FfclrError(f"{len(waiting)} pretraining runs are already waiting (the limit, "
-                         f"{MAX_QUEUED_ENV}, is {limit}): wait for one to start or cancel one")
+        raise FfclrError(f"{len(waiting)} runs (pretraining or refits) are already waiting (the "
+                         f"limit, {MAX_QUEUED_ENV}, is {limit}): wait for one to start or cancel "
+                         f"one")
 
 
 def start_pretrain(workspace: Workspace, config: PretrainConfig) -> int:
     """Queue a run and start its worker process; returns the run id at once."""
     config.validate()
+    return start_job(workspace, "pretrain", config.to_dict(), name=config.run_name)
+
+
+def start_job(workspace: Workspace, kind: str, config: dict, name: str | None = None,
+              dataset_id: int | None = None) -> int:
+    """Queue a run of `kind` (one of QUEUED_KINDS) and start `python -m ffclr KIND --run-id N`;
+    returns the run id at once."""
+    assert kind in QUEUED_KINDS, kind
     with workspace.open_store() as store:
         check_queue_room(store)
-        run_id = store.create_run("pretrain", config.to_dict(), name=config.run_name,
+        run_id = store.create_run(kind, config, name=name, dataset_id=dataset_id,
                                   status="queued")
         log = worker_log(workspace, run_id)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "ffclr", "pretrain", "--run-id", str(run_id),
+                [sys.executable, "-m", "ffclr", kind, "--run-id", str(run_id),
                  "--workspace", str(workspace.root)],
                 cwd=workspace.root, env=worker_env(), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -118,15 +137,15 @@ def status(workspace: Workspace, run_id: int) -> dict:
 
 
 def _wait_for_turn(workspace: Workspace, run_id: int, lock) -> bool:
-    """Block until no earlier pretraining run is active and the lock is ours; False if
-    cancelled meanwhile."""
+    """Block until no earlier queued run (of any of QUEUED_KINDS) is active and the lock is
+    ours; False if cancelled meanwhile."""
     while True:
         with workspace.open_store() as store:
             store.mark_interrupted_runs()
             if store.cancel_requested(run_id):
                 store.finish_run(run_id, "cancelled")
                 return False
-            earlier = [r for r in store.runs(kind="pretrain")
+            earlier = [r for kind in QUEUED_KINDS for r in store.runs(kind=kind)
                        if r["id"] < run_id and r["status"] in ("queued", "running")]
             for run in earlier:
                 if run["status"] == "queued" and not run_alive(run):
@@ -174,8 +193,9 @@ def watch_log(path: Path, max_bytes: int) -> threading.Event:
     return stop
 
 
-def run_job(workspace: Workspace, run_id: int) -> int:
-    """The worker's side: wait for its turn, train with the stored config, record the outcome."""
+def run_job(workspace: Workspace, run_id: int, work: Work | None = None) -> int:
+    """The worker's side: wait for its turn, then `work(workspace, run_id, config)` (default:
+    pretraining with the stored config), recording the outcome."""
     with workspace.open_store() as store:
         run = _existing_run(store, run_id, workspace)
         store.update_run(run_id, pid=os.getpid())
@@ -186,7 +206,7 @@ def run_job(workspace: Workspace, run_id: int) -> int:
         with open(workspace.root / LOCK_FILE, "w") as lock:
             if not _wait_for_turn(workspace, run_id, lock):
                 return 1
-            return _train(workspace, run_id, run["config"])
+            return (work or _train)(workspace, run_id, run["config"])
     finally:
         stop_log_watch.set()
         cap_log(log, log_limit)
@@ -196,12 +216,19 @@ def _train(workspace: Workspace, run_id: int, config: dict) -> int:
     """Import torch (only now that the turn has come), train, and record a failure."""
     from ffclr.train.loop import pretrain
 
-    try:
+    with failure_recorded(workspace, run_id):
         result = pretrain(PretrainConfig.from_dict(config), workspace, run_id=run_id)
+    return 0 if result.status == "finished" else 1
+
+
+@contextlib.contextmanager
+def failure_recorded(workspace: Workspace, run_id: int) -> Iterator[None]:
+    """Mark the run failed (with the error) if the body raises while it is queued or running."""
+    try:
+        yield
     except BaseException as exc:
         with workspace.open_store() as store:
             if store.run(run_id)["status"] in ("queued", "running"):
                 message = str(exc) if isinstance(exc, FfclrError) else repr(exc)
                 store.finish_run(run_id, "failed", error=message)
         raise
-    return 0 if result.status == "finished" else 1
