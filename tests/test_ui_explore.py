@@ -128,3 +128,212 @@ def test_only_the_most_recent_maps_stay_in_memory(explored, monkeypatch):
     assert list(explore._MAPS) == keys[2:] + keys[1:2]
     with pytest.raises(FfclrError, match="no longer in memory"):
         explore.get_map(keys[0])
+
+
+# colour by, selections, similarity search (the new controls, through their handlers)
+
+
+@pytest.fixture(scope="module")
+def handlers(explored):
+    """The Explore handlers of the built app, by api_name (called directly, no server)."""
+    from ui.build import build_app
+
+    workspace, _, _ = explored
+    demo = build_app(workspace)
+    return {fn.api_name: fn.fn for fn in demo.fns.values() if fn.api_name}
+
+
+def points_of(spec: dict) -> list[int]:
+    return [cid for trace in spec["data"] if trace["name"] != "clicked"
+            for cid in trace["customdata"]]
+
+
+def test_colour_by_every_option_covers_every_crop_without_plotly_hover_labels(explored):
+    from ui.plot import HEIGHT, TITLE_TOP
+    from ui.tabs import explore, explore_tools
+
+    workspace, _, emap = explored
+    for colour_by in explore_tools.COLOUR_BY:
+        spec = json.loads(explore.map_figure(workspace, emap, colour_by=colour_by))
+        assert sorted(points_of(spec)) == sorted(emap.crop_ids), colour_by
+        assert {t["hoverinfo"] for t in spec["data"]} == {"none"}
+        assert not any("hovertemplate" in t for t in spec["data"])
+    predicted = json.loads(explore.map_figure(workspace, emap, colour_by="predicted class"))
+    counts = {name: int(sum(emap.suggested == i)) for i, name in enumerate(emap.class_names)}
+    assert {t["name"] for t in predicted["data"]} == {f"{n} ({k})" for n, k in counts.items() if k}
+    split = json.loads(explore.map_figure(workspace, emap, colour_by="split"))
+    assert [t["name"].split()[0] for t in split["data"]] == ["train", "valid", "test"]
+    score = json.loads(explore.map_figure(workspace, emap, colour_by="label-issue score"))
+    [trace] = score["data"]
+    assert trace["marker"]["showscale"] and len(trace["marker"]["color"]) == len(emap.crop_ids)
+    assert trace["marker"]["color"][0] == pytest.approx(float(emap.quality[0]), abs=1e-6)
+    drawing = json.loads(explore.map_figure(workspace, emap, colour_by="source drawing"))
+    caption = drawing["thumbs"][str(emap.crop_ids[0])][1]
+    assert caption.split("\n")[1] == f"source drawing: {emap.sources[0]}"
+    title = drawing["layout"]["title"]
+    assert title["xanchor"] == "left" and title["yref"] == "container"
+    assert (1 - title["y"]) * HEIGHT == pytest.approx(TITLE_TOP)
+    assert drawing["layout"]["margin"]["t"] > TITLE_TOP and drawing["layout"]["dragmode"] == "lasso"
+    with pytest.raises(FfclrError, match="colour by 'dataset'"):
+        explore.map_figure(workspace, emap, colour_by="dataset")
+
+
+def test_rare_drawings_share_one_colour():
+    from ui.tabs.explore_tools import MAX_CATEGORIES, _folded, _frequent_first
+
+    categories = [f"d{i}" for i in range(30) for _ in range(30 - i)]
+    folded, order = _folded(categories, _frequent_first(categories), "drawings")
+    assert len(order) == MAX_CATEGORIES and order[0] == "d0"
+    assert order[-1] == f"{30 - MAX_CATEGORIES + 1} other drawings"
+    assert folded.count(order[-1]) == sum(30 - i for i in range(MAX_CATEGORIES - 1, 30))
+    assert _frequent_first(["untagged", "b", "a", "b"], "untagged") == ["b", "a", "untagged"]
+
+
+def test_map_script_hides_its_tooltip_on_click_unhover_leave_and_redraw():
+    from ui.plot import SCATTER_JS
+
+    body = SCATTER_JS.split("function bind(holder)")[1]
+    click = body.split("plotly_click")[1].split("});")[0]
+    assert "hideTooltip()" in click
+    for event in ("'plotly_unhover', hideTooltip", "'plotly_selecting', hideTooltip",
+                  "'mouseleave', hideTooltip"):
+        assert event in body
+    assert SCATTER_JS.split("function draw() {")[1].lstrip().startswith("hideTooltip();")
+    assert "trigger('input', {point_ids: selectedIds(event)})" in SCATTER_JS
+
+
+def test_neighbour_similarities_show_three_digits(explored):
+    import re
+
+    from ui.tabs import explore
+
+    workspace, _, emap = explored
+    captions = [c for _, c in explore.crop_details(workspace, emap, emap.crop_ids[5])["neighbours"]]
+    assert all(re.match(r"^-?\d\.\d{3} · #\d+ ", c) for c in captions), captions
+    sims = [float(c.split(" · ")[0]) for c in captions]
+    assert sims == sorted(sims, reverse=True)
+
+
+def test_colour_dropdown_redraws_the_map(explored, handlers):
+    _, _, emap = explored
+    status, figure = handlers["explore_colour"](emap.key, None, "split", [])
+    assert status == "" and json.loads(figure)["layout"]["legend"]["title"]["text"] == "split"
+    assert handlers["explore_colour"](None, None, "split", []) == (gr_skip(), gr_skip())
+
+
+def gr_skip():
+    import gradio as gr
+
+    return gr.skip()
+
+
+def test_lasso_selects_crops_of_the_map_then_relabels_them_at_once(explored, handlers):
+    import gradio as gr
+
+    from ui.tabs import explore
+
+    workspace, _, emap = explored
+    chosen = emap.crop_ids[-6:-1]
+    status, selection, info, gallery, csv_button = handlers["explore_lasso"](
+        emap.key, gr.EventData(None, {"point_ids": [10**9, *reversed(chosen), chosen[0]]}))
+    assert selection == chosen and info.startswith("**5 crops selected**")
+    assert [caption.split()[0] for _, caption in gallery] == [f"#{c}" for c in chosen]
+    assert csv_button.visible is False
+    before = dict(zip(emap.crop_ids, explore.current_labels(workspace, emap)))
+    new = (before[chosen[0]] + 1) % len(emap.class_names)
+    status, figure, rows, info, gallery, details = handlers["explore_relabel_selection"](
+        emap.key, selection, new, None, "label")
+    changed = sum(before[c] != new for c in chosen)
+    assert f"Saved: {changed} of 5 selected crops" in status
+    with workspace.open_store() as store:
+        assert all(store.crop(c)["label"] == new for c in chosen)
+    spec = json.loads(figure)
+    trace = next(t for t in spec["data"] if t["name"].startswith(emap.class_names[new]))
+    assert set(chosen) <= set(trace["customdata"])
+    assert {trace["customdata"][i] for i in trace["selectedpoints"]} == set(chosen)
+    assert "Undone" in explore.undo(workspace, chosen[0])
+    assert explore.current_labels(workspace, emap)[emap.row(chosen[0])] == before[chosen[0]]
+    cleared = handlers["explore_lasso"](emap.key, gr.EventData(None, {"point_ids": []}))
+    assert cleared[1] == [] and cleared[2].startswith("No crops selected")
+    status = handlers["explore_relabel_selection"](emap.key, [], new, None, "label")[0]
+    assert "select crops first" in status
+
+
+def test_selection_is_tagged_coloured_by_tag_and_exported_as_csv(explored, handlers):
+    import csv
+
+    workspace, _, emap = explored
+    chosen = emap.crop_ids[10:14]
+    status, figure = handlers["explore_tag"](emap.key, chosen, "  check   me ", None, "tag")
+    assert "Tagged 4 of 4 selected crops **check me**" in status
+    names = {t["name"] for t in json.loads(figure)["data"]}
+    assert "check me (4)" in names and f"untagged ({len(emap.crop_ids) - 4})" in names
+    status, _ = handlers["explore_untag"](emap.key, chosen[:1], "check me", None, "tag")
+    assert "from 1 of 1" in status
+    assert "type a tag first" in handlers["explore_tag"](emap.key, chosen, " ", None, "tag")[0]
+    status, button = handlers["explore_export_selection"](emap.key, chosen)
+    assert "4 crops written" in status and button.visible is True
+    assert button.value["orig_name"] == "selection-4-crops.csv"
+    with open(button.value["path"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["crop_id"]) for r in rows] == chosen
+    assert list(rows[0]) == ["crop_id", "path", "split", "label", "suggested", "label_quality",
+                             "outlier_distance", "flagged", "source_image", "tags"]
+    assert [r["tags"] for r in rows] == ["", "check me", "check me", "check me"]
+    assert rows[0]["path"] == str(emap.paths[emap.row(chosen[0])])
+    assert "select crops first" in handlers["explore_export_selection"](emap.key, [])[0]
+
+
+def test_similar_crops_to_a_clicked_crop_and_to_a_dropped_image(explored, handlers, tmp_path):
+    import re
+
+    import gradio as gr
+
+    _, _, emap = explored
+    crop_id = emap.crop_ids[7]
+    status, ids, gallery = handlers["explore_similar"](emap.key, crop_id)
+    assert "most similar to crop" in status and len(ids) == len(gallery) == 16
+    assert crop_id not in ids
+    sims = [float(caption.split(" · ")[0]) for _, caption in gallery]
+    assert sims == sorted(sims, reverse=True)
+    assert all(re.match(r"^-?\d\.\d{3} · #\d+ ", caption) for _, caption in gallery)
+    dropped = emap.paths[emap.row(crop_id)]
+    status, ids, gallery = handlers["explore_similar_image"](emap.key, str(dropped))
+    assert "dropped image" in status and ids[0] == crop_id
+    assert gallery[0][1].startswith("1.000 · ")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert "not an image" in handlers["explore_similar_image"](emap.key, str(broken))[0]
+    assert "click a crop" in handlers["explore_similar"](emap.key, None)[0]
+    status, selection, info, _, _, figure = handlers["explore_select_similar"](
+        emap.key, ids, None, "label")
+    assert sorted(selection) == sorted(ids) and info.startswith("**16 crops selected**")
+    shown = handlers["explore_show_similar"](emap.key, "label", selection, ids,
+                                             gr.SelectData(None, {"index": 2, "value": None}))
+    assert shown[1] == ids[2] and f"Crop #{ids[2]}" in shown[4]
+
+
+def test_computing_another_map_clears_the_previous_crop_and_selection(explored, handlers,
+                                                                     monkeypatch):
+    import gradio as gr
+
+    workspace, checkpoint, emap = explored
+    crop_id = emap.crop_ids[0]
+    shown = handlers["explore_point"](emap.key, "label", [],
+                                      gr.EventData(None, {"point_id": crop_id}))
+    assert shown[1] == crop_id
+    one_c(monkeypatch)
+    out = handlers["explore_compute"](str(checkpoint), "demo", "train", "label",
+                                      progress=lambda *args, **kwargs: None)
+    (status, key, rows, selection_label, similar, similar_gallery, selected, crop, context,
+     info, label, neighbours, figure, selection, selection_info, selection_gallery,
+     csv_button) = out
+    assert "Map of" in status and key != emap.key
+    assert (selected, crop, context, info, neighbours) == (None, None, None, "", [])
+    assert label["choices"] == [] and label["value"] is None
+    assert selection == [] and selection_gallery == [] and similar == similar_gallery == []
+    assert [name for name, _ in selection_label["choices"]] == emap.class_names
+    assert {cid for t in json.loads(figure)["data"] for cid in t["customdata"]} <= set(
+        emap.crop_ids)
+    status = handlers["explore_relabel"](key, selected, 0, "label", [])[0]
+    assert "click a crop on the map first" in status

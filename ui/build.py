@@ -20,6 +20,8 @@ CSS = """
 #umap-tooltip { position: fixed; pointer-events: none; z-index: 1000; display: none;
   background: #fff; border: 1px solid #999; padding: 4px; border-radius: 4px;
   box-shadow: 0 2px 6px rgba(0,0,0,.3); font-size: 12px; color: #111; }
+#umap-tooltip div { white-space: pre-line; max-width: 260px; }
+.ffclr-captions .caption-label { white-space: normal; max-width: 100%; overflow-wrap: anywhere; }
 #umap-tooltip img { display: block; max-width: 96px; max-height: 96px; image-rendering: pixelated; }
 """
 

@@ -1,5 +1,7 @@
 """Explore tab: UMAP of a checkpoint's embeddings, click a crop, see it in its schematic and
-among its neighbours, relabel it (saved at once, undoable), walk the most suspicious crops."""
+among its neighbours, relabel it (saved at once, undoable), walk the most suspicious crops;
+colour the map by label, prediction, split, label-issue score, drawing or tag; lasso a group
+to relabel, tag or export it; find the crops nearest to a crop or to a dropped image."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -20,6 +22,7 @@ from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choic
                        split_choices)
 from ui.plot import scatter_component, scatter_spec
 from ui.sources import crop_in_context
+from ui.tabs import explore_tools as tools
 
 N_NEIGHBOURS = 8
 TABLE_ROWS = 50
@@ -32,9 +35,12 @@ class ExploreMap:
     """Everything the tab shows for one (checkpoint, dataset, split); labels come from the store."""
     key: str
     dataset: str
+    checkpoint: str
     crop_ids: list[int]
     paths: list[Path]
     splits: list[str]
+    sources: list[str]
+    """The drawing (export image) each crop was cut from."""
     class_names: list[str]
     coords: np.ndarray
     features: np.ndarray
@@ -99,10 +105,12 @@ def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | Non
     distance, _ood = outlier_scores(features)
     issues = label_issues(features, crop_set.labels, len(crop_set.class_names))
     with open_store(workspace) as store:
-        splits = {c["id"]: c["split"] for c in store.crops(store.dataset(dataset)["id"])}
+        crops = {c["id"]: c for c in store.crops(store.dataset(dataset)["id"])}
     return _keep_map(ExploreMap(
-        key=key, dataset=dataset, crop_ids=[int(c) for c in crop_set.crop_ids],
-        paths=list(crop_set.paths), splits=[splits.get(c, "") for c in crop_set.crop_ids],
+        key=key, dataset=dataset, checkpoint=str(checkpoint),
+        crop_ids=[int(c) for c in crop_set.crop_ids], paths=list(crop_set.paths),
+        splits=[crops[c]["split"] if c in crops else "" for c in crop_set.crop_ids],
+        sources=[crops[c]["source_image"] if c in crops else "" for c in crop_set.crop_ids],
         class_names=list(crop_set.class_names), coords=coords, features=features,
         outlier_distance=distance, quality=issues.quality, suggested=issues.suggested,
         flagged=issues.is_issue, order=suspicion_order(issues, distance)))
@@ -110,19 +118,22 @@ def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | Non
 
 def current_labels(workspace: Workspace, emap: ExploreMap) -> list[int]:
     """Effective labels now (after edits), in the map's order."""
-    with open_store(workspace) as store:
-        labels = {c["id"]: c["label"] for c in store.crops(store.dataset(emap.dataset)["id"])}
-    return [labels[c] for c in emap.crop_ids]
+    return tools.map_labels(workspace, emap.dataset, emap.crop_ids)
 
 
-def map_figure(workspace: Workspace, emap: ExploreMap, selected: int | None = None) -> str:
+def map_figure(workspace: Workspace, emap: ExploreMap, selected: int | None = None,
+               colour_by: str | None = None, selection: list[int] | None = None) -> str:
+    """The map's figure: coloured by `colour_by` (one of `tools.COLOUR_BY`), the clicked crop
+    ringed, the lassoed `selection` highlighted."""
     labels = current_labels(workspace, emap)
-    thumbs = {cid: (file_url(path), f"#{cid} {emap.class_names[label]}")
-              for cid, path, label in zip(emap.crop_ids, emap.paths, labels)}
+    colours = tools.colouring(workspace, emap, colour_by, labels)
+    thumbs = {cid: (file_url(path), tools.point_caption(emap, i, label, colours))
+              for i, (cid, path, label) in enumerate(zip(emap.crop_ids, emap.paths, labels))}
     flagged = {emap.crop_ids[i] for i in np.flatnonzero(emap.flagged)}
-    return scatter_spec(emap.coords, emap.crop_ids, labels, emap.class_names, thumbs, flagged,
-                        selected, title=f"{emap.dataset}: {len(emap.crop_ids)} crops "
-                        f"({len(flagged)} flagged as likely label errors, outlined)")
+    return scatter_spec(emap.coords, emap.crop_ids, colours, thumbs, flagged, selected,
+                        title=f"{emap.dataset}: {len(emap.crop_ids)} crops "
+                        f"({len(flagged)} flagged as likely label errors, outlined)",
+                        selection=set(selection or []), revision=emap.key)
 
 
 def suspicious_rows(workspace: Workspace, emap: ExploreMap, top: int = TABLE_ROWS) -> list[list]:
@@ -146,8 +157,8 @@ def crop_details(workspace: Workspace, emap: ExploreMap, crop_id: int) -> dict:
     nearest, similarities = cosine_neighbours(emap.features[i:i + 1], emap.features,
                                               N_NEIGHBOURS + 1)
     others = [(j, sim) for j, sim in zip(nearest[0], similarities[0]) if j != i][:N_NEIGHBOURS]
-    neighbours = [(str(emap.paths[j]), f"#{emap.crop_ids[j]} {emap.class_names[labels[j]]} "
-                   f"· {sim:.2f}") for j, sim in others]
+    neighbours = [(str(emap.paths[j]), tools.neighbour_caption(emap, j, labels[j], sim))
+                  for j, sim in others]
     label = int(crop["label"])
     context = crop_in_context(dataset, crop)
     return {"crop_id": int(crop_id), "crop_path": str(emap.paths[i]), "label": label,
@@ -226,35 +237,48 @@ def _progress_callback(progress):
 def build(ctx: Context, tab: gr.Tab) -> None:
     ws, c = ctx.workspace, ctx.components
     gr.Markdown("Click a point to inspect a crop; relabel it with the dropdown (saved at once). "
+                "Drag a lasso or a box on the map to select a group (relabel, tag or export it). "
                 "Keys: **n**/**p** next/previous suspicious crop, **u** undo.")
     _build_controls(ws, c)
     c["explore_status"] = gr.Markdown(elem_id="explore-status")
-    key = gr.State(None)
-    selected = gr.State(None)
+    states = {"key": gr.State(None), "selected": gr.State(None), "selection": gr.State([]),
+              "similar": gr.State([])}
     _build_inspector(c)
+    with gr.Row():
+        with gr.Column():
+            _build_selection(c)
+        with gr.Column():
+            _build_similarity(c)
     c["explore_table"] = gr.Dataframe(headers=TABLE_COLUMNS, label="Most suspicious crops "
                                       "(click a row)", interactive=False, max_height=320,
                                       elem_id="explore-table")
-    details_outputs = [selected, c["explore_crop"], c["explore_context"], c["explore_info"],
-                       c["explore_label"], c["explore_neighbours"], c["explore_plot"]]
-    _wire_compute(ws, c, key)
-    _wire_navigation(ws, c, key, selected, details_outputs)
-    _wire_relabel(ws, c, key, selected)
+    _wire_compute(ws, c, states)
+    _wire_navigation(ws, c, states)
+    _wire_relabel(ws, c, states)
+    _wire_selection(ws, c, states)
+    _wire_selection_actions(ws, c, states)
+    _wire_similarity(ws, c, states)
     _wire_refresh(ws, c, tab)
 
 
 def _build_controls(ws: Workspace, c: dict) -> None:
-    """Checkpoint, dataset and split pickers with the Compute button."""
+    """Checkpoint, dataset and split pickers, the colouring, and the Compute button."""
     datasets = dataset_choices(ws)
     with gr.Row():
         c["explore_checkpoint"] = gr.Dropdown(label="Checkpoint", choices=checkpoint_choices(ws),
                                               scale=3, elem_id="explore-checkpoint")
         c["explore_dataset"] = gr.Dropdown(label="Dataset", choices=datasets,
                                            value=datasets[0] if datasets else None, scale=1)
-        c["explore_split"] = gr.Dropdown(label="Split", choices=["", *split_choices(
-            ws, datasets[0] if datasets else None)], value="", scale=1)
+        c["explore_split"] = gr.Dropdown(label="Split", choices=_splits(
+            ws, datasets[0] if datasets else None), value="", scale=1)
+        c["explore_colour"] = gr.Dropdown(label="Colour by", choices=list(tools.COLOUR_BY),
+                                          value="label", scale=1, elem_id="explore-colour")
         c["explore_compute"] = gr.Button("Compute map", variant="primary", scale=1,
                                          elem_id="explore-compute")
+
+
+def _splits(ws: Workspace, dataset: str | None) -> list[tuple[str, str]]:
+    return [("all splits", ""), *((s, s) for s in split_choices(ws, dataset))]
 
 
 def _build_inspector(c: dict) -> None:
@@ -275,95 +299,290 @@ def _build_inspector(c: dict) -> None:
                 c["explore_prev"] = gr.Button("◀ previous suspicious (p)", elem_id="explore-prev")
                 c["explore_next"] = gr.Button("next suspicious (n) ▶", elem_id="explore-next")
                 c["explore_undo"] = gr.Button("Undo (u)", elem_id="explore-undo")
-            c["explore_neighbours"] = gr.Gallery(label="Nearest neighbours", columns=4, height=220,
-                                                 object_fit="contain")
+            c["explore_neighbours"] = gr.Gallery(
+                label="Nearest neighbours (cosine similarity)", columns=4, height=240,
+                object_fit="contain", elem_classes=["ffclr-captions"],
+                elem_id="explore-neighbours")
 
 
-def _show(ws: Workspace, map_key: str | None, crop_id: int) -> tuple:
+def _build_selection(c: dict) -> None:
+    """The lassoed crops: summary, thumbnails, relabel, tag and CSV export."""
+    c["explore_selection_info"] = gr.Markdown(tools.selection_view(None, None, [])[0],
+                                              elem_id="explore-selection-info")
+    c["explore_selection_gallery"] = gr.Gallery(label="Selected crops", columns=6, height=200,
+                                                object_fit="contain",
+                                                elem_classes=["ffclr-captions"])
+    with gr.Row():
+        c["explore_selection_label"] = gr.Dropdown(label="Relabel the selection to", choices=[],
+                                                   scale=2, elem_id="explore-selection-label")
+        c["explore_selection_relabel"] = gr.Button("Relabel selection", scale=1,
+                                                   elem_id="explore-selection-relabel")
+    with gr.Row():
+        c["explore_tag"] = gr.Textbox(label="Tag", max_length=tools.MAX_TAG_CHARS, scale=2,
+                                      elem_id="explore-tag")
+        c["explore_tag_add"] = gr.Button("Tag selection", scale=1, elem_id="explore-tag-add")
+        c["explore_tag_remove"] = gr.Button("Remove tag", scale=1, elem_id="explore-tag-remove")
+    with gr.Row():
+        c["explore_export"] = gr.Button("Export selection (CSV)", elem_id="explore-export")
+        c["explore_selection_csv"] = gr.DownloadButton("Download CSV", visible=False,
+                                                       elem_id="explore-selection-csv")
+
+
+def _build_similarity(c: dict) -> None:
+    """Similarity search from a dropped image or from the clicked crop."""
+    c["explore_query"] = gr.Image(label="Drop an image to find the most similar crops",
+                                  type="filepath", sources=["upload"], height=140,
+                                  elem_id="explore-query")
+    with gr.Row():
+        c["explore_similar_clicked"] = gr.Button("Crops like the clicked one",
+                                                 elem_id="explore-similar-clicked")
+        c["explore_similar_select"] = gr.Button("Select these", elem_id="explore-similar-select")
+    c["explore_similar"] = gr.Gallery(label="Most similar crops on this map (cosine "
+                                      "similarity; click one to inspect it)", columns=4,
+                                      height=300, object_fit="contain",
+                                      elem_classes=["ffclr-captions"], elem_id="explore-similar")
+
+
+def _show(ws: Workspace, map_key: str | None, crop_id: int, colour_by: str | None = None,
+          selection: list[int] | None = None) -> tuple:
     """Values of the details outputs for one crop."""
     emap = get_map(map_key)
     d = crop_details(ws, emap, crop_id)
-    choices = [(name, i) for i, name in enumerate(emap.class_names)]
     return (d["crop_id"], d["crop_path"], d["context"], d["info"],
-            gr.update(choices=choices, value=d["label"]), d["neighbours"],
-            map_figure(ws, emap, d["crop_id"]))
+            gr.update(choices=_class_choices(emap), value=d["label"]), d["neighbours"],
+            map_figure(ws, emap, d["crop_id"], colour_by, selection))
 
 
-def _wire_compute(ws: Workspace, c: dict, key: gr.State) -> None:
-    @guard(4)
-    def on_compute(checkpoint, dataset, split, progress=gr.Progress()):
+def _class_choices(emap: ExploreMap) -> list[tuple[str, int]]:
+    return [(name, i) for i, name in enumerate(emap.class_names)]
+
+
+def _details_outputs(c: dict, states: dict) -> list:
+    return [states["selected"], c["explore_crop"], c["explore_context"], c["explore_info"],
+            c["explore_label"], c["explore_neighbours"], c["explore_plot"]]
+
+
+def _selection_outputs(c: dict, states: dict) -> list:
+    return [states["selection"], c["explore_selection_info"], c["explore_selection_gallery"],
+            c["explore_selection_csv"]]
+
+
+def _selection_values(ws: Workspace, emap: ExploreMap | None, crop_ids: list[int]) -> tuple:
+    info, gallery = tools.selection_view(ws, emap, crop_ids)
+    return crop_ids, info, gallery, gr.DownloadButton(visible=False)
+
+
+def _wire_compute(ws: Workspace, c: dict, states: dict) -> None:
+    """Compute a map; everything shown about the previous map (clicked crop, selection,
+    similar crops) is cleared, so nothing acts on crops of another map."""
+    outputs = [c["explore_status"], states["key"], c["explore_table"],
+               c["explore_selection_label"], states["similar"], c["explore_similar"],
+               *_details_outputs(c, states), *_selection_outputs(c, states)]
+
+    @guard(len(outputs))
+    def on_compute(checkpoint, dataset, split, colour_by, progress=gr.Progress()):
         emap = compute_map(ws, checkpoint, dataset, split, _progress_callback(progress))
         return (ok_md(f"Map of {len(emap.crop_ids)} crops of **{md_text(dataset)}**."), emap.key,
-                map_figure(ws, emap), suspicious_rows(ws, emap))
+                suspicious_rows(ws, emap), gr.update(choices=_class_choices(emap), value=None),
+                [], [], None, None, None, "", gr.update(choices=[], value=None), [],
+                map_figure(ws, emap, colour_by=colour_by), *_selection_values(ws, emap, []))
 
     c["explore_compute"].click(on_compute, [c["explore_checkpoint"], c["explore_dataset"],
-                                            c["explore_split"]],
-                               [c["explore_status"], key, c["explore_plot"], c["explore_table"]],
-                               api_name="explore_compute")
+                                            c["explore_split"], c["explore_colour"]],
+                               outputs, api_name="explore_compute")
+
+    @guard(2)
+    def on_colour(map_key, crop_id, colour_by, selection):
+        if not map_key:
+            return gr.skip(), gr.skip()
+        emap = get_map(map_key)
+        return "", map_figure(ws, emap, crop_id, colour_by, selection)
+
+    c["explore_colour"].input(on_colour, [states["key"], states["selected"], c["explore_colour"],
+                                          states["selection"]],
+                              [c["explore_status"], c["explore_plot"]], show_progress="hidden",
+                              api_name="explore_colour")
 
 
-def _wire_navigation(ws: Workspace, c: dict, key: gr.State, selected: gr.State,
-                     details_outputs: list) -> None:
-    """Clicking a point or a table row, and stepping through the suspicious crops."""
-    outputs = [c["explore_status"], *details_outputs]
+def _wire_navigation(ws: Workspace, c: dict, states: dict) -> None:
+    """Clicking a point, a table row or a similar crop, and stepping through the suspicious
+    crops."""
+    outputs = [c["explore_status"], *_details_outputs(c, states)]
+    view = [c["explore_colour"], states["selection"]]
 
     @guard(len(outputs))
-    def on_point(map_key, evt: gr.EventData):
-        return ("", *_show(ws, map_key, int(evt._data["point_id"])))
+    def on_point(map_key, colour_by, selection, evt: gr.EventData):
+        return ("", *_show(ws, map_key, int(evt._data["point_id"]), colour_by, selection))
 
     @guard(len(outputs))
-    def on_row(map_key, evt: gr.SelectData):
-        return ("", *_show(ws, map_key, int(evt.row_value[1])))
+    def on_row(map_key, colour_by, selection, evt: gr.SelectData):
+        return ("", *_show(ws, map_key, int(evt.row_value[1]), colour_by, selection))
+
+    @guard(len(outputs))
+    def on_similar(map_key, colour_by, selection, similar, evt: gr.SelectData):
+        return ("", *_show(ws, map_key, int(similar[evt.index]), colour_by, selection))
 
     def stepper(step):
         @guard(len(outputs))
-        def on_step(map_key, crop_id):
+        def on_step(map_key, colour_by, selection, crop_id):
             emap = get_map(map_key)
-            return ("", *_show(ws, map_key, step_suspicious(emap, crop_id, step)))
+            return ("", *_show(ws, map_key, step_suspicious(emap, crop_id, step), colour_by,
+                               selection))
         return on_step
 
-    c["explore_plot"].select(on_point, key, outputs, show_progress="hidden")
-    c["explore_table"].select(on_row, key, outputs, show_progress="hidden")
-    c["explore_next"].click(stepper(1), [key, selected], outputs, show_progress="hidden")
-    c["explore_prev"].click(stepper(-1), [key, selected], outputs, show_progress="hidden")
+    key = states["key"]
+    c["explore_plot"].select(on_point, [key, *view], outputs, show_progress="hidden",
+                             api_name="explore_point")
+    c["explore_table"].select(on_row, [key, *view], outputs, show_progress="hidden")
+    c["explore_similar"].select(on_similar, [key, *view, states["similar"]], outputs,
+                                show_progress="hidden", api_name="explore_show_similar")
+    for button, step in ((c["explore_next"], 1), (c["explore_prev"], -1)):
+        button.click(stepper(step), [key, *view, states["selected"]], outputs,
+                     show_progress="hidden")
 
 
-def _wire_relabel(ws: Workspace, c: dict, key: gr.State, selected: gr.State) -> None:
-    """Relabelling with the dropdown, and undoing it."""
+def _wire_relabel(ws: Workspace, c: dict, states: dict) -> None:
+    """Relabelling the clicked crop with the dropdown, and undoing it."""
+    key, selected = states["key"], states["selected"]
+    view = [c["explore_colour"], states["selection"]]
+
     @guard(4)
-    def on_relabel(map_key, crop_id, class_index):
+    def on_relabel(map_key, crop_id, class_index, colour_by, selection):
         message = relabel(ws, crop_id, class_index)
         if message is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         emap = get_map(map_key)
         d = crop_details(ws, emap, crop_id)
-        return ok_md(message), map_figure(ws, emap, crop_id), suspicious_rows(ws, emap), d["info"]
+        return (ok_md(message), map_figure(ws, emap, crop_id, colour_by, selection),
+                suspicious_rows(ws, emap), d["info"])
 
-    c["explore_label"].input(on_relabel, [key, selected, c["explore_label"]],
+    c["explore_label"].input(on_relabel, [key, selected, c["explore_label"], *view],
                              [c["explore_status"], c["explore_plot"], c["explore_table"],
                               c["explore_info"]], api_name="explore_relabel")
 
     @guard(5)
-    def on_undo(map_key, crop_id):
+    def on_undo(map_key, crop_id, colour_by, selection):
         message = undo(ws, crop_id)
         emap = get_map(map_key)
         d = crop_details(ws, emap, crop_id)
-        return (ok_md(message), map_figure(ws, emap, crop_id), suspicious_rows(ws, emap),
-                d["info"], gr.update(value=d["label"]))
+        return (ok_md(message), map_figure(ws, emap, crop_id, colour_by, selection),
+                suspicious_rows(ws, emap), d["info"], gr.update(value=d["label"]))
 
-    c["explore_undo"].click(on_undo, [key, selected],
+    c["explore_undo"].click(on_undo, [key, selected, *view],
                             [c["explore_status"], c["explore_plot"], c["explore_table"],
                              c["explore_info"], c["explore_label"]], show_progress="hidden")
+
+
+def _wire_selection(ws: Workspace, c: dict, states: dict) -> None:
+    """A lasso or box on the map (or 'Select these' under the similar crops) sets the
+    selection."""
+    outputs = [c["explore_status"], *_selection_outputs(c, states)]
+
+    @guard(len(outputs))
+    def on_lasso(map_key, evt: gr.EventData):
+        emap = get_map(map_key)
+        return ("", *_selection_values(ws, emap, tools.on_map(emap, evt._data.get("point_ids"))))
+
+    c["explore_plot"].input(on_lasso, states["key"], outputs, show_progress="hidden",
+                            api_name="explore_lasso")
+
+    @guard(len(outputs) + 1)
+    def on_select_similar(map_key, similar, crop_id, colour_by):
+        emap = get_map(map_key)
+        crop_ids = tools.on_map(emap, similar)
+        if not crop_ids:
+            raise FfclrError("find similar crops first (drop an image or click a crop)")
+        return ("", *_selection_values(ws, emap, crop_ids),
+                map_figure(ws, emap, crop_id, colour_by, crop_ids))
+
+    c["explore_similar_select"].click(
+        on_select_similar, [states["key"], states["similar"], states["selected"],
+                            c["explore_colour"]], [*outputs, c["explore_plot"]],
+        show_progress="hidden", api_name="explore_select_similar")
+
+
+def _wire_selection_actions(ws: Workspace, c: dict, states: dict) -> None:
+    """Relabel, tag, untag and export the selection."""
+    key, selection, selected = states["key"], states["selection"], states["selected"]
+
+    @guard(6)
+    def on_relabel_selection(map_key, crop_ids, class_index, crop_id, colour_by):
+        emap = get_map(map_key)
+        message = tools.relabel_selection(ws, emap, crop_ids, class_index)
+        info, gallery = tools.selection_view(ws, emap, crop_ids)
+        details = crop_details(ws, emap, crop_id)["info"] if crop_id in emap.crop_ids \
+            else gr.skip()
+        return (ok_md(message), map_figure(ws, emap, crop_id, colour_by, crop_ids),
+                suspicious_rows(ws, emap), info, gallery, details)
+
+    c["explore_selection_relabel"].click(
+        on_relabel_selection, [key, selection, c["explore_selection_label"], selected,
+                               c["explore_colour"]],
+        [c["explore_status"], c["explore_plot"], c["explore_table"],
+         c["explore_selection_info"], c["explore_selection_gallery"], c["explore_info"]],
+        api_name="explore_relabel_selection")
+
+    def tagger(remove: bool):
+        @guard(2)
+        def on_tag(map_key, crop_ids, tag, crop_id, colour_by):
+            emap = get_map(map_key)
+            message = tools.tag_selection(ws, crop_ids, tag, remove=remove)
+            return ok_md(message), map_figure(ws, emap, crop_id, colour_by, crop_ids)
+        return on_tag
+
+    for button, remove in ((c["explore_tag_add"], False), (c["explore_tag_remove"], True)):
+        button.click(tagger(remove), [key, selection, c["explore_tag"], selected,
+                                      c["explore_colour"]],
+                     [c["explore_status"], c["explore_plot"]], show_progress="hidden",
+                     api_name="explore_untag" if remove else "explore_tag")
+
+    @guard(2)
+    def on_export(map_key, crop_ids):
+        path = tools.export_selection(ws, get_map(map_key), crop_ids)
+        return (ok_md(f"{len(crop_ids)} crops written; download the CSV."),
+                gr.DownloadButton(value=str(path), visible=True))
+
+    c["explore_export"].click(on_export, [key, selection],
+                              [c["explore_status"], c["explore_selection_csv"]],
+                              api_name="explore_export_selection")
+
+
+def _wire_similarity(ws: Workspace, c: dict, states: dict) -> None:
+    """Nearest crops to the clicked crop, or to a dropped image."""
+    outputs = [c["explore_status"], states["similar"], c["explore_similar"]]
+
+    @guard(len(outputs))
+    def on_clicked(map_key, crop_id):
+        emap = get_map(map_key)
+        if crop_id is None:
+            raise FfclrError("click a crop on the map first")
+        ids, gallery = tools.similar_crops(ws, emap, emap.features[emap.row(crop_id)],
+                                           exclude=int(crop_id))
+        return ok_md(f"The {len(ids)} crops most similar to crop #{int(crop_id)}."), ids, gallery
+
+    c["explore_similar_clicked"].click(on_clicked, [states["key"], states["selected"]], outputs,
+                                       show_progress="hidden", api_name="explore_similar")
+
+    @guard(len(outputs))
+    def on_image(map_key, image):
+        if not image:
+            return gr.skip(), gr.skip(), gr.skip()
+        emap = get_map(map_key)
+        ids, gallery = tools.similar_crops(ws, emap, tools.image_features(emap.checkpoint, image))
+        return (ok_md(f"The {len(ids)} crops most similar to the dropped image."), ids, gallery)
+
+    c["explore_query"].upload(on_image, [states["key"], c["explore_query"]], outputs,
+                              api_name="explore_similar_image")
 
 
 def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab) -> None:
     """New checkpoints and datasets when the tab opens; the split list follows the dataset."""
     def refresh(checkpoint, dataset):
         checkpoints, datasets, dataset = checkpoint_and_dataset_updates(ws, checkpoint, dataset)
-        return checkpoints, datasets, gr.update(choices=["", *split_choices(ws, dataset)])
+        return checkpoints, datasets, gr.update(choices=_splits(ws, dataset))
 
     tab.select(refresh, [c["explore_checkpoint"], c["explore_dataset"]],
                [c["explore_checkpoint"], c["explore_dataset"], c["explore_split"]],
                show_progress="hidden")
-    c["explore_dataset"].change(lambda d: gr.update(choices=["", *split_choices(ws, d)], value=""),
+    c["explore_dataset"].change(lambda d: gr.update(choices=_splits(ws, d), value=""),
                                 c["explore_dataset"], c["explore_split"], show_progress="hidden")
