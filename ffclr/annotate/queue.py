@@ -1,0 +1,292 @@
+"""What to label next: the drawings not yet annotated, ordered by how unsure the detector is of
+them, spread out in embedding space, each with the reason in one sentence.
+
+A box is uncertain when its score is near the detector's threshold (is it a symbol at all?),
+when its two most likely classes are close (which symbol?), or, given a checkpoint, when the
+kNN vote of the dataset's labelled crops names another class than the detector's probe. A
+drawing's uncertainty is the sum over its boxes. Diversity: drawings are taken greedily, each
+one's uncertainty discounted by how close its mean box embedding is to a drawing already
+annotated or already ahead of it in the queue.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Hashable
+
+import numpy as np
+
+from ffclr.detection.boxes import box_iou, clip_boxes, xywh_to_xyxy
+from ffclr.detection.crops import crop_pixels
+from ffclr.detection.detector import (Detection, Detector, detections_from_scores,
+                                      encoder_features, probe_features, select_candidates)
+from ffclr.eval.neighbours import l2_normalise
+
+Progress = Callable[[int, int, str], None]
+ORDERS = ("uncertainty", "random")
+NEAR_THRESHOLD = 0.15
+"""A box whose score is within this of the threshold is 'near the threshold'."""
+CLASS_MARGIN = 0.25
+"""A shown box whose two most likely classes differ by less than this is 'between two classes'."""
+DIVERSITY = 0.5
+"""A drawing identical in embedding to one already chosen keeps 1 − DIVERSITY of its value."""
+
+
+@dataclass
+class QueueItem:
+    drawing_id: Hashable
+    score: float
+    """The value it was chosen with (uncertainty after the diversity discount); 0 in random order."""
+    reason: str
+
+
+@dataclass
+class DrawingEvidence:
+    """What the detector makes of one drawing: enough to rank it and to pre-annotate it."""
+
+    detections: list[Detection]
+    """Every scored box (down to the detector's min_score), best first."""
+    class_margins: np.ndarray
+    """Per detection: its class's probability minus the next symbol class's."""
+    embedding: np.ndarray
+    """Mean L2-normalised encoder feature of the shown boxes (of all boxes if none is shown)."""
+    knn_classes: np.ndarray | None = None
+    """Per detection, the kNN vote's class for the shown boxes (a detector class index, −1 when
+    the kNN's class is unknown to the detector), −1 for the others; None without a checkpoint."""
+
+
+class KnnCheck:
+    """A second opinion on a box's class: weighted kNN over labelled crops embedded by a
+    checkpoint's encoder. `class_names` are the labelled crops' classes, mapped by name onto the
+    detector's."""
+
+    def __init__(self, encoder, features: np.ndarray, labels: np.ndarray, class_names: list[str]):
+        from ffclr.eval.knn import KnnClassifier
+
+        self.encoder = encoder
+        self.class_names = list(class_names)
+        self.knn = KnnClassifier.fit(features, labels, len(class_names))
+
+    def classes(self, image, boxes: np.ndarray, detector_classes: list[str]) -> np.ndarray:
+        if len(boxes) == 0:
+            return np.zeros(0, np.int64)
+        pixels = crop_pixels(image, boxes, self.encoder.image_size)
+        votes = self.knn.predict(encoder_features(self.encoder, pixels))
+        index = {name: i for i, name in enumerate(detector_classes)}
+        return np.array([index.get(self.class_names[v], -1) for v in votes], np.int64)
+
+
+def examine(detector: Detector, image, knn: KnnCheck | None = None) -> DrawingEvidence:
+    """One pass of the detector over a drawing (PIL image), keeping what the queue needs."""
+    background = detector.background_index
+    candidates = select_candidates(detector, image)
+    if len(candidates.boxes) == 0:
+        return DrawingEvidence([], np.zeros(0), np.zeros(detector.encoder.feature_dim, np.float32),
+                               None if knn is None else np.zeros(0, np.int64))
+    features = probe_features(detector, image, candidates.boxes)
+    proba = detector.probe.predict_proba(features)
+    found = detections_from_scores(detector, image.size, candidates.cores, proba,
+                                   detector.config.min_score)
+    rows = _candidate_rows(detector, image.size, candidates.cores, proba, found)
+    symbol = np.sort(proba[rows, :background], axis=1)
+    margins = symbol[:, -1] - symbol[:, -2] if symbol.shape[1] > 1 else symbol[:, -1]
+    encoded = l2_normalise(features[:, :detector.encoder.feature_dim])
+    shown = [r for r, d in zip(rows, found) if d.score >= detector.score_threshold]
+    embedding = encoded[shown].mean(axis=0) if shown else encoded.mean(axis=0)
+    knn_classes = None
+    if knn is not None:
+        rows_shown = [i for i, d in enumerate(found) if d.score >= detector.score_threshold]
+        knn_classes = np.full(len(found), -1, np.int64)
+        knn_classes[rows_shown] = knn.classes(
+            image, xywh_to_xyxy([found[i].bbox for i in rows_shown]), detector.class_names)
+    return DrawingEvidence(found, margins, embedding.astype(np.float32), knn_classes)
+
+
+def _candidate_rows(detector: Detector, size, cores, proba, found: list[Detection]) -> np.ndarray:
+    """The candidate row each detection came from: same class, the same box."""
+    classes = proba[:, : detector.background_index].argmax(axis=1)
+    boxes = clip_boxes(detector.margins.apply(cores, classes), *size)
+    iou = box_iou(xywh_to_xyxy([d.bbox for d in found]), boxes)
+    iou[np.array([d.class_index for d in found])[:, None] != classes[None, :]] = -1.0
+    return iou.argmax(axis=1) if len(found) else np.zeros(0, np.int64)
+
+
+def labelled_embedding(detector: Detector, image, boxes: np.ndarray) -> np.ndarray | None:
+    """Mean L2-normalised encoder feature of a labelled drawing's boxes (xyxy); None if none."""
+    if len(boxes) == 0:
+        return None
+    pixels = crop_pixels(image, boxes, detector.encoder.image_size, detector.config.crop_padding)
+    return l2_normalise(encoder_features(detector.encoder, pixels)).mean(axis=0)
+
+
+@dataclass
+class Uncertainty:
+    near: int
+    """Boxes whose score is within NEAR_THRESHOLD of the threshold."""
+    between: int
+    """Shown boxes torn between two classes."""
+    disagree: int
+    """Shown boxes the kNN vote gives another class."""
+    shown: int
+    value: float
+
+
+def uncertainty(evidence: DrawingEvidence, threshold: float) -> Uncertainty:
+    """Per box the largest of: closeness to the threshold (1 at it, 0 from NEAR_THRESHOLD × 2
+    away), class doubt (1 − margin / (2 × CLASS_MARGIN), shown boxes) and kNN disagreement (1);
+    summed over the drawing's boxes."""
+    scores = np.array([d.score for d in evidence.detections], np.float64)
+    classes = np.array([d.class_index for d in evidence.detections], np.int64)
+    shown = scores >= threshold
+    closeness = np.clip(1 - np.abs(scores - threshold) / (2 * NEAR_THRESHOLD), 0, 1)
+    doubt = np.where(shown, np.clip(1 - evidence.class_margins / (2 * CLASS_MARGIN), 0, 1), 0)
+    disagree = np.zeros(len(scores), bool)
+    if evidence.knn_classes is not None:
+        disagree = shown & (evidence.knn_classes >= 0) & (evidence.knn_classes != classes)
+    per_box = np.maximum.reduce([closeness, doubt, disagree.astype(float)]) if len(scores) else \
+        np.zeros(0)
+    return Uncertainty(near=int(np.sum(np.abs(scores - threshold) <= NEAR_THRESHOLD)),
+                       between=int(np.sum(shown & (evidence.class_margins < CLASS_MARGIN))),
+                       disagree=int(disagree.sum()), shown=int(shown.sum()),
+                       value=float(per_box.sum()))
+
+
+def rank(evidence: dict[Hashable, DrawingEvidence], threshold: float,
+         labelled: list[np.ndarray] = ()) -> list[QueueItem]:
+    """Greedy: take the drawing of highest uncertainty × (1 − DIVERSITY × redundancy), where
+    redundancy = exp(−d / d̄), d its embedding distance to the nearest drawing labelled or taken
+    before it and d̄ the median distance between the drawings to rank."""
+    keys = list(evidence)
+    if not keys:
+        return []
+    found = {k: uncertainty(evidence[k], threshold) for k in keys}
+    points = np.stack([evidence[k].embedding for k in keys]).astype(np.float64)
+    scale = _median_distance(points)
+    nearest = np.full(len(keys), np.inf)
+    for point in labelled:
+        nearest = np.minimum(nearest, np.linalg.norm(points - point, axis=1))
+    left, items = list(range(len(keys))), []
+    while left:
+        redundancy = np.exp(-nearest[left] / scale)
+        values = np.array([found[keys[i]].value for i in left]) * (1 - DIVERSITY * redundancy)
+        pick = int(np.argmax(values))
+        i = left.pop(pick)
+        alone = not np.isfinite(nearest[i])
+        items.append(QueueItem(keys[i], float(values[pick]),
+                               reason(found[keys[i]], threshold,
+                                      None if alone else float(redundancy[pick]))))
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[i], axis=1))
+    return items
+
+
+def _median_distance(points: np.ndarray) -> float:
+    if len(points) < 2:
+        return 1.0
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=2)[np.triu_indices(len(points), 1)]
+    return float(max(np.median(gaps), 1e-6))
+
+
+def reason(found: Uncertainty, threshold: float, redundancy: float | None) -> str:
+    """One sentence: why this drawing is where it is in the queue (`redundancy` None: no
+    drawing was labelled or queued before it)."""
+    parts = []
+    if found.near:
+        parts.append(f"{_count(found.near, 'box', 'boxes')} near the threshold ({threshold:.2f})")
+    if found.between:
+        parts.append(f"{_count(found.between, 'box', 'boxes')} between two classes")
+    if found.disagree:
+        parts.append(f"probe and kNN disagree on {_count(found.disagree, 'box', 'boxes')}")
+    if not parts:
+        parts.append(f"the detector is sure of its {_count(found.shown, 'box', 'boxes')}")
+    if redundancy is None:
+        pass
+    elif redundancy < 0.25:
+        parts.append("unlike the drawings labelled or queued before it")
+    elif redundancy > 0.75:
+        parts.append("much like a drawing labelled or queued before it")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def random_order(keys: list, seed: int = 0) -> list[QueueItem]:
+    """A seeded shuffle of `keys` (the same seed gives the same order)."""
+    order = np.random.default_rng(seed).permutation(len(keys))
+    return [QueueItem(keys[i], 0.0, f"Random order (seed {seed}).") for i in order]
+
+
+def label_queue(workspace, dataset: str, detector_path: str | os.PathLike,
+                checkpoint: str | os.PathLike | None = None, order: str = "uncertainty",
+                seed: int = 0, progress: Progress | None = None,
+                evidence: dict | None = None) -> list[QueueItem]:
+    """The dataset's drawings not yet annotated, in the order to label them.
+
+    `evidence` (drawing id → DrawingEvidence) skips detection for the drawings it holds.
+    """
+    from ffclr.annotate import drawings as list_drawings
+    from ffclr.errors import FfclrError
+
+    if order not in ORDERS:
+        raise FfclrError(f"order {order!r}: choose one of {', '.join(ORDERS)}")
+    rows = sorted(list_drawings(workspace, dataset), key=lambda d: d["id"])
+    todo = [d for d in rows if d["status"] != "annotated"]
+    if order == "random" or not todo:
+        return random_order([d["id"] for d in todo], seed)
+    from ffclr.detection import load_detector
+
+    detector = load_detector(detector_path)
+    knn = knn_check(workspace, dataset, checkpoint) if checkpoint else None
+    evidence = dict(evidence or {})
+    for done, row in enumerate(todo):
+        if row["id"] not in evidence:
+            image = _read(workspace, row)
+            if image is not None:
+                evidence[row["id"]] = examine(detector, image, knn)
+        if progress:
+            progress(done + 1, len(todo), f"examined {row['file_name']}")
+    labelled = _labelled_embeddings(workspace, detector,
+                                    [d for d in rows if d["status"] == "annotated"])
+    return rank({d["id"]: evidence[d["id"]] for d in todo if d["id"] in evidence},
+                detector.score_threshold, labelled)
+
+
+def _read(workspace, row: dict):
+    """The drawing's RGB image, None when it cannot be read (it is left out of the queue)."""
+    from ffclr.annotate import drawing_path
+    from ffclr.detection.images import read_drawing
+    from ffclr.errors import FfclrError
+
+    try:
+        return read_drawing(drawing_path(workspace, row))[0]
+    except FfclrError:
+        return None
+
+
+def _labelled_embeddings(workspace, detector: Detector, annotated: list[dict]) -> list[np.ndarray]:
+    from ffclr.annotate import boxes as current_boxes
+
+    found = []
+    for row in annotated:
+        image = _read(workspace, row)
+        if image is None:
+            continue
+        xyxy = xywh_to_xyxy([b.bbox for b in current_boxes(workspace, row["id"])])
+        point = labelled_embedding(detector, image, xyxy)
+        if point is not None:
+            found.append(point)
+    return found
+
+
+def knn_check(workspace, dataset: str, checkpoint: str | os.PathLike) -> KnnCheck:
+    """kNN over every labelled crop of the dataset, embedded by `checkpoint` (cached)."""
+    from ffclr.data.cropset import load_dataset_split
+    from ffclr.eval.embedding import embed_crop_set
+    from ffclr.model.checkpoint import load_encoder
+
+    crops = load_dataset_split(dataset, None, workspace)
+    encoder = load_encoder(checkpoint)
+    features = embed_crop_set(crops, checkpoint, workspace, encoder=encoder).features
+    return KnnCheck(encoder, features, crops.labels, crops.class_names)
