@@ -109,7 +109,7 @@ def test_view_follows_the_store_queue_failure_and_cancel(workspace):
     series = pretrain.curves(workspace, failed)
     assert series["loss"] == ([2, 4], [3.0, 2.5])
     figure = pretrain.curves_figure(series)
-    assert list(figure.data[0].y) == [3.0, 2.5] and list(figure.data[2].y) == [0.5]
+    assert list(figure.data[0].y) == [3.0, 2.5] and list(figure.data[2].y) == [50.0]
     assert "ETA" in pretrain.run_status(workspace, running)
     assert [r[0] for r in pretrain.queue_rows(workspace)] == [running, queued]
     assert pretrain.default_run(workspace) == running
@@ -142,3 +142,86 @@ def test_start_runs_a_worker_that_writes_metrics_and_can_be_cancelled(imported):
         time.sleep(0.5)
     assert run["status"] == "cancelled" and run["checkpoint"]
     assert "Last checkpoint" in pretrain.run_status(imported, run_id)
+
+
+def test_curves_plot_epochs_and_knn_in_percent_as_the_status_says(workspace):
+    """The axis said step; the status reads epochs and kNN in percent, and so does the plot."""
+    with workspace.open_store() as store:
+        run = store.create_run("pretrain", {"arch": "resnet18", "epochs": 4}, name="r")
+        store.mark_running(run)
+        for step in (2, 4, 6):
+            store.log_metrics(run, step, {"loss": 5.0 - step / 2, "epoch": step / 4})
+        store.log_metrics(run, 8, {"knn_top1": 0.25})
+    figure = pretrain.curves_figure(pretrain.curves(workspace, run))
+    loss, _, knn = figure.data
+    assert list(loss.x) == [0.5, 1.0, 1.5] and list(knn.x) == [2.0] and list(knn.y) == [25.0]
+    assert figure.layout.xaxis.title.text == "epoch"
+    assert "(%)" in figure.layout.annotations[2].text
+    assert "kNN top-1 25.0%" in pretrain.run_status(workspace, run)
+    no_epochs = pretrain.curves_figure({"loss": ([3, 6], [1.0, 0.5])})
+    assert list(no_epochs.data[0].x) == [3, 6] and no_epochs.layout.xaxis.title.text == "step"
+
+
+def test_a_queued_run_reads_as_markdown_and_says_what_it_waits_for(workspace):
+    with workspace.open_store() as store:
+        first = store.create_run("pretrain", {"arch": "resnet18"}, status="queued")
+        second = store.create_run("pretrain", {"arch": "resnet18"}, name="mine",
+                                  status="queued")
+    text = pretrain.run_status(workspace, first)
+    assert text.startswith(f"**Run #{first}** · **queued** · ")
+    assert "Starting: waiting for the worker process" in text
+    text = pretrain.run_status(workspace, second)
+    assert text.startswith(f"**Run #{second}** mine · **queued** · ")
+    assert f"waiting for run #{first} to finish" in text
+    empty = pretrain.curves_figure({}, "no points yet")
+    assert empty.layout.annotations[-1].text == "no points yet"
+
+
+def test_start_shows_the_queued_run_at_once(imported, monkeypatch):
+    """Start used to leave the view empty until the worker's first points (half a minute)."""
+    def queue_only(workspace, config):
+        with workspace.open_store() as store:
+            return store.create_run("pretrain", config.to_dict(), status="queued")
+
+    toasts = []
+    monkeypatch.setattr(pretrain.jobs, "start_pretrain", queue_only)
+    monkeypatch.setattr(pretrain, "notice_lost_workers", lambda *args: None)
+    monkeypatch.setattr(pretrain, "info", toasts.append)
+    values = dict(pretrain.form_values(imported, {"config": {}, "dataset_id": None}),
+                  dataset="demo", split="train", run_name="")
+    message, picker, status, figure, queue, _ = pretrain.started(imported, values)
+    run_id = picker["value"]
+    assert f"Started run #{run_id}." in message and toasts and "Started" in toasts[0]
+    assert f"**Run #{run_id}**" in status and "waiting for the worker" in status
+    assert figure.layout.annotations[-1].text == "no points yet"
+    assert queue == [[run_id, "", "queued", queue[0][3], "demo"]]
+
+
+def test_a_reloaded_page_shows_the_active_runs_settings(imported):
+    """After a reload the form showed the defaults, not the settings of the run under way."""
+    from ui_wiring import skipped
+
+    options = pretrain.PretrainOptions(
+        dataset="demo", split="valid", mode="labeled (supervised contrastive)", device="CPU",
+        precision="fp32", settings=dict(image_size=24, batch_size=16, epochs=7, time_budget=90,
+                                        lr="0.01", knn_every=3, augment="rotate",
+                                        run_name="mine"))
+    config = pretrain.pretrain_config(imported, options)
+    with imported.open_store() as store:
+        done = store.create_run("pretrain", pretrain.pretrain_config(
+            imported, pretrain.PretrainOptions(dataset="demo")).to_dict(), name="old")
+        store.finish_run(done, "finished")
+    assert all(skipped(v) for v in pretrain.load_view(imported)[5:])
+    with imported.open_store() as store:
+        run = store.create_run("pretrain", config.to_dict(), name="mine")
+        store.mark_running(run)
+    loaded = pretrain.load_view(imported)
+    assert loaded[0]["value"] == run and f"**Run #{run}**" in loaded[1]
+    shown = dict(zip(pretrain.START_INPUTS, loaded[5:]))
+    assert shown == dict(dataset="demo", split="valid", mode="labeled (supervised contrastive)",
+                         arch=config.arch, image_size=24, batch_size=16, epochs=7,
+                         time_budget="90", lr="0.01", temperature=config.temperature,
+                         device="CPU", precision="fp32", augment="rotate", knn_every=3,
+                         run_name="")
+    again = pretrain.pretrain_config(imported, pretrain.options_from_widgets(shown))
+    assert again == config.__class__(**{**config.to_dict(), "run_name": None})

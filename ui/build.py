@@ -23,6 +23,7 @@ CSS = """
 #umap-tooltip div { white-space: pre-line; max-width: 260px; }
 .ffclr-captions .caption-label { white-space: normal; max-width: 100%; overflow-wrap: anywhere; }
 #umap-tooltip img { display: block; max-width: 96px; max-height: 96px; image-rendering: pixelated; }
+#pretrain-live { position: sticky; top: 8px; align-self: flex-start; }
 """
 
 KEYBOARD_JS = """

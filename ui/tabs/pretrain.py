@@ -17,8 +17,9 @@ from ffclr.errors import FfclrError
 from ffclr.train import jobs
 from ffclr.train.config import ARCH_NAMES, AUGMENT_HELP, AUGMENT_PRESETS, PretrainConfig
 from ffclr.workspace import Workspace
-from ui.common import (Context, dataset_choices, fmt_duration, guard, imported_dataset, md_code,
-                       md_text, ok_md, open_store, run_dataset, run_duration, split_choices)
+from ui.common import (Context, dataset_choices, fmt_duration, guard, imported_dataset, info,
+                       md_code, md_text, ok_md, open_store, run_dataset, run_duration,
+                       split_choices)
 
 DEFAULTS = PretrainConfig()
 SETTINGS = ("arch", "image_size", "batch_size", "epochs", "time_budget", "lr", "temperature",
@@ -45,7 +46,9 @@ PRECISIONS = {"auto": {},
               "bf16 (CPU)": {"fp16_precision": False, "bf16": True},
               "fp16 (GPU)": {"fp16_precision": True}}
 """The Precision dropdown's labels → `PretrainConfig` fields ("auto": as the config says)."""
-CURVES = (("loss", "loss"), ("views_per_s", "views/s"), ("knn_top1", "kNN top-1"))
+CURVES = (("loss", "loss"), ("views_per_s", "views/s"), ("knn_top1", "kNN top-1 (%)"))
+PERCENT_CURVES = {"knn_top1": 100}
+"""Curves stored as fractions and shown in percent, as the status line shows them."""
 QUEUE_COLUMNS = ["id", "name", "status", "created", "dataset"]
 POLL_SECONDS = 1.0
 
@@ -108,6 +111,38 @@ def preset_values(preset: str) -> list:
     config = replace(DEFAULTS, **PRESETS[preset])
     return [widget_value(name, getattr(config, name)) for name in SETTINGS] + [
         device_label(config), precision_label(config)]
+
+
+def active_run(workspace: Workspace) -> dict | None:
+    """The running pretraining run, else the first queued one, else None."""
+    runs = pretrain_runs(workspace)
+    for status in ("running", "queued"):
+        active = sorted((r for r in runs if r["status"] == status), key=lambda r: r["id"])
+        if active:
+            return active[0]
+    return None
+
+
+def form_values(workspace: Workspace, run: dict) -> dict[str, Any]:
+    """The tab's widget values (by `START_INPUTS` name) that show `run`'s settings; the run
+    name stays empty, so a new Start makes a run of its own. The dataset and split are left
+    out when they are no longer imported."""
+    config = PretrainConfig.from_dict(run["config"])
+    with open_store(workspace) as store:
+        names = {d["id"]: d["name"] for d in store.datasets()}
+    values = {"mode": next((label for label, name in MODES.items()
+                            if name == config.dataset_name), DEFAULT_MODE),
+              **{name: widget_value(name, getattr(config, name)) for name in SETTINGS},
+              "device": device_label(config), "precision": precision_label(config),
+              "run_name": ""}
+    dataset = run_dataset(run, workspace, names)
+    if dataset in names.values():
+        values["dataset"] = dataset
+        data = Path(config.data or "")
+        if data.parent == workspace.dataset_dir(dataset) and \
+                data.name in split_choices(workspace, dataset):
+            values["split"] = data.name
+    return values
 
 
 def crop_folder(workspace: Workspace, dataset: str | None, split: str | None) -> Path:
@@ -188,11 +223,10 @@ def run_choices(workspace: Workspace) -> list[tuple[str, int]]:
 
 def default_run(workspace: Workspace) -> int | None:
     """The running job, else the first queued, else the most recent run."""
+    active = active_run(workspace)
+    if active:
+        return active["id"]
     runs = pretrain_runs(workspace)
-    for status in ("running", "queued"):
-        active = [r for r in runs if r["status"] == status]
-        if active:
-            return active[-1]["id"] if status == "queued" else active[0]["id"]
     return runs[0]["id"] if runs else None
 
 
@@ -216,15 +250,35 @@ def curves(workspace: Workspace, run_id: int) -> dict[str, tuple[list[int], list
     return out
 
 
-def curves_figure(series: dict[str, tuple[list[int], list[float]]]):
+def epoch_axis(series: dict[str, tuple[list[int], list[float]]]):
+    """The x axis of the curves: (title, step → x). Epochs where the run logged them (the
+    trainer logs `epoch` beside every other metric, and `step / epoch` is the steps per epoch
+    for steps it did not log it at), else steps."""
+    steps, epochs = series.get("epoch", ([], []))
+    known = dict(zip(steps, epochs))
+    per_epoch = next((step / epoch for step, epoch in zip(reversed(steps), reversed(epochs))
+                      if epoch > 0), None)
+    if per_epoch is None:
+        return "step", float
+    return "epoch", lambda step: known.get(step, step / per_epoch)
+
+
+def curves_figure(series: dict[str, tuple[list[int], list[float]]], waiting: str = ""):
+    """Loss, views/s and kNN top-1 (in %) against epochs; `waiting` is written on an empty
+    figure."""
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in CURVES])
+    axis, to_x = epoch_axis(series)
     for col, (name, title) in enumerate(CURVES, start=1):
         steps, values = series.get(name, ([], []))
-        fig.add_scatter(x=steps, y=values, mode="lines+markers", name=title, row=1, col=col,
-                        marker={"size": 4})
-        fig.update_xaxes(title_text="step", row=1, col=col)
+        scale = PERCENT_CURVES.get(name, 1)
+        fig.add_scatter(x=[to_x(step) for step in steps], y=[v * scale for v in values],
+                        mode="lines+markers", name=title, row=1, col=col, marker={"size": 4})
+        fig.update_xaxes(title_text=axis, row=1, col=col)
+    if waiting and not any(series.get(name) for name, _ in CURVES):
+        fig.add_annotation(text=waiting, xref="paper", yref="paper", x=0.5, y=0.5,
+                           showarrow=False, font={"size": 14, "color": "#555"})
     fig.update_layout(height=320, showlegend=False, margin={"l": 40, "r": 10, "t": 40, "b": 40})
     return fig
 
@@ -255,8 +309,8 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
             return f"Run #{run_id} was deleted."
         latest = store.latest_metrics(int(run_id))
     config = run["config"]
-    title = " ".join(filter(None, (f"Run #{run['id']}", md_text(run.get("name") or ""))))
-    parts = [f"**{title}** · **{md_text(run['status'])}** · "
+    name = md_text(run.get("name") or "")
+    parts = [f"**Run #{run['id']}**{' ' + name if name else ''} · **{md_text(run['status'])}** · "
              f"{md_text(config.get('arch', ''))}, {md_text(config.get('image_size', ''))} px, "
              f"batch {md_text(config.get('batch_size', ''))} · {fmt_duration(run_duration(run))}"]
     if "epoch" in latest:
@@ -272,14 +326,32 @@ def run_status(workspace: Workspace, run_id: int | None) -> str:
     if eta is not None:
         parts.append(f"ETA {fmt_duration(eta)}")
     text = " · ".join(parts)
-    if run["status"] == "queued":
-        text += "\n\nWaiting for the job before it to finish (one job runs at a time)."
+    waiting = waiting_line(workspace, run, latest)
+    if waiting:
+        text += f"\n\n{waiting}"
     if run.get("error"):
         text += f"\n\n⚠ **Error:** {md_text(run['error'])}"
     if run["status"] in ("failed", "cancelled", "interrupted", "finished"):
         text += (f"\n\nLast checkpoint: {md_code(run['checkpoint'])}" if run.get("checkpoint")
                  else "\n\nNo checkpoint was written.")
     return text
+
+
+def waiting_line(workspace: Workspace, run: dict, latest: dict[str, float]) -> str:
+    """What a run that shows no curve yet waits for: the runs ahead of it in the queue, or its
+    worker starting (loading torch and the crops) before the first points."""
+    if run["status"] == "queued":
+        ahead = [r["id"] for r in pretrain_runs(workspace) if r["id"] < run["id"]
+                 and r["status"] in ("queued", "running")]
+        if ahead:
+            return (f"Queued: waiting for run{'s' if len(ahead) > 1 else ''} "
+                    f"{', '.join(f'#{i}' for i in sorted(ahead))} to finish (one job runs at "
+                    "a time).")
+        return (f"Starting: waiting for the worker process (it loads torch and the crops); "
+                f"the first points follow its first {APP_SETTINGS['log_every_n_steps']} steps.")
+    if run["status"] == "running" and not latest:
+        return "Running: loading the crops and the model; the first points follow shortly."
+    return ""
 
 
 def notice_lost_workers(workspace: Workspace, run_id: int) -> None:
@@ -328,11 +400,11 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             widgets = _options_column(ctx)
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, elem_id="pretrain-live"):
             _run_column(ctx)
     signature = gr.State(None)
     _wire_preset(ctx.components, widgets)
-    _wire_live_view(ctx, signature)
+    _wire_live_view(ctx, signature, widgets)
     _wire_start_and_cancel(ctx, widgets, signature)
     _wire_dataset_refresh(ctx.workspace, tab, widgets)
 
@@ -378,15 +450,17 @@ def _options_column(ctx: Context) -> dict[str, Any]:
         w["knn_every"] = gr.Number(label="kNN every N epochs (0 = never)",
                                    value=DEFAULTS.knn_every, precision=0)
     w["run_name"] = gr.Textbox(label="Run name (optional)", value=DEFAULTS.run_name or "")
-    with gr.Row():
-        c["pre_start"] = gr.Button("Start", variant="primary", elem_id="pretrain-start")
-        c["pre_cancel"] = gr.Button("Cancel", variant="stop", elem_id="pretrain-cancel")
-    c["pre_message"] = gr.Markdown(elem_id="pretrain-message")
     return w
 
 
 def _run_column(ctx: Context) -> None:
+    """Start and Cancel, their message, the run picker, its status, curves and the queue: the
+    column stays in view while the options beside it scroll (CSS `#pretrain-live`)."""
     ws, c = ctx.workspace, ctx.components
+    with gr.Row():
+        c["pre_start"] = gr.Button("Start", variant="primary", elem_id="pretrain-start")
+        c["pre_cancel"] = gr.Button("Cancel", variant="stop", elem_id="pretrain-cancel")
+    c["pre_message"] = gr.Markdown(elem_id="pretrain-message")
     c["pre_run"] = gr.Dropdown(label="Run", choices=run_choices(ws), value=default_run(ws),
                                elem_id="pretrain-run")
     c["pre_status"] = gr.Markdown(elem_id="pretrain-status")
@@ -406,48 +480,70 @@ def _wire_preset(c: dict[str, Any], widgets: dict[str, Any]) -> None:
     c["pre_preset"].change(apply_preset, c["pre_preset"], outputs, show_progress="hidden")
 
 
-def _wire_live_view(ctx: Context, signature: gr.State) -> None:
+def run_view(workspace: Workspace, run_id: int | None) -> tuple:
+    """Status, curves and queue of a run (nothing picked: the tab's first-use line)."""
+    series = curves(workspace, run_id) if run_id is not None else {}
+    return (run_status(workspace, run_id),
+            curves_figure(series, "no points yet" if run_id is not None else ""),
+            queue_rows(workspace) or None)
+
+
+def load_view(workspace: Workspace) -> tuple:
+    """What a (re)loaded page shows: the run picker on the default run, its view, its poll
+    signature, then the settings widgets (`START_INPUTS` order) filled from the running or
+    first queued run, left as they are when none is active."""
+    run_id = default_run(workspace)
+    active = active_run(workspace)
+    values = form_values(workspace, active) if active else {}
+    return (gr.update(choices=run_choices(workspace), value=run_id), *run_view(workspace, run_id),
+            poll_signature(workspace, run_id),
+            *[values.get(name, gr.skip()) for name in START_INPUTS])
+
+
+def _wire_live_view(ctx: Context, signature: gr.State, widgets: dict[str, Any]) -> None:
     """Status, curves and queue of the picked run, polled from the store (sent only on change)."""
     ws, c = ctx.workspace, ctx.components
     timer = gr.Timer(POLL_SECONDS)
-
-    def view(run_id):
-        series = curves(ws, run_id) if run_id is not None else {}
-        return run_status(ws, run_id), curves_figure(series), queue_rows(ws) or None
 
     def poll(run_id, last):
         now = poll_signature(ws, run_id)
         if now == last:
             return gr.skip(), gr.skip(), gr.skip(), last, gr.skip()
-        return (*view(run_id), now, gr.update(choices=run_choices(ws)))
+        return (*run_view(ws, run_id), now, gr.update(choices=run_choices(ws)))
 
     poll_outputs = [c["pre_status"], c["pre_plot"], c["pre_queue"], signature, c["pre_run"]]
     timer.tick(guard(5, status_at=None)(poll), [c["pre_run"], signature], poll_outputs,
                show_progress="hidden", queue=False)
 
-    def on_load():
-        run_id = default_run(ws)
-        return (gr.update(choices=run_choices(ws), value=run_id), *view(run_id),
-                poll_signature(ws, run_id))
-
-    c["pretrain_load"] = (on_load, [c["pre_run"], c["pre_status"], c["pre_plot"],
-                                    c["pre_queue"], signature])
-    c["pre_run"].change(lambda r: (*view(r), poll_signature(ws, r)), c["pre_run"],
+    c["pretrain_load"] = (
+        guard(5 + len(START_INPUTS), status_at=None)(lambda: load_view(ws)),
+        [c["pre_run"], c["pre_status"], c["pre_plot"], c["pre_queue"], signature,
+         *[widgets[name] for name in START_INPUTS]])
+    c["pre_run"].change(lambda r: (*run_view(ws, r), poll_signature(ws, r)), c["pre_run"],
                         [c["pre_status"], c["pre_plot"], c["pre_queue"], signature],
                         show_progress="hidden")
+
+
+def started(workspace: Workspace, values: dict[str, Any]) -> tuple:
+    """Start a run from the widget values: the message (also a toast, seen wherever the page is
+    scrolled), the run picker on it, and its view at once (queued, its worker starting)."""
+    run_id = start(workspace, options_from_widgets(values))
+    message = f"Started run #{run_id}."
+    info(message + " Its worker is starting; the curves follow its first steps.")
+    return (ok_md(message), gr.update(choices=run_choices(workspace), value=run_id),
+            *run_view(workspace, run_id), poll_signature(workspace, run_id))
 
 
 def _wire_start_and_cancel(ctx: Context, widgets: dict[str, Any], signature: gr.State) -> None:
     ws, c = ctx.workspace, ctx.components
 
-    @guard(3)
+    @guard(6)
     def on_start(*values):
-        run_id = start(ws, options_from_widgets(dict(zip(START_INPUTS, values))))
-        return (ok_md(f"Started run #{run_id}."),
-                gr.update(choices=run_choices(ws), value=run_id), None)
+        return started(ws, dict(zip(START_INPUTS, values)))
 
     c["pre_start"].click(on_start, [widgets[name] for name in START_INPUTS],
-                         [c["pre_message"], c["pre_run"], signature], api_name="pretrain_start")
+                         [c["pre_message"], c["pre_run"], c["pre_status"], c["pre_plot"],
+                          c["pre_queue"], signature], api_name="pretrain_start")
 
     @guard(2)
     def on_cancel(run_id):
