@@ -97,3 +97,43 @@ def test_the_import_endpoint_asks_before_replacing_and_unticks_replace(workspace
             assert store.dataset("d")["source"] == str(changed.resolve())
     finally:
         app.close()
+
+
+def test_split_filter_follows_the_dataset_and_says_when_it_matches_nothing(workspace,
+                                                                           demo_export, tmp_path):
+    """A filter on `valid` left over from another dataset used to empty a train-only
+    dataset's gallery without a word; the blank choice had no label."""
+    from ui.build import build_app
+    from ui_wiring import call, component
+
+    train_only = tmp_path / "train_only"
+    shutil.copytree(demo_export / "train", train_only / "train")
+    data.import_dataset(workspace, None, str(demo_export), "full")
+    data.import_dataset(workspace, None, str(train_only), "trainonly")
+    demo = build_app(workspace)
+    assert component(demo, "data-split").choices == [(data.ALL_SPLITS, "")]
+    full = call(demo, "data-dataset", "change", "full")
+    assert full["data-split"]["choices"] == [(data.ALL_SPLITS, ""), ("train", "train"),
+                                             ("valid", "valid"), ("test", "test")]
+    first = full["data-class"]["value"]
+    valid = call(demo, "data-split", "change", "full", first, "valid")
+    assert valid["data-gallery"] and "in split valid" in valid["data-gallery-note"]
+    shown = call(demo, "data-dataset", "change", "trainonly")
+    assert shown["data-split"]["value"] == ""
+    assert shown["data-split"]["choices"] == [(data.ALL_SPLITS, ""), ("train", "train")]
+    assert shown["data-gallery"] and shown["data-gallery-note"].startswith("Showing")
+    stale = call(demo, "data-split", "change", "trainonly", shown["data-class"]["value"],
+                 "valid")
+    assert stale["data-gallery"] == []
+    assert stale["data-gallery-note"].startswith("No crops of class")
+    assert "crops in train" in stale["data-gallery-note"]
+
+
+def test_gallery_line_counts_the_crops_beyond_the_limit(workspace, demo_export):
+    data.import_dataset(workspace, None, str(demo_export), "d")
+    with workspace.open_store() as store:
+        dataset = store.dataset("d")
+        labels = [c["label"] for c in store.crops(dataset["id"])]
+    common = max(set(labels), key=labels.count)
+    items, note = data.gallery_view(workspace, "d", common, limit=2)
+    assert len(items) == 2 and f"the first 2 of {labels.count(common)} crops" in note

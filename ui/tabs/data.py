@@ -17,11 +17,12 @@ from ffclr.demo.export import write_demo_export
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard,
-                       imported_dataset, md_code, md_text, ok_md, open_store)
+                       imported_dataset, md_code, md_text, ok_md, open_store, split_choices)
 
 DEMO_NAME = "demo"
 DEMO_IMAGES = 60
 GALLERY_LIMIT = 60
+ALL_SPLITS = "all splits"
 
 Progress = Callable[[int, int, str], None] | None
 
@@ -132,6 +133,13 @@ def overview_headers(workspace: Workspace, name: str | None) -> list[str]:
     return ["index", "class", *splits, "total"]
 
 
+def overview_widths(headers: list[str]) -> list[str]:
+    """Column widths of the class × split table: a narrow index, the class name (wrapped)
+    given half, the counts sharing the rest, so a long class name never pushes them out."""
+    counts = len(headers) - 2
+    return ["9%", "45%", *[f"{46 / counts:.1f}%"] * counts] if counts > 0 else []
+
+
 def class_choices(workspace: Workspace, name: str | None) -> list[tuple[str, int]]:
     if not name:
         return []
@@ -145,14 +153,38 @@ def class_choices(workspace: Workspace, name: str | None) -> list[tuple[str, int
 def class_gallery(workspace: Workspace, name: str | None, class_index: int | None,
                   split: str | None = None, limit: int = GALLERY_LIMIT) -> list[tuple[str, str]]:
     """(image path, caption) of up to `limit` crops whose effective label is `class_index`."""
+    return gallery_view(workspace, name, class_index, split, limit)[0]
+
+
+def gallery_view(workspace: Workspace, name: str | None, class_index: int | None,
+                 split: str | None = None, limit: int = GALLERY_LIMIT
+                 ) -> tuple[list[tuple[str, str]], str]:
+    """The gallery of one class's crops (see `class_gallery`) and a line saying how many there
+    are, or, when the split filter leaves none, which splits hold the class."""
     if not name or class_index is None:
-        return []
+        return [], ""
     with open_store(workspace) as store:
         dataset = imported_dataset(store, name)
-        crops = store.crops(dataset["id"], split or None)
+        crops = [c for c in store.crops(dataset["id"]) if c["label"] == int(class_index)]
+        names = {c["class_index"]: c["name"] for c in store.classes(dataset["id"])}
+    chosen = [c for c in crops if not split or c["split"] == split]
     root = Path(dataset["root"])
-    chosen = [c for c in crops if c["label"] == int(class_index)][:limit]
-    return [(str(root / c["path"]), f"{c['split']} · #{c['id']}") for c in chosen]
+    items = [(str(root / c["path"]), f"{c['split']} · #{c['id']}") for c in chosen[:limit]]
+    label = md_text(names.get(int(class_index), class_index))
+    where = f" in split {md_text(split)}" if split else ""
+    if not chosen:
+        held = ordered_splits(c["split"] for c in crops)
+        return items, (f"No crops of class {label}{where}" + (
+            f": it has crops in {md_text(', '.join(held))} (pick **{ALL_SPLITS}**)."
+            if held else "."))
+    shown = f"the first {len(items)} of " if len(items) < len(chosen) else ""
+    return items, f"Showing {shown}{len(chosen)} crops of class {label}{where}."
+
+
+def split_filter(workspace: Workspace, name: str | None) -> dict:
+    """The split filter for a dataset: all splits, then the dataset's own, set to all."""
+    return gr.update(choices=[(ALL_SPLITS, "")] + [(s, s) for s in ordered_splits(
+        split_choices(workspace, name))], value="")
 
 
 # layout
@@ -203,11 +235,12 @@ def _browse_column(ctx: Context) -> None:
                                     value=names[0] if names else None, elem_id="data-dataset")
     c["data_summary"] = gr.Markdown(elem_id="data-summary")
     c["data_table"] = gr.Dataframe(label="Crops per class and split", interactive=False,
-                                   max_height=320, elem_id="data-table")
+                                   max_height=320, wrap=True, elem_id="data-table")
     with gr.Row():
         c["data_class"] = gr.Dropdown(label="Class", choices=[], elem_id="data-class")
-        c["data_split"] = gr.Dropdown(label="Split", choices=["", "train", "valid", "test"],
-                                      value="")
+        c["data_split"] = gr.Dropdown(label="Split", choices=[(ALL_SPLITS, "")], value="",
+                                      elem_id="data-split")
+    c["data_gallery_note"] = gr.Markdown(elem_id="data-gallery-note")
     c["data_gallery"] = gr.Gallery(label="Crops", columns=10, height=300,
                                    object_fit="contain", elem_id="data-gallery")
 
@@ -238,35 +271,48 @@ def _wire_import(ctx: Context) -> None:
                            [*outputs, c["data_replace"]], api_name="import_export")
 
 
+def browse_view(workspace: Workspace, name: str | None) -> tuple:
+    """Everything the browse column shows for a dataset: summary, table, class picker (its
+    first class), split filter (reset to all splits), the gallery's line and the gallery."""
+    summary, rows = dataset_overview(workspace, name)
+    classes = class_choices(workspace, name)
+    first = classes[0][1] if classes else None
+    items, note = gallery_view(workspace, name, first)
+    headers = overview_headers(workspace, name)
+    return (summary, gr.update(value=rows or None, headers=headers,
+                               column_widths=overview_widths(headers)),
+            gr.update(choices=classes, value=first), split_filter(workspace, name), note, items)
+
+
+def _browse_outputs(c: dict) -> list:
+    return [c["data_summary"], c["data_table"], c["data_class"], c["data_split"],
+            c["data_gallery_note"], c["data_gallery"]]
+
+
 def _wire_browse(ctx: Context, tab: gr.Tab) -> None:
     ws, c = ctx.workspace, ctx.components
 
-    @guard(4, status_at=None)
+    @guard(6, status_at=None)
     def show_dataset(name):
-        summary, rows = dataset_overview(ws, name)
-        classes = class_choices(ws, name)
-        headers = overview_headers(ws, name)
-        first = classes[0][1] if classes else None
-        return (summary, gr.update(value=rows or None, headers=headers),
-                gr.update(choices=classes, value=first),
-                class_gallery(ws, name, first))
+        return browse_view(ws, name)
 
-    @guard(1, status_at=None)
+    @guard(2, status_at=None)
     def show_gallery(name, class_index, split):
-        return class_gallery(ws, name, class_index, split or None)
+        items, note = gallery_view(ws, name, class_index, split or None)
+        return note, items
 
     def refresh_choices(current):
         names = dataset_choices(ws)
         value = current if current in names else (names[0] if names else None)
         return gr.update(choices=names, value=value), gr.update(visible=not names)
 
-    c["data_dataset"].change(show_dataset, c["data_dataset"],
-                             [c["data_summary"], c["data_table"], c["data_class"],
-                              c["data_gallery"]], api_name="dataset_overview")
+    c["data_dataset"].change(show_dataset, c["data_dataset"], _browse_outputs(c),
+                             api_name="dataset_overview")
     gallery_inputs = [c["data_dataset"], c["data_class"], c["data_split"]]
-    c["data_class"].change(show_gallery, gallery_inputs, c["data_gallery"],
+    gallery_outputs = [c["data_gallery_note"], c["data_gallery"]]
+    c["data_class"].change(show_gallery, gallery_inputs, gallery_outputs,
                            show_progress="hidden")
-    c["data_split"].change(show_gallery, gallery_inputs, c["data_gallery"],
+    c["data_split"].change(show_gallery, gallery_inputs, gallery_outputs,
                            show_progress="hidden")
     tab.select(refresh_choices, c["data_dataset"], [c["data_dataset"], c["data_demo_button"]],
                show_progress="hidden")
@@ -274,21 +320,13 @@ def _wire_browse(ctx: Context, tab: gr.Tab) -> None:
 
 def wire(ctx: Context) -> None:
     c = ctx.components
-    c["demo"].load(_initial(ctx), c["data_dataset"],
-                   [c["data_summary"], c["data_table"], c["data_class"], c["data_gallery"]],
-                   show_progress="hidden")
+    c["demo"].load(_initial(ctx), c["data_dataset"], _browse_outputs(c), show_progress="hidden")
 
 
 def _initial(ctx: Context):
     def load(name):
         try:
-            summary, rows = dataset_overview(ctx.workspace, name)
-            classes = class_choices(ctx.workspace, name)
-            first = classes[0][1] if classes else None
-            return (summary, gr.update(value=rows or None,
-                                       headers=overview_headers(ctx.workspace, name)),
-                    gr.update(choices=classes, value=first),
-                    class_gallery(ctx.workspace, name, first))
+            return browse_view(ctx.workspace, name)
         except Exception as exc:  # noqa: BLE001
-            return error_md(str(exc)), gr.skip(), gr.skip(), gr.skip()
+            return (error_md(str(exc)), *[gr.skip()] * 5)
     return load
