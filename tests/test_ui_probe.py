@@ -51,7 +51,10 @@ def test_probe_reports_metrics_baseline_classes_confusion_and_csv(probed):
         n_valid = len(store.crops(store.dataset("demo")["id"], "valid"))
     assert rows["train / test crops"][1] == n_valid
     classes = probe.class_rows(report.metrics)
-    assert sum(r[4] for r in classes) == n_valid
+    assert sum(r[2] for r in classes) == n_valid
+    with workspace.open_store() as store:
+        n_train = len(store.crops(store.dataset("demo")["id"], "train"))
+    assert sum(r[1] or 0 for r in classes) == n_train
     figure = probe.confusion_figure(report.metrics)
     assert sum(map(sum, figure.data[0].z)) == n_valid
     with open(report.files["csv"], newline="") as handle:
@@ -68,3 +71,21 @@ def test_probe_refuses_scoring_on_its_training_split(probed):
         probe.run_probe(workspace, checkpoint, "demo", "train", "train")
     with pytest.raises(FfclrError, match="pick a checkpoint"):
         probe.run_probe(workspace, None, "demo", "train", "valid")
+
+
+def test_per_class_table_puts_the_counts_beside_the_class_in_view(workspace):
+    """n_train was the last column, pushed out of view by long class names."""
+    from ui.build import build_app
+    from ui_wiring import component
+
+    metrics = {"per_class": [
+        {"class": "dedicated-metal-module-box-for-fire-smoke-exhaust-fan", "precision": 0.5,
+         "recall": 0.25, "f1": 1 / 3, "support": 4, "n_train": 9},
+        {"class": "unseen", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0,
+         "n_train": 0}]}
+    rows = probe.class_rows(metrics)
+    assert rows == [["dedicated-metal-module-box-for-fire-smoke-exhaust-fan", 9, 4, 0.333, 0.5,
+                     0.25]]
+    assert probe.CLASS_COLUMNS[:3] == ["class", "n_train", "support"]
+    table = component(build_app(workspace), "probe-classes")
+    assert table.wrap and len(table.column_widths) == len(probe.CLASS_COLUMNS)

@@ -17,7 +17,10 @@ METHODS = {"logistic regression, L-BFGS (CV-chosen regularisation)": "lbfgs",
            "Adam + focal loss (the seed's probe)": "adam"}
 SUMMARY_KEYS = (("top1", "top-1"), ("top5", "top-5"), ("balanced_accuracy", "balanced accuracy"),
                 ("macro_f1", "macro-F1"))
-CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support", "n_train"]
+CLASS_COLUMNS = ["class", "n_train", "support", "f1", "precision", "recall"]
+"""The class, how many crops it had to learn from and to be scored on, then the scores; the
+class name wraps within `CLASS_WIDTHS`."""
+CLASS_WIDTHS = ["40%", "12%", "12%", "12%", "12%", "12%"]
 
 
 def run_probe(workspace: Workspace, checkpoint: str | None, dataset: str | None,
@@ -53,8 +56,9 @@ def summary_rows(metrics: dict) -> list[list]:
 
 
 def class_rows(metrics: dict) -> list[list]:
-    return [[r["class"], round(r["precision"], 3), round(r["recall"], 3), round(r["f1"], 3),
-             r["support"], r.get("n_train", "")] for r in metrics["per_class"]
+    """One row per class seen in training or testing, in `CLASS_COLUMNS` order."""
+    return [[r["class"], r.get("n_train", ""), r["support"], round(r["f1"], 3),
+             round(r["precision"], 3), round(r["recall"], 3)] for r in metrics["per_class"]
             if r["support"] or r.get("n_train")]
 
 
@@ -113,7 +117,9 @@ def build(ctx: Context, tab: gr.Tab) -> None:
             c["probe_summary"] = gr.Dataframe(headers=["metric", "probe", "majority baseline"],
                                               interactive=False, elem_id="probe-summary")
             c["probe_classes"] = gr.Dataframe(headers=CLASS_COLUMNS, label="Per class",
-                                              interactive=False, max_height=400)
+                                              interactive=False, max_height=400, wrap=True,
+                                              column_widths=CLASS_WIDTHS,
+                                              elem_id="probe-classes")
         with gr.Column():
             c["probe_confusion"] = gr.Plot(label="Confusion matrix")
 
