@@ -205,8 +205,12 @@ def one_seed(curve: CurveFit, seed: int, points: list[int]) -> dict[str, list[fl
         shuffled = [item.drawing_id for item in random_order(pool, seed)]
         for n in points[1:]:
             take = n - len(labelled)
-            chosen = queue_next(curve, detector, labelled, pool, take) if order == "queue" \
-                else [i for i in shuffled if i in pool][:take]
+            if take >= len(pool):
+                chosen = list(pool)
+            elif order == "queue":
+                chosen = queue_next(curve, detector, labelled, pool, take)
+            else:
+                chosen = [i for i in shuffled if i in pool][:take]
             labelled += chosen
             pool = [i for i in pool if i not in chosen]
             if not pool and final_map is not None:
