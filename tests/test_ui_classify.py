@@ -40,9 +40,10 @@ def test_classify_gives_top_k_neighbours_and_refuses_non_images(classifier, tmp_
     assert probabilities[-1] > 0 and sum(probabilities) <= 1 + 1e-6
     assert "not an image" in entries[1]["error"] and "too large" in entries[2]["error"]
     rows = classify.result_rows(entries)
-    assert rows[0][:3] == [crop["path"].rsplit("/", 1)[-1], names[0], round(probabilities[0], 4)]
-    assert rows[0][4].startswith(f"{names[0]} ")
-    assert rows[1][1].startswith("refused:")
+    assert rows[0][:3] == [crop["path"].rsplit("/", 1)[-1], names[0],
+                           round(100 * probabilities[0], 1)]
+    assert rows[0][5].startswith(f"{names[0]} ")
+    assert rows[1][1] == "refused" and "not an image" in rows[1][5]
     gallery = classify.neighbour_gallery(entries)
     assert len(gallery) == 8 and gallery[0][0] == symbol  # the crop itself is its own nearest
 
@@ -79,3 +80,19 @@ def test_schematics_fit_detect_draw_and_write_coco(classifier, demo_export, tmp_
     assert len(coco["annotations"]) == len(result["rows"])
     with pytest.raises(FfclrError, match="pick a detector"):
         schematics.detect(workspace, None, [str(drawing)], tmp_path / "out")
+
+
+def test_result_table_and_found_symbols_fit_their_boxes(workspace):
+    """The probability sat behind a long file name and top-k list; the drawings of "Symbols
+    found" were square tiles taller than their box, cutting off the bottom of each drawing."""
+    from ui.build import build_app
+    from ui_wiring import component
+
+    assert classify.RESULT_COLUMNS.index("probability (%)") == 2
+    assert classify.RESULT_COLUMNS[-1].startswith("top-k")
+    demo = build_app(workspace)
+    table = component(demo, "classify-table")
+    assert table.wrap and len(table.column_widths) == len(classify.RESULT_COLUMNS)
+    drawn = component(demo, "detect-drawn")
+    assert drawn.preview and drawn.object_fit == "contain"
+    assert drawn.height == classify.DRAWING_HEIGHT

@@ -15,8 +15,13 @@ from ui.common import (Context, check_image_upload, checkpoint_and_dataset_updat
                        open_store, result_folder, user_message, warn)
 
 TOP_K = 5
-RESULT_COLUMNS = ["file", "prediction", "probability", "unknown symbol", "top-k",
-                  "distance to nearest crop"]
+RESULT_COLUMNS = ["file", "prediction", "probability (%)", "unknown symbol",
+                  "distance to nearest crop", "top-k (or why refused)"]
+"""The file and what matters about it first; the free text (top-k, a refusal's reason) last;
+every cell wraps within `RESULT_WIDTHS`."""
+RESULT_WIDTHS = ["20%", "20%", "11%", "10%", "11%", "28%"]
+DRAWING_HEIGHT = 720
+"""The detected drawings show in the gallery's preview, fitted whole into this height (px)."""
 
 _CLASSIFIERS: dict[tuple, tuple] = {}
 
@@ -89,19 +94,20 @@ def classify(workspace: Workspace, probe_run: int | None, files: list[str] | Non
 
 
 def result_rows(entries: list[dict]) -> list[list]:
+    """One row per file in `RESULT_COLUMNS` order."""
     rows = []
     for e in entries:
-        r = e["result"]
+        r, file = e["result"], e["file"]
         if r is None:
-            rows.append([e["file"], f"refused: {e['error']}", None, "", "", None])
+            rows.append([file, "refused", None, "", None, e["error"]])
         elif not r.top:
-            rows.append([e["file"], "no prediction: the encoder gives non-finite features for this "
-                         "image (a diverged checkpoint?)", None,
-                         "UNKNOWN" if r.unknown else "", "", r.distance])
+            rows.append([file, "no prediction", None, "UNKNOWN" if r.unknown else "",
+                         r.distance, "the encoder gives non-finite features for this image "
+                         "(a diverged checkpoint?)"])
         else:
-            rows.append([e["file"], r.label, round(r.top[0][1], 4), "UNKNOWN" if r.unknown else "",
-                         ", ".join(f"{name} {p:.1%}" for name, p in r.top),
-                         round(r.distance, 4)])
+            rows.append([file, r.label, round(100 * r.top[0][1], 1),
+                         "UNKNOWN" if r.unknown else "", round(r.distance, 4),
+                         ", ".join(f"{name} {p:.1%}" for name, p in r.top)])
     return rows
 
 
@@ -148,6 +154,7 @@ def _symbols_layout(ctx: Context) -> gr.Slider:
         with gr.Column(scale=2):
             c["classify_status"] = gr.Markdown(elem_id="classify-status")
             c["classify_table"] = gr.Dataframe(headers=RESULT_COLUMNS, interactive=False,
+                                               column_widths=RESULT_WIDTHS, wrap=True,
                                                elem_id="classify-table")
             c["classify_neighbours"] = gr.Gallery(label="Nearest training crops (click a row "
                                                   "for another file)", columns=8, height=200,
@@ -222,9 +229,11 @@ def build_schematics(ctx: Context) -> None:
             coco = gr.DownloadButton("Download COCO", visible=False, elem_id="detect-coco")
         with gr.Column(scale=2):
             status = gr.Markdown(elem_id="detect-status")
-            drawn = gr.Gallery(label="Symbols found", columns=1, height=420, object_fit="contain")
+            drawn = gr.Gallery(label="Symbols found (click a drawing to see it whole)",
+                               columns=1, height=DRAWING_HEIGHT, object_fit="contain",
+                               preview=True, elem_id="detect-drawn")
             table = gr.Dataframe(headers=schematics.TABLE_COLUMNS, interactive=False,
-                                 max_height=300)
+                                 max_height=300, wrap=True, elem_id="detect-table")
 
     @guard(2)
     def on_fit(checkpoint_path, dataset_name, progress=gr.Progress()):
