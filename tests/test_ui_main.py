@@ -82,7 +82,7 @@ def test_main_launches_on_the_given_host_without_share_or_monitoring(workspace, 
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: seen.update(kwargs,
                                                                                  queue=self._queue))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(workspace.root / "elsewhere"))
-    assert main.main(["--workspace", str(workspace.root), "--port", "7999",
+    assert main.main(["--workspace", str(workspace.root), "--port", "7999", "--no-demo",
                       "--auth", "ann:secret", "--queue-size", "7", "--max-upload-mb", "3"]) == 0
     assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == 7999
     assert seen["share"] is False and seen["auth"] == ("ann", "secret")
@@ -111,3 +111,33 @@ def test_result_folders_keep_only_the_newest(workspace):
         made.append(folder)
     kept = sorted(p for p in (workspace.cache / "detections").iterdir())
     assert kept == sorted(made[2:]) and all(p.parent == workspace.cache / "detections" for p in made)
+
+
+def test_the_first_start_opens_on_the_demo_data_and_never_touches_a_used_workspace(
+        workspace, tmp_path, monkeypatch, capsys):
+    """README's set-up promises `python app.py` opens on the built-in demo data; it opened on
+    an empty workspace."""
+    import gradio as gr
+
+    from ffclr.workspace import resolve_workspace
+
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "elsewhere"))
+
+    def datasets(ws):
+        with ws.open_store() as store:
+            return {d["name"]: len(store.crops(d["id"])) for d in store.datasets()}
+
+    assert main.main(["--workspace", str(workspace.root)]) == 0
+    assert "loaded the built-in demo data as dataset 'demo'" in capsys.readouterr().out
+    loaded = datasets(workspace)
+    assert list(loaded) == ["demo"] and loaded["demo"] > 0
+    assert (workspace.root / "exports" / "demo" / "train").is_dir()
+    assert main.main(["--workspace", str(workspace.root)]) == 0
+    assert "built-in demo" not in capsys.readouterr().out and datasets(workspace) == loaded
+
+    empty = resolve_workspace(tmp_path / "empty")
+    assert main.main(["--workspace", str(empty.root), "--no-demo"]) == 0
+    assert "built-in demo" not in capsys.readouterr().out and datasets(empty) == {}
+    assert main.main(["--workspace", str(empty.root)]) == 0
+    assert datasets(empty) == {} and not (empty.root / "exports").exists()

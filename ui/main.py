@@ -1,7 +1,8 @@
 """The app's entry point, `python app.py` or (installed) `ffclr-app`:
 `[--host 127.0.0.1] [--port 7860] [--workspace DIR] [--auth-file PATH | --auth USER:PASS]
-[--allow-unauthenticated] [--queue-size N] [--max-upload-mb MB]`; a password may also come
-from `$FFCLR_AUTH` (`USER:PASS`).
+[--allow-unauthenticated] [--queue-size N] [--max-upload-mb MB] [--no-demo]`; a password may
+also come from `$FFCLR_AUTH` (`USER:PASS`). The first start on a workspace loads the built-in
+demo data (`first_start_demo`).
 
 Importing this module turns off Gradio's analytics and the Hugging Face hub, so it must come
 before anything imports gradio."""
@@ -53,7 +54,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-upload-mb", type=positive_int, default=DEFAULT_MAX_UPLOAD_MB,
                         metavar="MB", help="largest file the browser may upload, in MB of "
                                            "2**20 bytes (default %(default)s)")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="on the first start in a workspace, start empty instead of "
+                             "loading the built-in demo data as dataset 'demo'")
     return parser
+
+
+def first_start_demo(workspace) -> str | None:
+    """On the first start in a workspace (no store yet, no demo export), draw the synthetic
+    demo export with ffclr's own generator into `exports/demo/` and import it as dataset
+    `demo`, so the app opens on data; returns a line saying what was done, None when the
+    workspace was not new (it is then left as it is). Nothing is downloaded."""
+    from ffclr.errors import FfclrError
+    from ui.tabs.data import DEMO_NAME, demo_export_dir, load_demo_data
+
+    if workspace.db_path.exists() or demo_export_dir(workspace).exists():
+        return None
+    try:
+        result = load_demo_data(workspace)
+    except (FfclrError, OSError) as exc:
+        return f"first start: the demo data could not be loaded ({exc}); the Data tab offers it"
+    return (f"first start: loaded the built-in demo data as dataset '{DEMO_NAME}' "
+            f"({result.crops} crops, export in {demo_export_dir(workspace)}); "
+            "--no-demo starts empty")
 
 
 def read_auth(args: argparse.Namespace, environ=os.environ) -> str | None:
@@ -117,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     from ui.serve import build_served_app, launch_kwargs
 
     workspace = resolve_workspace(args.workspace)
+    loaded = None if args.no_demo else first_start_demo(workspace)
+    if loaded:
+        print(f"ffclr app: {loaded}", flush=True)
     limits = Limits(queue_size=args.queue_size, max_upload_mb=args.max_upload_mb)
     demo = build_served_app(workspace, limits)
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
