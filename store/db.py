@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import sqlite_utils
 
+from store.drawings import DrawingStore
 from store.errors import StoreError
 from store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -103,10 +104,30 @@ _COMPARED = ("class_index", "bbox", "crop_bbox", "path", "sha256", "source_image
 
 
 def _existing_crops(conn: sqlite3.Connection, dataset_id: int, split: str) -> dict[int, dict]:
+    """The split's crops cut from the export (not those of annotated drawings) by annotation id."""
     cursor = conn.execute(f"SELECT id, annotation_id, {', '.join(_COMPARED)} FROM crops "
-                          "WHERE dataset_id = ? AND split = ?", [dataset_id, split])
+                          "WHERE dataset_id = ? AND split = ? AND drawing_id IS NULL",
+                          [dataset_id, split])
     names = [d[0] for d in cursor.description]
     return {row[1]: dict(zip(names, row)) for row in cursor.fetchall()}
+
+
+def _export_splits(conn: sqlite3.Connection, dataset_id: int) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT split FROM crops WHERE dataset_id = ? "
+                                       "AND drawing_id IS NULL ORDER BY split", [dataset_id])]
+
+
+def _make_room(conn: sqlite3.Connection, dataset_id: int, split: str, rows: list[dict]) -> None:
+    """Give a drawing's crop whose annotation id an export row now uses a new (negative) one."""
+    taken = conn.execute("SELECT id, annotation_id FROM crops WHERE dataset_id = ? AND split = ? "
+                         "AND drawing_id IS NOT NULL", [dataset_id, split]).fetchall()
+    wanted = {row["annotation_id"] for row in rows}
+    for crop_id, annotation_id in taken:
+        if annotation_id in wanted:
+            lowest = conn.execute("SELECT MIN(annotation_id) FROM crops WHERE dataset_id = ? AND "
+                                  "split = ?", [dataset_id, split]).fetchone()[0]
+            free = min(lowest, *wanted, 0) - 1
+            conn.execute("UPDATE crops SET annotation_id = ? WHERE id = ?", [free, crop_id])
 
 
 def _diff_split(existing: dict[int, dict], rows: list[dict]) -> dict:
@@ -166,11 +187,41 @@ def _edits_of_gone_classes(conn: sqlite3.Connection, dataset_id: int, old: list[
         [dataset_id, *gone, *gone])}
 
 
+def _move_drawing_classes(conn: sqlite3.Connection, dataset_id: int,
+                          moved: dict[int, int | None]) -> int:
+    """Follow class indices that moved in the drawings' edits and crops. A crop of a class that
+    is gone leaves (its label edits set aside) and its drawing is to be finished again.
+    Returns the label edits set aside."""
+    edits = conn.execute("SELECT e.id, e.old_class_index, e.new_class_index FROM annotation_edits "
+                         "e JOIN drawings d ON d.id = e.drawing_id WHERE d.dataset_id = ?",
+                         [dataset_id]).fetchall()
+    for edit_id, old, new in edits:
+        old, new = (moved.get(old, old) if old is not None else None,
+                    moved.get(new, new) if new is not None else None)
+        conn.execute("UPDATE annotation_edits SET old_class_index = COALESCE(?, old_class_index), "
+                     "new_class_index = COALESCE(?, new_class_index) WHERE id = ?",
+                     [old, new, edit_id])
+    set_aside = 0
+    crops = conn.execute("SELECT id, class_index, drawing_id FROM crops WHERE dataset_id = ? "
+                         "AND drawing_id IS NOT NULL", [dataset_id]).fetchall()
+    for crop_id, class_index, drawing_id in crops:
+        if class_index not in moved:
+            continue
+        if moved[class_index] is None:
+            set_aside += _set_aside_edits(conn, crop_id, "its class is no longer in the export")
+            conn.execute("DELETE FROM crops WHERE id = ?", [crop_id])
+            conn.execute("UPDATE drawings SET status = 'new' WHERE id = ?", [drawing_id])
+        else:
+            conn.execute("UPDATE crops SET class_index = ? WHERE id = ?",
+                         [moved[class_index], crop_id])
+    return set_aside
+
+
 def _class_key(classes: list[dict]) -> list[tuple]:
     return [(c["class_index"], c.get("coco_id"), c["name"], c["folder"]) for c in classes]
 
 
-class Store:
+class Store(DrawingStore):
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,6 +357,8 @@ class Store:
                     conn.execute("UPDATE label_edits SET old_class_index = ?, "
                                  "new_class_index = ? WHERE id = ?",
                                  [old_class, new_class, edit_id])
+        if moved:
+            set_aside += _move_drawing_classes(conn, dataset_id, moved)
         conn.execute("DELETE FROM classes WHERE dataset_id = ?", [dataset_id])
         conn.executemany(
             "INSERT INTO classes (dataset_id, class_index, coco_id, name, folder) "
@@ -324,7 +377,8 @@ class Store:
                     "bbox", "crop_bbox", "path", "sha256")
 
     def sync_crops(self, dataset_id: int, split: str, rows: list[dict]) -> dict:
-        """Make the split's crops exactly `rows` (keyed by annotation id), keeping crop ids stable.
+        """Make the split's crops from the export exactly `rows` (keyed by annotation id),
+        keeping crop ids stable; the crops of finished drawings stay as they are.
 
         Returns counts of added, updated, unchanged and removed rows. Label edits of a crop whose
         image or box changed, or that is removed, are set aside (`set_aside_edits`).
@@ -335,8 +389,9 @@ class Store:
     def _sync_split(self, conn: sqlite3.Connection, dataset_id: int, split: str,
                     rows: list[dict]) -> tuple[dict, int]:
         """(counts, label edits set aside)."""
-        diff = _diff_split(_existing_crops(conn, dataset_id, split),
-                           [_normalised_crop(row, split) for row in rows])
+        rows = [_normalised_crop(row, split) for row in rows]
+        _make_room(conn, dataset_id, split, rows)
+        diff = _diff_split(_existing_crops(conn, dataset_id, split), rows)
         set_aside = sum(_set_aside_edits(conn, crop_id, "its box or image changed in the export")
                         for crop_id in diff["moved"])
         set_aside += sum(_set_aside_edits(conn, crop_id, "its box is no longer in the export")
@@ -364,7 +419,7 @@ class Store:
         with self._lock:
             old_classes = self.classes(dataset_id)
             plan["classes_changed"] = _class_key(old_classes) != _class_key(classes)
-            for split in self.splits(dataset_id):
+            for split in _export_splits(conn, dataset_id):
                 if split not in rows_by_split and split not in keep_splits:
                     plan["removed_splits"].append(split)
             for split in [*rows_by_split, *plan["removed_splits"]]:
@@ -395,9 +450,7 @@ class Store:
             dataset_id = self._upsert_dataset(conn, name, root, source, fingerprint,
                                               source_fingerprint)
             done["edits_set_aside"] += self._set_classes(conn, dataset_id, classes)
-            previous = [r[0] for r in conn.execute(
-                "SELECT DISTINCT split FROM crops WHERE dataset_id = ? ORDER BY split",
-                [dataset_id])]
+            previous = _export_splits(conn, dataset_id)
             for split in dict.fromkeys([*rows_by_split, *previous]):
                 if split in rows_by_split:
                     counts, set_aside = self._sync_split(conn, dataset_id, split,

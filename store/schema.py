@@ -126,6 +126,7 @@ MIGRATIONS: list[str] = [
         time TEXT NOT NULL
     );
     CREATE INDEX annotation_edits_drawing ON annotation_edits (drawing_id, id);
+    CREATE INDEX annotation_edits_box ON annotation_edits (box_id);
     CREATE TABLE crop_tags (
         crop_id INTEGER NOT NULL REFERENCES crops(id) ON DELETE CASCADE,
         tag TEXT NOT NULL,
@@ -133,6 +134,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (crop_id, tag)
     );
     ALTER TABLE crops ADD COLUMN drawing_id INTEGER REFERENCES drawings(id) ON DELETE CASCADE;
+    ALTER TABLE crops ADD COLUMN box_id INTEGER;
     CREATE INDEX crops_drawing ON crops (drawing_id);
     INSERT INTO counters (name, value) VALUES ('boxes', 0)
     """,
@@ -146,7 +148,8 @@ of being applied to another one."""
 """4: new drawings labelled in the app. `drawings` (images added to a dataset, kept under
 `drawings/<dataset>/` of the workspace), `annotation_edits` (append-only: the boxes of a drawing
 are the replay of its edits; edits of one action share `batch`, an undo names the edit it
-`undoes`), `crops.drawing_id` (the crops a finished drawing gave; an import never touches them),
+`undoes`), `crops.drawing_id` and `crops.box_id` (the crops a finished drawing gave, one per box, with
+negative annotation ids that no export row uses; an import never touches them),
 `crop_tags` (Explore's tags) and the `boxes` counter (box ids are never given twice)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["data", "demo", "model", "eval", "train", "detection"]
+STAGES = ["data", "demo", "model", "eval", "train", "detection", "annotate"]
 """In order: a stage may import the ones before it, never one after it."""
 FORBIDDEN = {
     "store": ("ffclr", "ui"),

@@ -32,7 +32,8 @@ def run(args) -> int:
     result = export_coco(args.out, name, workspace)
     splits = ", ".join(f"{split} {n} annotations" for split, n in result.splits.items())
     print(f"wrote {result.out}: {splits}, {result.images} images; {result.changed} "
-          f"category_ids corrected")
+          f"category_ids corrected" + (f"; {result.drawings} drawings labelled in ffclr added"
+                                       if result.drawings else ""))
     for reason, count in result.skipped.items():
         print(f"  not copied: {count} images, {reason}")
     return 0

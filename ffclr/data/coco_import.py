@@ -512,6 +512,7 @@ class _Import:
             kept = [s for s, summary in result.splits.items() if summary.error]
             self._check_update(classes, rows, kept)
             self._copy_kept_splits(staging, kept)
+            self._copy_drawing_crops(staging)
             self._commit(result, staging, classes, rows, kept,
                          (export_fingerprint, source_print))
         finally:
@@ -576,6 +577,16 @@ class _Import:
         for split in kept:
             if (self.root / split).is_dir():
                 shutil.copytree(self.root / split, staging / split)
+
+    def _copy_drawing_crops(self, staging: Path) -> None:
+        """The crops of drawings labelled in ffclr are not in the export: they stay."""
+        if self.existing is None:
+            return
+        for crop in self.store.drawing_crops(self.existing["id"]):
+            source, target = self.root / crop["path"], staging / crop["path"]
+            if source.is_file() and not target.exists():
+                inside(staging, target).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
 
     def _commit(self, result: ImportResult, staging: Path, classes: list[dict], rows: dict,
                 kept: list[str], prints: tuple[str, str]) -> None:
