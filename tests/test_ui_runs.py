@@ -133,8 +133,10 @@ def test_compare_shortens_long_values_so_both_runs_stay_in_view(workspace):
     shown, other = rows["config.data"]
     assert len(shown) <= runs.VALUE_CHARS and shown.endswith("checkpoint_0001.pth.tar")
     assert other == "short" and rows["config.arch"] == ["resnet18", "resnet50"]
-    table = component(build_app(workspace), "runs-compare-table")
+    demo = build_app(workspace)
+    table = component(demo, "runs-compare-table")
     assert table.wrap and len(table.column_widths) == len(runs.COMPARE_COLUMNS)
+    assert component(demo, "runs-kind").choices[0] == ("all kinds", "")
 
 
 def test_the_delete_message_stays_and_compare_drops_the_deleted_run(workspace):

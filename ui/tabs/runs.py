@@ -18,6 +18,8 @@ KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy
                "epochs", "final_loss")
 KEY_METRICS = ("loss", "knn_top1", "views_per_s")
 ACTIVE = ("queued", "running")
+KIND_CHOICES = [("all kinds", ""), *[(kind, kind) for kind in ("import", "pretrain", "probe",
+                                                                "detector")]]
 COMPARE_COLUMNS = ["field", "run A", "run B"]
 COMPARE_WIDTHS = ["26%", "37%", "37%"]
 VALUE_CHARS = 60
@@ -207,8 +209,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     ws = ctx.workspace
     c = ctx.components
     with gr.Row():
-        c["runs_kind"] = gr.Dropdown(label="Kind", choices=["", "import", "pretrain", "probe"],
-                                     value="", scale=1)
+        c["runs_kind"] = gr.Dropdown(label="Kind", choices=KIND_CHOICES, value="", scale=1,
+                                     elem_id="runs-kind")
         c["runs_refresh"] = gr.Button("Refresh", scale=0, elem_id="runs-refresh")
     c["runs_table"] = gr.Dataframe(headers=RUN_COLUMNS, value=runs_table(ws) or None,
                                    interactive=False, max_height=360, wrap=True,
