@@ -1,6 +1,7 @@
 """The app in headless Chromium: demo data → pretrain (live curve, reload, cancel) → Explore
-(click, relabel) → Probe (CSV) → Classify (drop an image, then a whole schematic) → Runs, with a
-screenshot of each tab; all along, the page must request nothing from any host but 127.0.0.1.
+(click, relabel, lasso a group and relabel it) → Probe (CSV) → Classify (drop an image, then a
+whole schematic) → Runs, with a screenshot of each tab; all along, the page must request
+nothing from any host but 127.0.0.1.
 
 The demo data's majority class is named like HTML (`HOSTILE`): on every tab the page title stays,
 no element is injected, and where the class is shown it reads as text.
@@ -140,6 +141,21 @@ def hover_hostile_point(page, crop_id: int) -> tuple[float, float]:
     raise AssertionError("no point of the hostile class showed its name in the tooltip")
 
 
+def lasso_around(page, point, reach: float = 40) -> int:
+    """Drag the map's lasso (its default tool) in a square around `point`; returns how many
+    crops the app says are selected."""
+    box = point.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - reach, y - reach)
+    page.mouse.down()
+    for dx, dy in ((reach, -reach), (reach, reach), (-reach, reach), (-reach, -reach + 1)):
+        page.mouse.move(x + dx, y + dy, steps=4)
+    page.mouse.up()
+    page.wait_for_function("() => /^\\d+ crops selected/.test(document.getElementById("
+                           "'explore-selection-info').innerText)")
+    return int(text_of(page, "explore-selection-info").split()[0])
+
+
 def curve_points(page) -> int:
     return page.evaluate("() => { const gd = document.querySelector('#pretrain-plot "
                          ".js-plotly-plot'); return gd && gd.data ? gd.data[0].x.length : 0; }")
@@ -222,6 +238,14 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     page.locator("#explore-info").click()
     page.keyboard.press("n")
     wait_text(page, "explore-info", f"Crop #{expected} ")
+    n_selected = lasso_around(page, points.nth(0))
+    choose(page, "explore-selection-label", new["name"])
+    page.get_by_role("button", name="Relabel selection").click()
+    wait_text(page, "explore-status", f"of {n_selected} selected crops are now")
+    with workspace.open_store() as store:
+        batch = [e for e in store.label_edits(dataset_id=dataset["id"])
+                 if e["note"] == "app: selection"]
+        assert all(store.crop(e["crop_id"])["label"] == new["class_index"] for e in batch)
     shot(page, "3-explore")
 
     # Probe: fit on train, score on valid, download the CSV

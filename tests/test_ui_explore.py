@@ -199,7 +199,7 @@ def test_map_script_hides_its_tooltip_on_click_unhover_leave_and_redraw():
                   "'mouseleave', hideTooltip"):
         assert event in body
     assert SCATTER_JS.split("function draw() {")[1].lstrip().startswith("hideTooltip();")
-    assert "trigger('input', {point_ids: selectedIds(event)})" in SCATTER_JS
+    assert "if (event) trigger('input', {point_ids: selectedIds(event)})" in SCATTER_JS
 
 
 def test_neighbour_similarities_show_three_digits(explored):

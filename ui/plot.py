@@ -3,7 +3,8 @@
 `gr.Plot` sends no click back to Python in Gradio 6, so the figure travels as JSON in the
 component's value and is drawn in the browser. A click calls `trigger('select', {point_id})`;
 a lasso or box selection calls `trigger('input', {point_ids})` (an empty list when it is
-cleared); a hover shows the crop's thumbnail in a tooltip of our own (plotly's own hover label
+cleared by a double click; a plain click, which plotly also reports as an empty selection,
+keeps it); a hover shows the crop's thumbnail in a tooltip of our own (plotly's own hover label
 is switched off: it cannot hold images and would sit on top of ours).
 Names from data reach plotly escaped (`plotly_text`) and the tooltip as DOM text
 (`textContent`), never as HTML.
@@ -75,7 +76,7 @@ function bind(holder) {
   holder.on('plotly_relayout', hideTooltip);
   holder.on('plotly_selected', (event) => {
     hideTooltip();
-    trigger('input', {point_ids: selectedIds(event)});
+    if (event) trigger('input', {point_ids: selectedIds(event)});
   });
   holder.on('plotly_deselect', () => trigger('input', {point_ids: []}));
   holder.addEventListener('mouseleave', hideTooltip);
