@@ -311,6 +311,9 @@ def test_similar_crops_to_a_clicked_crop_and_to_a_dropped_image(explored, handle
     shown = handlers["explore_show_similar"](emap.key, "label", selection, ids,
                                              gr.SelectData(None, {"index": 2, "value": None}))
     assert shown[1] == ids[2] and f"Crop #{ids[2]}" in shown[4]
+    shown = handlers["explore_show_selected"](emap.key, "label", selection, selection,
+                                              gr.SelectData(None, {"index": 0, "value": None}))
+    assert shown[1] == selection[0]
 
 
 def test_computing_another_map_clears_the_previous_crop_and_selection(explored, handlers,

@@ -309,7 +309,8 @@ def _build_selection(c: dict) -> None:
     """The lassoed crops: summary, thumbnails, relabel, tag and CSV export."""
     c["explore_selection_info"] = gr.Markdown(tools.selection_view(None, None, [])[0],
                                               elem_id="explore-selection-info")
-    c["explore_selection_gallery"] = gr.Gallery(label="Selected crops", columns=6, height=200,
+    c["explore_selection_gallery"] = gr.Gallery(label="Selected crops (click one to inspect "
+                                                "it)", columns=6, height=200,
                                                 object_fit="contain",
                                                 elem_classes=["ffclr-captions"])
     with gr.Row():
@@ -419,8 +420,9 @@ def _wire_navigation(ws: Workspace, c: dict, states: dict) -> None:
         return ("", *_show(ws, map_key, int(evt.row_value[1]), colour_by, selection))
 
     @guard(len(outputs))
-    def on_similar(map_key, colour_by, selection, similar, evt: gr.SelectData):
-        return ("", *_show(ws, map_key, int(similar[evt.index]), colour_by, selection))
+    def on_thumbnail(map_key, colour_by, selection, shown, evt: gr.SelectData):
+        """A click on a thumbnail of the similar or the selected crops (`shown`: their ids)."""
+        return ("", *_show(ws, map_key, int(shown[evt.index]), colour_by, selection))
 
     def stepper(step):
         @guard(len(outputs))
@@ -434,8 +436,11 @@ def _wire_navigation(ws: Workspace, c: dict, states: dict) -> None:
     c["explore_plot"].select(on_point, [key, *view], outputs, show_progress="hidden",
                              api_name="explore_point")
     c["explore_table"].select(on_row, [key, *view], outputs, show_progress="hidden")
-    c["explore_similar"].select(on_similar, [key, *view, states["similar"]], outputs,
+    c["explore_similar"].select(on_thumbnail, [key, *view, states["similar"]], outputs,
                                 show_progress="hidden", api_name="explore_show_similar")
+    c["explore_selection_gallery"].select(on_thumbnail, [key, *view, states["selection"]],
+                                          outputs, show_progress="hidden",
+                                          api_name="explore_show_selected")
     for button, step in ((c["explore_next"], 1), (c["explore_prev"], -1)):
         button.click(stepper(step), [key, *view, states["selected"]], outputs,
                      show_progress="hidden")
