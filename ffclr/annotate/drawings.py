@@ -180,14 +180,19 @@ def drawing_path(workspace: Workspace, drawing: dict) -> Path:
 
 
 def drawings(workspace: Workspace, dataset: str) -> list[dict]:
-    """The dataset's drawings with their number of boxes and of accepted boxes."""
+    """The dataset's drawings with their number of boxes and of accepted boxes, and whether
+    they were edited since they were last finished (`edited_since_finish`)."""
     with workspace.open_store() as store:
         dataset_id = dataset_row(store, dataset)["id"]
         names = [c["name"] for c in store.classes(dataset_id)]
         rows = []
         for row in store.drawings(dataset_id):
-            boxes = replay(store.annotation_edits(row["id"]), names)
+            edits = store.annotation_edits(row["id"])
+            boxes = replay(edits, names)
+            finished = row["annotated_at"]
             rows.append({key: row[key] for key in ("id", "file_name", "path", "width", "height",
                                                    "split", "status")}
-                        | {"n_boxes": len(boxes), "n_accepted": sum(b.accepted for b in boxes)})
+                        | {"n_boxes": len(boxes), "n_accepted": sum(b.accepted for b in boxes),
+                           "edited_since_finish": bool(finished and edits
+                                                       and edits[-1]["time"] > finished)})
     return rows

@@ -54,6 +54,7 @@ ZERO_AREA = "zero-area box"
 OUTSIDE_IMAGE = "box outside the image"
 DUPLICATE_ID = "duplicate or missing annotation id"
 ID_OUT_OF_RANGE = "annotation id not a 64-bit integer"
+LABELLED_DRAWING = "image is a drawing labelled in ffclr (its crops are kept from there)"
 _INT64 = range(-2**63, 2**63)
 
 
@@ -288,6 +289,9 @@ class _SplitJob:
     padding: float
     export: ExportFolder
     folders_made: set[Path] = field(default_factory=set)
+    drawing_shas: frozenset = frozenset()
+    """SHA-256 of the dataset's finished drawings of this split: an export written with them
+    holds them there, and their crops are kept from the drawings."""
 
 
 def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None]) -> list[dict]:
@@ -313,6 +317,9 @@ def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None
             summary.skip(reason, file=file_name)
             summary.skip(BOX_ON_SKIPPED_IMAGE, len(anns))
             continue
+        if job.drawing_shas and _file_sha(job.folder.joinpath(*parts)) in job.drawing_shas:
+            summary.skip(LABELLED_DRAWING, file=utf8_text(file_name))
+            continue
         summary.converted += converted
         stem = safe_name(Path(parts[-1]).stem, fallback="image")
         for ann in anns:
@@ -321,6 +328,10 @@ def crop_split(job: _SplitJob, summary: SplitSummary, tick: Callable[[str], None
                 rows.append(row)
     summary.crops = len(rows)
     return rows
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _storable_id(value):
@@ -555,8 +566,12 @@ class _Import:
                 self.progress(done, total, message)
 
         staging.mkdir()
+        drawings = self.store.drawings(self.existing["id"], "annotated") if self.existing else []
         rows = {split: crop_split(_SplitJob(split, export.splits[split], coco, class_of, staging,
-                                            self.padding, export), result.splits[split], tick)
+                                            self.padding, export, drawing_shas=frozenset(
+                                                d["sha256"] for d in drawings
+                                                if d["split"] == split)),
+                                  result.splits[split], tick)
                 for split, coco in cocos.items()}
         if not any(rows.values()):
             raise FfclrError(f"nothing imported from {self.source}: no box gave a crop ("
