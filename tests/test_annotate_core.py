@@ -217,6 +217,9 @@ def test_a_finished_drawing_becomes_crops_cut_as_the_import_cuts_them(imported, 
     annotate.move_box(imported, annotate.boxes(imported, drawing["id"])[1].id,
                       np.add(anns[1]["bbox"], [1, 1, 0, 0]))
     annotate.delete_box(imported, annotate.boxes(imported, drawing["id"])[-1].id)
+    assert annotate.set_split(imported, drawing["id"], "test")["split"] == "test"
+    with pytest.raises(FfclrError, match="split 'holdout'"):
+        annotate.set_split(imported, drawing["id"], "holdout")
     old_files = {c["path"] for c in mine}
     assert annotate.drawings(imported, "demo")[0]["edited_since_finish"]
     with _store(imported) as store:
@@ -237,6 +240,8 @@ def test_a_finished_drawing_becomes_crops_cut_as_the_import_cuts_them(imported, 
     with _store(imported) as store:
         after = store.drawing_crops(dataset["id"], drawing["id"])
     assert after[0]["id"] == mine[0]["id"] and after[0]["label"] == (box.class_index + 1) % 3
+    assert {c["split"] for c in after} == {"test"} and all(c["path"].startswith("test/")
+                                                           for c in after)
     assert after[1]["id"] == mine[1]["id"] and after[1]["sha256"] != mine[1]["sha256"]
     current = {c["path"] for c in after}
     assert all((root / p).is_file() for p in current)

@@ -12,7 +12,8 @@ from pathlib import Path
 from ffclr.annotate.boxes import replay
 from ffclr.data.coco_import import load_coco, read_rgb
 from ffclr.data.cropset import IMAGE_SUFFIXES
-from ffclr.data.export_source import ANNOTATIONS, SPLITS, extract_zip
+from ffclr.data.export_source import (ANNOTATIONS, EXTRACT_PREFIX, SPLITS, extract_zip,
+                                      remove_stale_extractions)
 from ffclr.data.safe_paths import check_name, inside, is_utf8, relative_parts, utf8_text
 from ffclr.detection.images import MAX_PIXELS
 from ffclr.errors import FfclrError
@@ -68,7 +69,8 @@ def add_drawings(workspace: Workspace, dataset: str, sources: list, split: str =
     for source in sources:
         path = Path(source).expanduser()
         if path.is_file() and zipfile.is_zipfile(path):
-            with tempfile.TemporaryDirectory(prefix="ffclr-drawings-") as tmp:
+            remove_stale_extractions()
+            with tempfile.TemporaryDirectory(prefix=f"{EXTRACT_PREFIX}{os.getpid()}-") as tmp:
                 refused = extract_zip(path, Path(tmp))
                 result.skipped += [f"{utf8_text(e)}: unsafe zip entry, not extracted"
                                    for e in refused]
@@ -196,3 +198,14 @@ def drawings(workspace: Workspace, dataset: str) -> list[dict]:
                            "edited_since_finish": bool(finished and edits
                                                        and edits[-1]["time"] > finished)})
     return rows
+
+
+def set_split(workspace: Workspace, drawing_id: int, split: str) -> dict:
+    """Choose the split a drawing's crops go to (and that export-coco writes it in); a finished
+    drawing's crops move there when it is finished again. Returns the drawing's row."""
+    check_split(split)
+    with workspace.open_store() as store:
+        if store.drawing(drawing_id) is None:
+            raise FfclrError(f"no drawing with id {drawing_id}")
+        store.set_drawing_split(drawing_id, split)
+        return store.drawing(drawing_id)

@@ -2,6 +2,7 @@
 padding the dataset was imported with), and labelled drawings feed detector refits."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -74,31 +75,36 @@ def finish_drawing(workspace: Workspace, drawing_id: int) -> int:
         raise FfclrError(f"{drawing['file_name']}: {reason}")
     root = Path(dataset["root"])
     rows, files = _crop_rows(drawing, image, boxes, classes, padding, root)
-    written = _write_new(files)
+    written, made = _write_new(files)
     try:
         with workspace.open_store() as store:
             store.finish_drawing(drawing_id, rows)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
+        for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     for relative in previous - {r["path"] for r in rows}:
         (root / relative).unlink(missing_ok=True)
     return len(rows)
 
 
-def _write_new(files: dict[Path, bytes]) -> list[Path]:
-    """Write the files not yet there (a name holds its content's hash); returns those written."""
-    written = []
+def _write_new(files: dict[Path, bytes]) -> tuple[list[Path], list[Path]]:
+    """Write the files not yet there (a name holds its content's hash); returns the files
+    written and the folders made for them."""
+    written, made = [], []
     for path, data in files.items():
         if path.is_file():
             continue
+        made.extend(p for p in [path.parent, *path.parent.parents] if not p.exists())
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(f".{path.name}.{os.getpid()}.part")
         part.write_bytes(data)
         os.replace(part, path)
         written.append(path)
-    return written
+    return written, made
 
 
 def labelled_drawings(workspace: Workspace, dataset: str, split: str) -> list[LabelledImage]:
