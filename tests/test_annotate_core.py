@@ -58,6 +58,8 @@ def test_drawings_come_from_images_folders_zips_and_exports(imported, demo_expor
     with zipfile.ZipFile(tmp_path / "more.zip", "w") as zf:
         zf.write(_scene(tmp_path / "c.png", 3), "c.png")
         zf.writestr("../evil.png", b"x")
+        zf.writestr("__MACOSX/._c.png", b"resource fork")
+        zf.writestr(".hidden.png", b"x")
     export = tmp_path / "export"
     shutil.copytree(demo_export, export)
     coco = json.loads((export / "valid" / "_annotations.coco.json").read_text())
@@ -75,6 +77,7 @@ def test_drawings_come_from_images_folders_zips_and_exports(imported, demo_expor
     assert "in/broken.png: unreadable image" in skipped
     assert "../evil.png: unsafe zip entry" in skipped
     assert "gone.png: no such file or folder" in skipped
+    assert "MACOSX" not in skipped and "hidden" not in skipped
     assert "images of export that have annotations: import the export" in skipped
     rows = {d["file_name"]: d for d in annotate.drawings(imported, "demo")}
     assert rows["in/a.png"]["split"] == "test" and rows["in/a.png"]["status"] == "new"

@@ -20,6 +20,8 @@ from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
 DRAWINGS_FOLDER = "drawings"
+_IGNORED_FOLDERS = {"__MACOSX"}
+"""Folders of resource forks a macOS zip carries beside the images (not images)."""
 
 
 @dataclass
@@ -95,11 +97,12 @@ def _folder_candidates(folder: Path, split: str, result: AddedDrawings, label: s
         if any((root / s / ANNOTATIONS).is_file() for s in SPLITS):
             return _export_candidates(root, result, label)
     found = []
-    for directory, _, names in sorted(os.walk(folder)):
+    for directory, folders, names in sorted(os.walk(folder)):
+        folders[:] = [f for f in folders if f not in _IGNORED_FOLDERS and not f.startswith(".")]
         for name in sorted(names):
             path = Path(directory) / name
             shown = utf8_text(f"{label}/{path.relative_to(folder).as_posix()}")
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
                 continue
             if path.is_symlink() and folder.resolve() not in path.resolve().parents:
                 result.skipped.append(f"{shown}: links outside the folder")
