@@ -167,7 +167,10 @@ def test_colour_by_every_option_covers_every_crop_without_plotly_hover_labels(ex
     [trace] = score["data"]
     assert trace["marker"]["showscale"] and len(trace["marker"]["color"]) == len(emap.crop_ids)
     assert trace["marker"]["color"][0] == pytest.approx(float(emap.quality[0]), abs=1e-6)
+    assert trace["marker"]["colorscale"][0] == [0.0, "#d73027"]
     drawing = json.loads(explore.map_figure(workspace, emap, colour_by="source drawing"))
+    assert all(len(t["name"].rsplit(" (", 1)[0]) <= 32 for t in drawing["data"])
+    assert any(t["name"].rsplit(" (", 1)[0].endswith("…") for t in drawing["data"])
     caption = drawing["thumbs"][str(emap.crop_ids[0])][1]
     assert caption.split("\n")[1] == f"source drawing: {emap.sources[0]}"
     title = drawing["layout"]["title"]

@@ -22,6 +22,8 @@ from ui.common import plotly_text
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52",
            "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363"]
+QUALITY_SCALE = [[0.0, "#d73027"], [0.5, "#fee08b"], [1.0, "#1a9850"]]
+"""Red (low: a likely label error) through yellow to green (high)."""
 HEIGHT = 600
 TITLE_TOP = 48
 """Pixels from the top of the figure to the title's middle: below plotly's toolbar."""
@@ -117,6 +119,9 @@ class Colouring:
     values: list[float] | None = None
     low: float = 0.0
     high: float = 1.0
+    legend_chars: int | None = None
+    """Cut longer category names in the legend (Roboflow's drawing names are long); the
+    tooltip shows them whole."""
 
 
 def _marker(rows: list[int], crop_ids: list[int], flagged: set[int]) -> dict:
@@ -136,14 +141,18 @@ def _trace(name: str, rows: list[int], coords, crop_ids: list[int], flagged: set
     return trace
 
 
+def _short(name: str, chars: int | None) -> str:
+    return name if chars is None or len(name) <= chars else name[:chars - 1] + "…"
+
+
 def _category_traces(colouring: Colouring, coords, crop_ids, flagged, selection) -> list[dict]:
     traces = []
     for index, category in enumerate(colouring.order or []):
         rows = [i for i, c in enumerate(colouring.categories) if c == category]
         if not rows:
             continue
-        trace = _trace(f"{plotly_text(category)} ({len(rows)})", rows, coords, crop_ids,
-                       flagged, selection)
+        name = plotly_text(_short(category, colouring.legend_chars))
+        trace = _trace(f"{name} ({len(rows)})", rows, coords, crop_ids, flagged, selection)
         trace["marker"]["color"] = PALETTE[index % len(PALETTE)]
         traces.append(trace)
     return traces
@@ -153,7 +162,7 @@ def _scale_trace(colouring: Colouring, coords, crop_ids, flagged, selection) -> 
     rows = list(range(len(crop_ids)))
     trace = _trace(plotly_text(colouring.title), rows, coords, crop_ids, flagged, selection)
     trace["marker"].update({
-        "color": [float(v) for v in colouring.values], "colorscale": "RdYlGn",
+        "color": [float(v) for v in colouring.values], "colorscale": QUALITY_SCALE,
         "cmin": colouring.low, "cmax": colouring.high, "showscale": True,
         "colorbar": {"title": {"text": plotly_text(colouring.title), "side": "right"},
                      "thickness": 14}})

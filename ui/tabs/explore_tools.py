@@ -28,6 +28,7 @@ COLOUR_BY = ("label", "predicted class", "split", "label-issue score", "source d
 """A map holds one dataset (and one split or all), so there is no colour by dataset."""
 MAX_CATEGORIES = len(PALETTE)
 """Drawings or tag sets beyond the most frequent `MAX_CATEGORIES - 1` share one colour."""
+LEGEND_CHARS = 32
 N_SIMILAR = 16
 SELECTION_SHOWN = 24
 MAX_TAG_CHARS = 64
@@ -86,13 +87,13 @@ def colouring(workspace: Workspace, emap: ExploreMap, colour_by: str | None,
     if colour_by == "source drawing":
         categories, order = _folded(list(emap.sources), _frequent_first(list(emap.sources)),
                                     "drawings")
-        return Colouring("source drawing", categories, order)
+        return Colouring("source drawing", categories, order, legend_chars=LEGEND_CHARS)
     if colour_by == "tag":
         tags = map_tags(workspace, emap.dataset)
         categories = [", ".join(sorted(tags.get(c, []))) or "untagged" for c in emap.crop_ids]
         categories, order = _folded(categories, _frequent_first(categories, "untagged"),
                                     "tag sets")
-        return Colouring("tag", categories, order)
+        return Colouring("tag", categories, order, legend_chars=LEGEND_CHARS)
     raise FfclrError(f"colour by {colour_by!r}: choose one of {', '.join(COLOUR_BY)}")
 
 
