@@ -1,4 +1,5 @@
-"""The SQLite store of ffclr: datasets, crops, runs, metrics and label edits (via sqlite-utils)."""
+"""The SQLite store of ffclr: datasets, crops, runs, metrics, label edits, drawings with their box
+edits, and crop tags (via sqlite-utils)."""
 from store.db import RUN_STATUSES, SCHEMA_VERSION, Store
 from store.errors import StoreError
 
