@@ -244,10 +244,11 @@ def test_lasso_selects_crops_of_the_map_then_relabels_them_at_once(explored, han
     assert csv_button.visible is False
     before = dict(zip(emap.crop_ids, explore.current_labels(workspace, emap)))
     new = (before[chosen[0]] + 1) % len(emap.class_names)
-    status, figure, rows, info, gallery, details = handlers["explore_relabel_selection"](
-        emap.key, selection, new, None, "label")
+    status, batch, figure, rows, info, gallery, details, label = handlers[
+        "explore_relabel_selection"](emap.key, selection, new, chosen[1], "label")
     changed = sum(before[c] != new for c in chosen)
-    assert f"Saved: {changed} of 5 selected crops" in status
+    assert f"Saved: {changed} of 5 selected crops" in status and len(batch) == changed
+    assert f"Crop #{chosen[1]}" in details and label["value"] == new
     with workspace.open_store() as store:
         assert all(store.crop(c)["label"] == new for c in chosen)
     spec = json.loads(figure)
@@ -256,6 +257,15 @@ def test_lasso_selects_crops_of_the_map_then_relabels_them_at_once(explored, han
     assert {trace["customdata"][i] for i in trace["selectedpoints"]} == set(chosen)
     assert "Undone" in explore.undo(workspace, chosen[0])
     assert explore.current_labels(workspace, emap)[emap.row(chosen[0])] == before[chosen[0]]
+    explore.relabel(workspace, chosen[0], new)
+    status, batch, *_ = handlers["explore_undo_selection"](emap.key, batch, selection, None,
+                                                           "label")
+    assert f"Undone: {changed - 1} crops" in status and "1 edited again" in status
+    assert batch is None
+    labels = explore.current_labels(workspace, emap)
+    assert [labels[emap.row(c)] for c in chosen] == [new] + [before[c] for c in chosen[1:]]
+    assert "no selection relabel" in handlers["explore_undo_selection"](
+        emap.key, None, selection, None, "label")[0]
     cleared = handlers["explore_lasso"](emap.key, gr.EventData(None, {"point_ids": []}))
     assert cleared[1] == [] and cleared[2].startswith("No crops selected")
     status = handlers["explore_relabel_selection"](emap.key, [], new, None, "label")[0]
@@ -331,9 +341,10 @@ def test_computing_another_map_clears_the_previous_crop_and_selection(explored, 
     one_c(monkeypatch)
     out = handlers["explore_compute"](str(checkpoint), "demo", "train", "label",
                                       progress=lambda *args, **kwargs: None)
-    (status, key, rows, selection_label, similar, similar_gallery, selected, crop, context,
-     info, label, neighbours, figure, selection, selection_info, selection_gallery,
+    (status, key, rows, selection_label, similar, similar_gallery, batch, selected, crop,
+     context, info, label, neighbours, figure, selection, selection_info, selection_gallery,
      csv_button) = out
+    assert batch is None
     assert "Map of" in status and key != emap.key
     assert (selected, crop, context, info, neighbours) == (None, None, None, "", [])
     assert label["choices"] == [] and label["value"] is None

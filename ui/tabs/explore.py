@@ -242,7 +242,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     _build_controls(ws, c)
     c["explore_status"] = gr.Markdown(elem_id="explore-status")
     states = {"key": gr.State(None), "selected": gr.State(None), "selection": gr.State([]),
-              "similar": gr.State([])}
+              "similar": gr.State([]), "batch": gr.State(None)}
     _build_inspector(c)
     with gr.Row():
         with gr.Column():
@@ -318,6 +318,8 @@ def _build_selection(c: dict) -> None:
                                                    scale=2, elem_id="explore-selection-label")
         c["explore_selection_relabel"] = gr.Button("Relabel selection", scale=1,
                                                    elem_id="explore-selection-relabel")
+        c["explore_selection_undo"] = gr.Button("Undo relabel", scale=1,
+                                                elem_id="explore-selection-undo")
     with gr.Row():
         c["explore_tag"] = gr.Textbox(label="Tag", max_length=tools.MAX_TAG_CHARS, scale=2,
                                       elem_id="explore-tag")
@@ -378,6 +380,7 @@ def _wire_compute(ws: Workspace, c: dict, states: dict) -> None:
     similar crops) is cleared, so nothing acts on crops of another map."""
     outputs = [c["explore_status"], states["key"], c["explore_table"],
                c["explore_selection_label"], states["similar"], c["explore_similar"],
+               states["batch"],
                *_details_outputs(c, states), *_selection_outputs(c, states)]
 
     @guard(len(outputs))
@@ -385,7 +388,7 @@ def _wire_compute(ws: Workspace, c: dict, states: dict) -> None:
         emap = compute_map(ws, checkpoint, dataset, split, _progress_callback(progress))
         return (ok_md(f"Map of {len(emap.crop_ids)} crops of **{md_text(dataset)}**."), emap.key,
                 suspicious_rows(ws, emap), gr.update(choices=_class_choices(emap), value=None),
-                [], [], None, None, None, "", gr.update(choices=[], value=None), [],
+                [], [], None, None, None, None, "", gr.update(choices=[], value=None), [],
                 map_figure(ws, emap, colour_by=colour_by), *_selection_values(ws, emap, []))
 
     c["explore_compute"].click(on_compute, [c["explore_checkpoint"], c["explore_dataset"],
@@ -510,22 +513,38 @@ def _wire_selection_actions(ws: Workspace, c: dict, states: dict) -> None:
     """Relabel, tag, untag and export the selection."""
     key, selection, selected = states["key"], states["selection"], states["selected"]
 
-    @guard(6)
+    outputs = [c["explore_status"], states["batch"], c["explore_plot"], c["explore_table"],
+               c["explore_selection_info"], c["explore_selection_gallery"], c["explore_info"],
+               c["explore_label"]]
+
+    def redrawn(emap: ExploreMap, crop_ids: list[int], crop_id: int | None, colour_by) -> tuple:
+        """Map, table, selection and clicked crop after labels of a group changed."""
+        info, gallery = tools.selection_view(ws, emap, crop_ids)
+        details = crop_details(ws, emap, crop_id) if crop_id in emap.crop_ids else None
+        return (map_figure(ws, emap, crop_id, colour_by, crop_ids), suspicious_rows(ws, emap),
+                info, gallery, details["info"] if details else gr.skip(),
+                gr.update(value=details["label"]) if details else gr.skip())
+
+    @guard(len(outputs))
     def on_relabel_selection(map_key, crop_ids, class_index, crop_id, colour_by):
         emap = get_map(map_key)
-        message = tools.relabel_selection(ws, emap, crop_ids, class_index)
-        info, gallery = tools.selection_view(ws, emap, crop_ids)
-        details = crop_details(ws, emap, crop_id)["info"] if crop_id in emap.crop_ids \
-            else gr.skip()
-        return (ok_md(message), map_figure(ws, emap, crop_id, colour_by, crop_ids),
-                suspicious_rows(ws, emap), info, gallery, details)
+        message, batch = tools.relabel_selection(ws, emap, crop_ids, class_index)
+        return ok_md(message), batch, *redrawn(emap, crop_ids, crop_id, colour_by)
 
     c["explore_selection_relabel"].click(
         on_relabel_selection, [key, selection, c["explore_selection_label"], selected,
-                               c["explore_colour"]],
-        [c["explore_status"], c["explore_plot"], c["explore_table"],
-         c["explore_selection_info"], c["explore_selection_gallery"], c["explore_info"]],
+                               c["explore_colour"]], outputs,
         api_name="explore_relabel_selection")
+
+    @guard(len(outputs))
+    def on_undo_batch(map_key, batch, crop_ids, crop_id, colour_by):
+        emap = get_map(map_key)
+        message = tools.undo_batch(ws, emap, batch)
+        return ok_md(message), None, *redrawn(emap, crop_ids, crop_id, colour_by)
+
+    c["explore_selection_undo"].click(
+        on_undo_batch, [key, states["batch"], selection, selected, c["explore_colour"]],
+        outputs, api_name="explore_undo_selection")
 
     def tagger(remove: bool):
         @guard(2)

@@ -138,25 +138,56 @@ def _require(crop_ids: list[int]) -> None:
         raise FfclrError("select crops first: drag a lasso or a box on the map")
 
 
+SELECTION_NOTE = "app: selection"
+
+
+def _latest_edits(store, dataset: str) -> dict[int, dict]:
+    latest: dict[int, dict] = {}
+    for edit in store.label_edits(dataset_id=store.dataset(dataset)["id"]):
+        latest[edit["crop_id"]] = edit
+    return latest
+
+
 def relabel_selection(workspace: Workspace, emap: ExploreMap, crop_ids: list[int],
-                      class_index: int | None) -> str:
-    """Give every selected crop the class (one transaction; each crop keeps its own undo)."""
+                      class_index: int | None) -> tuple[str, dict[int, int]]:
+    """Give every selected crop the class in one transaction (each crop keeps its own undo).
+    Returns the message and the batch: crop id → the edit made (for `undo_batch`)."""
     _require(crop_ids)
     if class_index is None:
         raise FfclrError("pick the class to give the selected crops")
     if not 0 <= int(class_index) < len(emap.class_names):
         raise FfclrError(f"class index {class_index} is not a class of {emap.dataset}")
     with open_store(workspace) as store:
+        before = {c: e["id"] for c, e in _latest_edits(store, emap.dataset).items()}
         try:
             changed = store.relabel_many([int(c) for c in crop_ids], int(class_index),
-                                         note="app: selection")
+                                         note=SELECTION_NOTE)
         except KeyError as exc:
             raise FfclrError(str(exc.args[0])) from None
+        after = _latest_edits(store, emap.dataset)
+    batch = {c: after[c]["id"] for c in crop_ids
+             if c in after and after[c]["id"] != before.get(c)}
     name = md_text(emap.class_names[int(class_index)])
     kept = len(crop_ids) - changed
     already = f" ({kept} already were)" if kept else ""
     return (f"Saved: {changed} of {len(crop_ids)} selected crops are now **{name}**{already}. "
-            "Each crop keeps its own undo (click it, then Undo).")
+            "**Undo relabel** takes them back."), batch
+
+
+def undo_batch(workspace: Workspace, emap: ExploreMap, batch: dict | None) -> str:
+    """Undo the last selection relabel: each of its crops goes back to its previous label,
+    unless it was edited again since (then it keeps its newer label)."""
+    if not batch:
+        raise FfclrError("no selection relabel to undo")
+    with open_store(workspace) as store:
+        latest = _latest_edits(store, emap.dataset)
+        undone = [int(c) for c, edit_id in batch.items()
+                  if latest.get(int(c), {}).get("id") == edit_id]
+        for crop_id in undone:
+            store.undo_relabel(crop_id)
+    kept = len(batch) - len(undone)
+    since = f"; {kept} edited again since keep their newer label" if kept else ""
+    return f"Undone: {len(undone)} crops are back to their previous labels{since}."
 
 
 def _tag_name(tag: str | None) -> str:
