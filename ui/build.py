@@ -1,4 +1,4 @@
-"""`build_app(workspace) -> gr.Blocks`: the six tabs, wired to each other."""
+"""`build_app(workspace) -> gr.Blocks`: the seven tabs, wired to each other."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +8,10 @@ import gradio as gr
 from ffclr.workspace import Workspace
 from ui.build_assets import plotly_js_path
 from ui.common import Context, md_code
-from ui.tabs import classify, data, explore, pretrain, probe, runs
+from ui.tabs import annotate, classify, data, explore, pretrain, probe, runs
 
-TAB_MODULES = (data, pretrain, explore, probe, classify, runs)
-TAB_NAMES = ("Data", "Pretrain", "Explore", "Probe", "Classify", "Runs")
+TAB_MODULES = (data, pretrain, explore, probe, classify, annotate, runs)
+TAB_NAMES = ("Data", "Pretrain", "Explore", "Probe", "Classify", "Annotate", "Runs")
 QUEUE_SIZE = 64
 
 CSS = """
@@ -45,14 +45,16 @@ document.addEventListener('keydown', (event) => {
 
 
 def static_paths(workspace: Workspace) -> list[Path]:
-    """Folders the browser may fetch files from: plotly.js and the crops (hover thumbnails)."""
-    return [plotly_js_path().parent, workspace.datasets]
+    """Folders the browser may fetch files from: plotly.js, the crops (hover thumbnails) and the
+    drawings being annotated."""
+    return [plotly_js_path().parent, workspace.datasets, annotate.drawings_root(workspace)]
 
 
 def build_app(workspace: Workspace, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     """The app; at most `queue_size` requests wait in its queue (more are refused)."""
     workspace.root.mkdir(parents=True, exist_ok=True)
     workspace.datasets.mkdir(parents=True, exist_ok=True)
+    annotate.drawings_root(workspace).mkdir(parents=True, exist_ok=True)
     workspace.open_store().close()
     gr.set_static_paths([str(p) for p in static_paths(workspace)])
     ctx = Context(workspace=workspace)
@@ -76,5 +78,6 @@ def build_app(workspace: Workspace, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
 
 def launch_options(workspace: Workspace) -> dict:
     """Keyword arguments for `launch()` (Gradio 6 takes css/head there, not in Blocks)."""
-    return {"css": CSS, "head": KEYBOARD_JS, "allowed_paths": [str(workspace.datasets)],
+    return {"css": CSS, "head": KEYBOARD_JS + annotate.ANNOTATE_KEYS_JS,
+            "allowed_paths": [str(workspace.datasets), str(annotate.drawings_root(workspace))],
             "show_error": False, "quiet": True}
