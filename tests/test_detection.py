@@ -209,3 +209,26 @@ def test_a_detector_is_found_by_the_name_it_was_saved_under(detector, demo_expor
     assert json.loads(out.read_text())["images"]
     with pytest.raises(FfclrError, match="other: no such detector file"):
         load_detector(tmp_path / "other")
+
+
+def test_accept_threshold_is_the_deepest_cut_that_keeps_the_precision():
+    from ffclr.detection.training import _precise_threshold
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    hits = np.array([1, 1, 0, 1, 1, 0], bool)
+    threshold, info = _precise_threshold(scores, hits, n_truth=5, precision_min=0.8)
+    assert threshold == 0.5 and info["accept_precision"] == 0.8 and info["accept_recall"] == 0.8
+    assert _precise_threshold(scores, hits, 5, 0.95)[0] == 0.8
+    assert _precise_threshold(scores, ~hits, 5, 0.95) == (None, {"accept_precision": None,
+                                                                 "accept_recall": 0.0})
+
+
+def test_accept_threshold_travels_with_the_artifact(detector, tmp_path):
+    from dataclasses import replace
+
+    from ffclr.detection import load_detector, save_detector
+
+    for value in (0.625, None):
+        written = save_detector(replace(detector, accept_threshold=value), tmp_path / "d.npz")
+        assert load_detector(written).accept_threshold == value
+    assert detector.accept_threshold is None or detector.score_threshold > 0

@@ -25,7 +25,8 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
     meta = {
         "format": FORMAT, "version": VERSION,
         "class_names": detector.class_names, "category_ids": detector.category_ids,
-        "score_threshold": detector.score_threshold, "config": asdict(detector.config),
+        "score_threshold": detector.score_threshold, "accept_threshold": detector.accept_threshold,
+        "config": asdict(detector.config),
         "info": detector.info,
         "encoder": {"arch": encoder.arch, "image_size": encoder.image_size,
                     "mean": list(encoder.mean), "std": list(encoder.std),
@@ -48,6 +49,10 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
     np.savez(tmp, meta=np.array(json.dumps(meta, default=float)), **arrays)
     os.replace(tmp, path)
     return path
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _config_from(raw: dict):
@@ -104,6 +109,7 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
                         category_ids=[int(i) for i in meta["category_ids"]],
                         margins=MarginModel(arrays["margins"]), pixel_filter=pixel_filter,
                         score_threshold=float(meta["score_threshold"]),
+                        accept_threshold=_optional_float(meta.get("accept_threshold")),
                         config=_config_from(dict(meta["config"])), info=meta.get("info", {}))
     except FfclrError:
         raise

@@ -41,6 +41,9 @@ class DetectorConfig:
     background_per_image: int = 40
     positives_per_box: int = 2
     filter_recall: float = 0.99
+    accept_precision: float = 0.95
+    """`Detector.accept_threshold` is the lowest score whose detections and above reach this
+    precision on the training drawings."""
     pixels_in_probe: bool = True
     """The probe also sees the pixel filter's 16 × 16 pixels beside the encoder's features."""
 
@@ -75,6 +78,10 @@ class Detector:
     """Detections at or above it are shown by default (chosen on the training split)."""
     config: DetectorConfig = field(default_factory=DetectorConfig)
     info: dict = field(default_factory=dict)
+    accept_threshold: float | None = None
+    """Detections at or above it reached `config.accept_precision` on the training drawings:
+    the ones a labeller may accept in one action (None: no score reached it, or a detector saved
+    before this existed)."""
 
     @property
     def background_index(self) -> int:

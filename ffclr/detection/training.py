@@ -135,7 +135,8 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
                                for image, boxes, _ in groups])
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
     report(3, 4, "probe fitted")
-    detector.score_threshold, detector.info = _choose_threshold(detector, drawings, rng)
+    detector.score_threshold, detector.accept_threshold, detector.info = _choose_threshold(
+        detector, drawings, rng)
     detector.info.update({"images": len(drawings), "training_crops": int(len(labels)),
                           "background_crops": int(np.sum(labels == n_classes)),
                           "checkpoint": str(checkpoint)})
@@ -233,8 +234,9 @@ def _candidate_examples(boxes: np.ndarray, item: LabelledImage, config: Detector
 
 
 def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
-                      ) -> tuple[float, dict]:
-    """The score maximising F1 (IoU ≥ 0.5, same class) on some training drawings."""
+                      ) -> tuple[float, float | None, dict]:
+    """On some training drawings (IoU ≥ 0.5, same class): the score maximising F1, and the
+    lowest score whose detections and above reach `config.accept_precision`."""
     rows = rng.permutation(len(drawings))[:max_images]
     scores, hits, n_truth = [], [], 0
     for i in rows:
@@ -252,9 +254,12 @@ def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
         scores.extend(d.score for d in detections)
         hits.extend(hit.tolist())
     if not scores:
-        return 0.5, {"threshold_f1": None}
-    threshold, info = _best_f1_threshold(np.array(scores), np.array(hits), n_truth)
-    return threshold, info | {"threshold_images": int(len(rows))}
+        return 0.5, None, {"threshold_f1": None}
+    scores, hits = np.array(scores), np.array(hits)
+    threshold, info = _best_f1_threshold(scores, hits, n_truth)
+    accept, accept_info = _precise_threshold(scores, hits, n_truth,
+                                             detector.config.accept_precision)
+    return threshold, accept, info | accept_info | {"threshold_images": int(len(rows))}
 
 
 def _best_f1_threshold(scores: np.ndarray, hits: np.ndarray, n_truth: int) -> tuple[float, dict]:
@@ -269,3 +274,19 @@ def _best_f1_threshold(scores: np.ndarray, hits: np.ndarray, n_truth: int) -> tu
     return float(scores[order][best]), {
         "threshold_f1": float(f1[best]), "threshold_precision": float(precision[best]),
         "threshold_recall": float(recall[best])}
+
+
+def _precise_threshold(scores: np.ndarray, hits: np.ndarray, n_truth: int, precision_min: float
+                       ) -> tuple[float | None, dict]:
+    """The lowest score whose detections and above have precision ≥ `precision_min` (the most
+    recall at that precision), with the recall there; None when even the best score misses."""
+    order = np.argsort(-scores)
+    tp = np.cumsum(hits[order])
+    precision = tp / np.arange(1, len(order) + 1)
+    reaching = np.flatnonzero(precision >= precision_min)
+    if not len(reaching):
+        return None, {"accept_precision": None, "accept_recall": 0.0}
+    deepest = int(reaching[-1])
+    return float(scores[order][deepest]), {
+        "accept_precision": float(precision[deepest]),
+        "accept_recall": float(tp[deepest] / max(n_truth, 1))}
