@@ -94,5 +94,28 @@ def test_result_table_and_found_symbols_fit_their_boxes(workspace):
     table = component(demo, "classify-table")
     assert table.wrap and len(table.column_widths) == len(classify.RESULT_COLUMNS)
     drawn = component(demo, "detect-drawn")
-    assert drawn.preview and drawn.object_fit == "contain"
-    assert drawn.height == classify.DRAWING_HEIGHT
+    assert drawn.object_fit == "contain" and drawn.height == classify.DRAWING_HEIGHT
+    from ui.build import CSS
+
+    rule = next(line for line in CSS.splitlines() if line.startswith("#detect-drawn"))
+    tile = int(rule.split("height:")[1].split("px")[0])
+    assert "aspect-ratio: auto" in rule and tile < classify.DRAWING_HEIGHT - 40
+
+
+def test_opening_classify_picks_a_detector_fitted_since_the_page_loaded(workspace):
+    from ui import schematics
+    from ui.build import build_app
+    from ui_wiring import component
+
+    demo = build_app(workspace)
+    dropdown = component(demo, "detect-detector")
+    assert dropdown.value is None
+    schematics.detectors_dir(workspace).mkdir(parents=True)
+    fitted = schematics.detectors_dir(workspace) / "fitted.npz"
+    fitted.write_bytes(b"")
+    tab = component(demo, "tab-classify")._id
+    refresh, = [fn for fn in demo.fns.values() if (tab, "select") in fn.targets
+                and dropdown in fn.outputs]
+    update = refresh.fn(None, None, None)[-1]
+    assert update["value"] == str(fitted.resolve())
+    assert refresh.fn(None, None, "/gone.npz")[-1]["value"] == str(fitted.resolve())

@@ -24,6 +24,8 @@ CSS = """
 .ffclr-captions .caption-label { white-space: normal; max-width: 100%; overflow-wrap: anywhere; }
 #umap-tooltip img { display: block; max-width: 96px; max-height: 96px; image-rendering: pixelated; }
 #pretrain-live { position: sticky; top: 8px; align-self: flex-start; }
+.ffclr-wrap td, .ffclr-wrap td * { overflow-wrap: anywhere; }
+#detect-drawn .thumbnail-item { aspect-ratio: auto; height: 660px; }
 """
 
 KEYBOARD_JS = """

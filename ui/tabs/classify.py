@@ -21,7 +21,9 @@ RESULT_COLUMNS = ["file", "prediction", "probability (%)", "unknown symbol",
 every cell wraps within `RESULT_WIDTHS`."""
 RESULT_WIDTHS = ["20%", "20%", "11%", "10%", "11%", "28%"]
 DRAWING_HEIGHT = 720
-"""The detected drawings show in the gallery's preview, fitted whole into this height (px)."""
+"""Height (px) of the "Symbols found" gallery; each drawing's tile is a little lower (CSS
+`#detect-drawn .thumbnail-item` in ui/build.py, instead of Gradio's square tile as wide as the
+gallery), so a whole drawing fits in view, scaled to fit (object-fit contain)."""
 
 _CLASSIFIERS: dict[tuple, tuple] = {}
 
@@ -155,6 +157,7 @@ def _symbols_layout(ctx: Context) -> gr.Slider:
             c["classify_status"] = gr.Markdown(elem_id="classify-status")
             c["classify_table"] = gr.Dataframe(headers=RESULT_COLUMNS, interactive=False,
                                                column_widths=RESULT_WIDTHS, wrap=True,
+                                               elem_classes="ffclr-wrap",
                                                elem_id="classify-table")
             c["classify_neighbours"] = gr.Gallery(label="Nearest training crops (click a row "
                                                   "for another file)", columns=8, height=200,
@@ -229,9 +232,9 @@ def build_schematics(ctx: Context) -> None:
             coco = gr.DownloadButton("Download COCO", visible=False, elem_id="detect-coco")
         with gr.Column(scale=2):
             status = gr.Markdown(elem_id="detect-status")
-            drawn = gr.Gallery(label="Symbols found (click a drawing to see it whole)",
+            drawn = gr.Gallery(label="Symbols found (click a drawing to enlarge it)",
                                columns=1, height=DRAWING_HEIGHT, object_fit="contain",
-                               preview=True, elem_id="detect-drawn")
+                               elem_id="detect-drawn")
             table = gr.Dataframe(headers=schematics.TABLE_COLUMNS, interactive=False,
                                  max_height=300, wrap=True, elem_id="detect-table")
 
@@ -255,10 +258,14 @@ def build_schematics(ctx: Context) -> None:
     go.click(on_detect, [c["detect_detector"], files], [status, drawn, table, coco],
              api_name="detect")
 
-    def refresh(current_checkpoint, current_dataset):
+    def refresh(current_checkpoint, current_dataset, current_detector):
         checkpoints, datasets, _ = checkpoint_and_dataset_updates(ws, current_checkpoint,
                                                                   current_dataset)
-        return checkpoints, datasets, gr.update(choices=schematics.detector_choices(ws))
+        detectors = schematics.detector_choices(ws)
+        paths = [path for _, path in detectors]
+        return checkpoints, datasets, gr.update(
+            choices=detectors, value=current_detector if current_detector in paths
+            else (paths[0] if paths else None))
 
-    c["tab_classify"].select(refresh, [checkpoint, dataset],
+    c["tab_classify"].select(refresh, [checkpoint, dataset, c["detect_detector"]],
                              [checkpoint, dataset, c["detect_detector"]], show_progress="hidden")
