@@ -203,7 +203,7 @@ def test_a_reloaded_page_shows_the_active_runs_settings(imported):
 
     options = pretrain.PretrainOptions(
         dataset="demo", split="valid", mode="labeled (supervised contrastive)", device="CPU",
-        precision="fp32", settings=dict(image_size=24, batch_size=16, epochs=7, time_budget=90,
+        precision="fp32", settings=dict(image_size=24, batch_size=16, epochs=7, time_budget="90",
                                         lr="0.01", knn_every=3, augment="rotate",
                                         run_name="mine"))
     config = pretrain.pretrain_config(imported, options)

@@ -235,7 +235,8 @@ def _browse_column(ctx: Context) -> None:
                                     value=names[0] if names else None, elem_id="data-dataset")
     c["data_summary"] = gr.Markdown(elem_id="data-summary")
     c["data_table"] = gr.Dataframe(label="Crops per class and split", interactive=False,
-                                   max_height=320, wrap=True, elem_id="data-table")
+                                   max_height=320, wrap=True, elem_classes="ffclr-wrap",
+                                   elem_id="data-table")
     with gr.Row():
         c["data_class"] = gr.Dropdown(label="Class", choices=[], elem_id="data-class")
         c["data_split"] = gr.Dropdown(label="Split", choices=[(ALL_SPLITS, "")], value="",

@@ -88,9 +88,11 @@ def precision_label(config: PretrainConfig) -> str:
 
 
 def widget_value(name: str, value: Any) -> Any:
-    """A config value as its widget shows it."""
+    """A config value as its widget shows it (a whole number in a text box without `.0`)."""
     if name in TEXT_NUMBERS:
-        return "" if value is None else str(value)
+        if value is None:
+            return ""
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     return value
 
 

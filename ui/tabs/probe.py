@@ -119,6 +119,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
             c["probe_classes"] = gr.Dataframe(headers=CLASS_COLUMNS, label="Per class",
                                               interactive=False, max_height=400, wrap=True,
                                               column_widths=CLASS_WIDTHS,
+                                              elem_classes="ffclr-wrap",
                                               elem_id="probe-classes")
         with gr.Column():
             c["probe_confusion"] = gr.Plot(label="Confusion matrix")

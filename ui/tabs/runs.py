@@ -14,6 +14,7 @@ from ui.common import (Context, checkpoint_choices, fmt_duration, guard, md_code
                        open_store, run_dataset, run_duration, run_label, short_text)
 
 RUN_COLUMNS = ["id", "kind", "name", "dataset", "status", "created", "duration", "key metrics"]
+RUN_WIDTHS = ["5%", "8%", "12%", "10%", "9%", "13%", "8%", "35%"]
 KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy", "knn_top1",
                "epochs", "final_loss")
 KEY_METRICS = ("loss", "knn_top1", "views_per_s")
@@ -214,12 +215,12 @@ def build(ctx: Context, tab: gr.Tab) -> None:
         c["runs_refresh"] = gr.Button("Refresh", scale=0, elem_id="runs-refresh")
     c["runs_table"] = gr.Dataframe(headers=RUN_COLUMNS, value=runs_table(ws) or None,
                                    interactive=False, max_height=360, wrap=True,
+                                   column_widths=RUN_WIDTHS, elem_classes="ffclr-wrap",
                                    elem_id="runs-table")
     c["runs_status"] = gr.Markdown(elem_id="runs-status")
     with gr.Row():
         with gr.Column():
             c["runs_a"] = gr.Dropdown(label="Run", choices=run_choices(ws), elem_id="runs-a")
-            c["runs_details"] = gr.JSON(label="Config, summary, error")
             with gr.Row():
                 c["runs_open_explore"] = gr.Button("Open checkpoint in Explore")
                 c["runs_open_probe"] = gr.Button("Open checkpoint in Probe")
@@ -235,7 +236,9 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     c["runs_compare_table"] = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
                                            max_height=480, wrap=True,
                                            column_widths=COMPARE_WIDTHS,
+                                           elem_classes="ffclr-wrap",
                                            elem_id="runs-compare-table")
+    c["runs_details"] = gr.JSON(label="The picked run: config, summary, error")
     compared = gr.State([])
     _wire_runs(ctx, tab, compared)
 
