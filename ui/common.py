@@ -24,6 +24,9 @@ from ffclr.workspace import Workspace, is_checkpoint_file
 
 log = logging.getLogger("ffclr.ui")
 
+GALLERY_COLUMNS = 6
+"""Columns of the crop galleries: Gradio's tiles are at least 100 px wide, and more columns
+than fit the gallery's half of the page run off its right edge."""
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

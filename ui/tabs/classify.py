@@ -10,9 +10,9 @@ from ffclr.errors import FfclrError
 from ffclr.eval.classify import classify_images, load_classifier as load_probe_classifier
 from ffclr.workspace import Workspace
 from ui import schematics
-from ui.common import (Context, check_image_upload, checkpoint_and_dataset_updates,
-                       checkpoint_choices, dataset_choices, guard, md_code, md_text, ok_md,
-                       open_store, result_folder, user_message, warn)
+from ui.common import (GALLERY_COLUMNS, Context, check_image_upload,
+                       checkpoint_and_dataset_updates, checkpoint_choices, dataset_choices, guard,
+                       md_code, md_text, ok_md, open_store, result_folder, user_message, warn)
 
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "probability (%)", "unknown symbol",
@@ -160,8 +160,8 @@ def _symbols_layout(ctx: Context) -> gr.Slider:
                                                elem_classes="ffclr-wrap",
                                                elem_id="classify-table")
             c["classify_neighbours"] = gr.Gallery(label="Nearest training crops (click a row "
-                                                  "for another file)", columns=8, height=200,
-                                                  object_fit="contain")
+                                                  "for another file)", columns=GALLERY_COLUMNS,
+                                                  height=200, object_fit="contain")
     return top_k
 
 

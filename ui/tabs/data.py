@@ -16,8 +16,9 @@ from ffclr.data.safe_paths import check_name
 from ffclr.demo.export import write_demo_export
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
-from ui.common import (Context, check_zip_upload, dataset_choices, error_md, guard,
-                       imported_dataset, md_code, md_text, ok_md, open_store, split_choices)
+from ui.common import (GALLERY_COLUMNS, Context, check_zip_upload, dataset_choices, error_md,
+                       guard, imported_dataset, md_code, md_text, ok_md, open_store,
+                       split_choices)
 
 DEMO_NAME = "demo"
 DEMO_IMAGES = 60
@@ -242,7 +243,7 @@ def _browse_column(ctx: Context) -> None:
         c["data_split"] = gr.Dropdown(label="Split", choices=[(ALL_SPLITS, "")], value="",
                                       elem_id="data-split")
     c["data_gallery_note"] = gr.Markdown(elem_id="data-gallery-note")
-    c["data_gallery"] = gr.Gallery(label="Crops", columns=10, height=300,
+    c["data_gallery"] = gr.Gallery(label="Crops", columns=GALLERY_COLUMNS, height=300,
                                    object_fit="contain", elem_id="data-gallery")
 
 
