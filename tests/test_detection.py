@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,23 @@ def test_accept_threshold_travels_with_the_artifact(detector, tmp_path):
         written = save_detector(replace(detector, accept_threshold=value), tmp_path / "d.npz")
         assert load_detector(written).accept_threshold == value
     assert detector.accept_threshold is None or detector.score_threshold > 0
+
+
+def test_bench_detect_reports_errors_sizes_and_the_accept_threshold(detector, demo_export,
+                                                                    monkeypatch):
+    import ffclr.detection
+    from ffclr.benchmarks import detect as bench
+
+    monkeypatch.setattr(ffclr.detection, "fit_detector", lambda *a, **k: detector)
+    result = bench.evaluate_checkpoint(Path("tiny.pth.tar"), demo_export, 3, None)
+    errors = result["errors_at_threshold"]
+    shown = sum(len([d for d in ffclr.detection.detect_image(detector, item.path)])
+                for item in _truth(demo_export, "valid").images[:3])
+    assert sum(errors[k] for k in ("hit", "classification", "localisation", "both",
+                                   "duplicate", "background")) == shown
+    assert errors["hit"] + errors["missed"] <= errors["boxes"] == result["valid_boxes"]
+    assert sum(v["boxes"] for v in result["by_size"].values()) == result["valid_boxes"]
+    accept = result["accept"]
+    assert accept["threshold"] == detector.accept_threshold and accept["target_precision"] == 0.95
+    lines = "\n".join(bench.report_lines(result))
+    assert "shown boxes at the threshold: hit" in lines and "by box side" in lines

@@ -1,6 +1,7 @@
 """Whole-drawing detection on the real export: fit on train, detect on every valid schematic,
-score with pycocotools' COCOeval (mAP@50, mAP@[.5:.95], per-class AP, AR@100), time it, and
-measure the recall of the proposals that bound it."""
+score with pycocotools' COCOeval (mAP@50, mAP@[.5:.95], per-class AP, AR@100, AP and AR by box
+size), count the shown boxes' errors in the manner of TIDE, check that the accept-all threshold
+chosen on train holds on valid, time it, and measure the recall of the proposals that bound it."""
 from __future__ import annotations
 
 import contextlib
@@ -13,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from ffclr.benchmarks import REAL_EXPORT
-from ffclr.detection.evaluation import coco_scores
+from ffclr.detection.evaluation import ERROR_KINDS, coco_scores, error_breakdown
 from ffclr.errors import FfclrError
 
 NAME = "detect"
 HELP = ("fit the detector on the real train schematics, detect on valid, COCO mAP@50, "
-        "mAP@[.5:.95], per-class AP, AR@100, proposal recall and seconds per schematic")
+        "mAP@[.5:.95], per-class AP, AR@100 and AP by box size, the errors of the shown boxes, "
+        "the accept-all threshold on valid, proposal recall and seconds per schematic")
 RANDOM = "random"
 
 
@@ -88,6 +90,20 @@ def threshold_scores(results, images, threshold: float) -> dict:
             "recall": float(tp / max(total, 1))}
 
 
+def accept_scores(detector, results, images) -> dict:
+    """The 'accept all above it' threshold: chosen on train for a precision target, and the
+    precision and recall it gives on these drawings (does it hold on unseen ones?)."""
+    target = detector.config.accept_precision
+    chosen = {"target_precision": target, "threshold": detector.accept_threshold,
+              "train_precision": detector.info.get("accept_precision"),
+              "train_recall": detector.info.get("accept_recall")}
+    if detector.accept_threshold is None:
+        return chosen | {"precision": None, "recall": 0.0, "holds": False}
+    valid = threshold_scores(results, images, detector.accept_threshold)
+    return chosen | {"precision": valid["precision"], "recall": valid["recall"],
+                     "holds": valid["precision"] >= target}
+
+
 def evaluate_checkpoint(checkpoint: Path, export: Path, limit: int | None,
                         save_dir: Path | None) -> dict:
     from ffclr.detection import detect_image, fit_detector, save_detector
@@ -122,6 +138,9 @@ def evaluate_checkpoint(checkpoint: Path, export: Path, limit: int | None,
             "detector": detector.info,
             **coco_scores(export / "valid" / ANNOTATIONS, results, image_ids),
             "at_threshold": threshold_scores(results, images, detector.score_threshold),
+            "errors_at_threshold": error_breakdown(images, [r[2] for r in results],
+                                                   detector.score_threshold),
+            "accept": accept_scores(detector, results, images),
             **proposal_recall(detector, images)}
 
 
@@ -140,12 +159,28 @@ def report_lines(result: dict) -> list[str]:
              f"  at the threshold chosen on train ({result['at_threshold']['threshold']:.2f}): "
              f"precision {result['at_threshold']['precision']:.3f}, recall "
              f"{result['at_threshold']['recall']:.3f}",
+             _accept_line(result["accept"]),
+             "  shown boxes at the threshold: " + ", ".join(
+                 f"{k} {result['errors_at_threshold'][k]}" for k in ("hit",) + ERROR_KINDS),
+             "  by box side (px): " + "; ".join(
+                 f"{name} ({v['boxes']} boxes) AP {v['AP']:.3f} AR@100 {v['AR100']:.3f}"
+                 for name, v in result["by_size"].items()),
              "  per class (support, AP50, AP):"]
     for row in sorted(result["per_class"], key=lambda r: -r["support"]):
         ap50 = "  -  " if row["AP50"] is None else f"{row['AP50']:.3f}"
         ap = "  -  " if row["AP"] is None else f"{row['AP']:.3f}"
         lines.append(f"    {row['name'][:48]:48s} {row['support']:4d} {ap50} {ap}")
     return lines
+
+
+def _accept_line(accept: dict) -> str:
+    if accept["threshold"] is None:
+        return (f"  no score reached {accept['target_precision']:.0%} precision on train: "
+                "nothing to accept in one action")
+    return (f"  accept-all threshold {accept['threshold']:.2f} (precision "
+            f"{accept['train_precision']:.3f}, recall {accept['train_recall']:.3f} on train): "
+            f"precision {accept['precision']:.3f}, recall {accept['recall']:.3f} here, "
+            f"{'holds' if accept['holds'] else 'does not hold'}")
 
 
 def run(args) -> int:
