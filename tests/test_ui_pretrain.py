@@ -218,6 +218,9 @@ def test_a_reloaded_page_shows_the_active_runs_settings(imported):
     loaded = pretrain.load_view(imported)
     assert loaded[0]["value"] == run and f"**Run #{run}**" in loaded[1]
     shown = dict(zip(pretrain.START_INPUTS, loaded[5:]))
+    for picker, choices in (("dataset", ["demo"]), ("split", ["train", "valid", "test"])):
+        assert set(shown[picker]["choices"]) == set(choices)
+        shown[picker] = shown[picker]["value"]
     assert shown == dict(dataset="demo", split="valid", mode="labeled (supervised contrastive)",
                          arch=config.arch, image_size=24, batch_size=16, epochs=7,
                          time_budget="90", lr="0.01", temperature=config.temperature,

@@ -89,3 +89,19 @@ def test_per_class_table_puts_the_counts_beside_the_class_in_view(workspace):
     assert probe.CLASS_COLUMNS[:3] == ["class", "n_train", "support"]
     table = component(build_app(workspace), "probe-classes")
     assert table.wrap and len(table.column_widths) == len(probe.CLASS_COLUMNS)
+
+
+def test_opening_probe_after_an_import_fills_the_splits_in_the_same_step(workspace, demo_export):
+    """The splits used to follow in a second event after the dataset, so a quick Fit probe
+    said 'pick the train and the test split'."""
+    from ffclr.data.coco_import import import_export
+    from ui.build import build_app
+    from ui_wiring import call, skipped
+
+    demo = build_app(workspace)
+    import_export(demo_export, "demo", workspace)
+    opened = list(call(demo, "tab-probe", "select", None, None, None, None).values())
+    assert opened[1]["value"] == "demo"
+    assert (opened[2]["value"], opened[3]["value"]) == ("train", "valid")
+    again = list(call(demo, "tab-probe", "select", None, "demo", "valid", "test").values())
+    assert skipped(again[2]) and skipped(again[3])

@@ -493,10 +493,16 @@ def run_view(workspace: Workspace, run_id: int | None) -> tuple:
 def load_view(workspace: Workspace) -> tuple:
     """What a (re)loaded page shows: the run picker on the default run, its view, its poll
     signature, then the settings widgets (`START_INPUTS` order) filled from the running or
-    first queued run, left as they are when none is active."""
+    first queued run, left as they are when none is active (the dataset and split pickers get
+    today's choices with their value: the page may have been built before the import)."""
     run_id = default_run(workspace)
     active = active_run(workspace)
     values = form_values(workspace, active) if active else {}
+    if "dataset" in values:
+        dataset = values["dataset"]
+        values["dataset"] = gr.update(choices=dataset_choices(workspace), value=dataset)
+        values["split"] = gr.update(choices=split_choices(workspace, dataset) or ["train"],
+                                    value=values.get("split", "train"))
     return (gr.update(choices=run_choices(workspace), value=run_id), *run_view(workspace, run_id),
             poll_signature(workspace, run_id),
             *[values.get(name, gr.skip()) for name in START_INPUTS])

@@ -91,6 +91,15 @@ def headline(report) -> str:
     return text
 
 
+def split_updates(workspace: Workspace, dataset: str | None) -> tuple[dict, dict]:
+    """The train and test split pickers for a dataset: its splits, on train and on valid (else
+    test)."""
+    names = split_choices(workspace, dataset)
+    return (gr.update(choices=names, value="train" if "train" in names else None),
+            gr.update(choices=names, value="valid" if "valid" in names else
+                      ("test" if "test" in names else None)))
+
+
 def build(ctx: Context, tab: gr.Tab) -> None:
     ws = ctx.workspace
     c = ctx.components
@@ -138,15 +147,17 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                          [c["probe_status"], c["probe_summary"], c["probe_classes"],
                           c["probe_confusion"], c["probe_csv"]], api_name="probe_run")
 
-    def refresh(checkpoint, dataset_name):
-        return checkpoint_and_dataset_updates(ws, checkpoint, dataset_name)[:2]
+    def refresh(checkpoint, dataset_name, train_split, test_split):
+        checkpoints, datasets, picked = checkpoint_and_dataset_updates(ws, checkpoint,
+                                                                       dataset_name)
+        names = split_choices(ws, picked)
+        if picked == dataset_name and {train_split, test_split} <= set(names):
+            return checkpoints, datasets, gr.skip(), gr.skip()
+        return checkpoints, datasets, *split_updates(ws, picked)
 
     def splits_of(dataset_name):
-        names = split_choices(ws, dataset_name)
-        return (gr.update(choices=names, value="train" if "train" in names else None),
-                gr.update(choices=names, value="valid" if "valid" in names else
-                          ("test" if "test" in names else None)))
+        return split_updates(ws, dataset_name)
 
-    tab.select(refresh, [c["probe_checkpoint"], dataset], [c["probe_checkpoint"], dataset],
-               show_progress="hidden")
+    tab.select(refresh, [c["probe_checkpoint"], dataset, train, test],
+               [c["probe_checkpoint"], dataset, train, test], show_progress="hidden")
     dataset.change(splits_of, dataset, [train, test], show_progress="hidden")
