@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def annotating(tmp_path_factory, demo_export, detector_file):  # noqa: F811
     assert message.startswith("Added 2 drawings to demo (split train).")
     folder = _scene(root / "folder" / "third.png", 12).parent
     message = annotate.add_drawings(workspace, "demo", None, str(folder), "valid")
-    assert message.startswith("Added 1 drawings")
+    assert message.startswith("Added 1 drawing to demo (split valid).")
     return workspace, str(detector.resolve())
 
 
@@ -232,7 +233,7 @@ def test_done_makes_crops_next_skips_it_and_the_export_holds_it(annotating, tmp_
     drawing_id = ids["drawing 1.png"]
     annotate.apply_edit(workspace, drawing_id, {"kind": "add", "bbox": [10, 10, 24, 24]}, 0)
     message = annotate.finish(workspace, drawing_id)
-    assert message.startswith("Saved drawing 1.png:") and "crops of split train" in message
+    assert message.startswith("Saved drawing 1.png: 1 symbol in the crops of split train")
     with workspace.open_store() as store:
         crops = [c for c in store.crops(store.dataset("demo")["id"])
                  if c.get("drawing_id") == drawing_id]
@@ -269,7 +270,7 @@ def test_served_app_adds_drawings_and_exports(annotating, tmp_path):
         status, table, _ = client.predict("demo", detector, "", "random",
                                           [handle_file(str(_scene(tmp_path / "new.png", 40)))],
                                           "", "test", api_name="/annotate_add")
-        assert "Added 1 drawings to demo (split test)" in status
+        assert "Added 1 drawing to demo (split test)" in status
         assert "new.png" in [row[2] for row in table["data"]]
         status, download = client.predict("demo", api_name="/annotate_export")
         assert "Exported demo" in status
@@ -277,3 +278,54 @@ def test_served_app_adds_drawings_and_exports(annotating, tmp_path):
             assert "train/_annotations.coco.json" in zf.namelist()
     finally:
         demo.close()
+
+
+def test_refit_figures_read_before_and_after(annotating):
+    from ui.tabs import annotate_refit as annotate
+
+    workspace, detector = annotating
+    summary = {"detector": "/ws/detectors/demo-refit-0007.npz", "drawings": 4, "boxes": 31,
+               "score_threshold": 0.8,
+               "detector_new": {"drawings": 3, "mAP50": 0.85, "mAP": 0.5, "AR100": 0.6},
+               "detector_old": {"drawings": 3, "mAP50": 0.8125, "mAP": 0.45, "AR100": 0.55},
+               "probe_new": {"run": 9, "top1": 0.9, "macro_f1": 0.7, "n_train": 120},
+               "probe_old": None}
+    rows = annotate.refit_rows(summary)
+    assert rows[0] == ["detector mAP@50", "0.812", "0.850"]
+    assert ["drawings scored", "3", "3"] in rows
+    assert ["probe top-1", "", "0.900"] in rows and ["probe training crops", "", "120"] in rows
+
+    assert annotate.refit_view(workspace, "demo")[:3] == ("No refit yet for this dataset.", [],
+                                                          False)
+    with workspace.open_store() as store:
+        dataset_id = store.dataset("demo")["id"]
+        running = store.create_run("refit", {"dataset": "demo"}, dataset_id=dataset_id)
+        store.mark_running(running, os.getpid())
+        store.log_metrics(running, 1, {"progress": 0.25})
+    status, rows, active, new = annotate.refit_view(workspace, "demo")
+    assert status == f"Refit run #{running}: running (25%)." and active and new is None
+    with workspace.open_store() as store:
+        store.finish_run(running, "finished", summary=summary)
+    status, rows, active, new = annotate.refit_view(workspace, "demo")
+    assert "on 4 drawings, 31 boxes; the new detector demo-refit-0007.npz is picked" in status
+    assert rows == annotate.refit_rows(summary) and not active
+    assert new == summary["detector"]
+    with pytest.raises(FfclrError, match="pick the checkpoint"):
+        annotate.start_refit(workspace, "demo", None, None)
+    with pytest.raises(FfclrError, match="pick a dataset"):
+        annotate.start_refit(workspace, None, None, detector)
+
+
+def test_a_drawing_changes_split(annotating):
+    from ui.tabs import annotate
+
+    workspace, detector = annotating
+    drawing_id = _drawing_ids(workspace)["folder/third.png"]
+    assert annotate.show(workspace, drawing_id, None, 0.5).split == "valid"
+    assert annotate.change_split(workspace, drawing_id, "test") == \
+        "folder/third.png goes to split test."
+    assert annotate.change_split(workspace, drawing_id, "test") is None
+    assert annotate.show(workspace, drawing_id, None, 0.5).split == "test"
+    with pytest.raises(FfclrError, match="split 'holdout'"):
+        annotate.change_split(workspace, drawing_id, "holdout")
+    annotate.change_split(workspace, drawing_id, "valid")

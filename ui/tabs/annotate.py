@@ -2,7 +2,8 @@
 symbol, fix its mistakes in the box editor (`ui.annotator`; every edit saved at once as an
 append-only annotation edit, undoable), accept the confident boxes in one action, finish the
 drawing (its boxes become crops of the dataset), and take the next drawing from the queue of
-what the model is least sure of (or in random order). Export the dataset with the new drawings.
+what the model is least sure of (or in random order). Refit the detector and the probe from the
+new labels (`ui.tabs.annotate_refit`); export the dataset with the new drawings.
 
 The functions above the layout take data and return data (tested directly); the handlers below
 only move their results into components.
@@ -18,15 +19,14 @@ import gradio as gr
 
 from ffclr import annotate
 from ffclr.annotate.drawings import DRAWINGS_FOLDER
-from ffclr.annotate import refit
 from ffclr.annotate.queue import label_queue
 from ffclr.data.coco_export import export_coco
 from ffclr.data.export_source import SPLITS
 from ffclr.data.safe_paths import safe_name
 from ffclr.errors import FfclrError
-from ffclr.train import jobs
 from ffclr.workspace import Workspace
 from ui import schematics
+from ui.tabs import annotate_refit
 from ui.annotator import DrawingView, annotator_component, editor_spec, read_box_id, read_edit
 from ui.common import (Context, checkpoint_choices, dataset_choices, error_md, file_url, guard,
                        imported_dataset, md_text, ok_md, open_store, result_folder, warn)
@@ -69,6 +69,11 @@ class Shown:
     class_value: int | None
     selected: int | None
     """The selected box, None when it is gone (deleted or undone)."""
+    split: str
+
+
+def count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def drawings_root(workspace: Workspace) -> Path:
@@ -138,7 +143,7 @@ def show(workspace: Workspace, drawing_id: int, selected: int | None, threshold:
         class_value = choices[0][1] if choices else None
     spec = editor_spec(view, boxes, box.id if box else None, threshold, revision, uuid4().hex)
     return Shown(spec, drawing_info(row, boxes), box_info(box, threshold), choices, class_value,
-                 box.id if box else None)
+                 box.id if box else None, row["split"])
 
 
 def open_drawing(workspace: Workspace, drawing_id: int, detector: str | None,
@@ -161,7 +166,8 @@ def preannotate(workspace: Workspace, drawing_id: int, detector: str | None,
     boxes = annotate.preannotate(workspace, int(drawing_id), schematics.load(detector))
     model = [b for b in boxes if b.who == "model" and not b.accepted]
     above = sum(b.score >= threshold for b in model)
-    return (f"The detector proposes {len(model)} boxes, {above} at or above the threshold "
+    return (f"The detector proposes {count(len(model), 'box', 'boxes')}, {above} at or above "
+            f"the threshold "
             f"{threshold:.2f}: press **a** to accept those, fix the rest.")
 
 
@@ -219,7 +225,7 @@ def delete_selected(workspace: Workspace, drawing_id: int | None, selected: int 
 def accept(workspace: Workspace, drawing_id: int | None, threshold: float) -> str:
     _drawing_row(workspace, drawing_id)
     n = annotate.accept_above(workspace, int(drawing_id), float(threshold))
-    return f"Accepted {n} boxes scoring at least {float(threshold):.2f}."
+    return f"Accepted {count(n, 'box', 'boxes')} scoring at least {float(threshold):.2f}."
 
 
 def undo(workspace: Workspace, drawing_id: int | None) -> str:
@@ -230,11 +236,22 @@ def undo(workspace: Workspace, drawing_id: int | None) -> str:
     return f"Undone: {md_text(what)}."
 
 
+def change_split(workspace: Workspace, drawing_id: int | None, split: str) -> str | None:
+    """Move the drawing to another split (its crops follow at the next Done); None when it is
+    there already."""
+    row = _drawing_row(workspace, drawing_id)
+    if row["split"] == split:
+        return None
+    annotate.set_split(workspace, int(drawing_id), split)
+    then = " Press Done to move its crops." if row["status"] == "annotated" else ""
+    return f"{md_text(row['file_name'])} goes to split {md_text(split)}.{then}"
+
+
 def finish(workspace: Workspace, drawing_id: int | None) -> str:
     row = _drawing_row(workspace, drawing_id)
     n = annotate.finish_drawing(workspace, int(drawing_id))
-    return (f"Saved {md_text(row['file_name'])}: {n} symbols are now crops of split "
-            f"{md_text(row['split'])} (Explore, Probe and the detector see them).")
+    return (f"Saved {md_text(row['file_name'])}: {count(n, 'symbol', 'symbols')} in the crops of "
+            f"split {md_text(row['split'])} (Explore, Probe and the detector see them).")
 
 
 def add_drawings(workspace: Workspace, dataset: str | None, files: list[str] | None,
@@ -245,7 +262,8 @@ def add_drawings(workspace: Workspace, dataset: str | None, files: list[str] | N
     if not sources:
         raise FfclrError("drop drawings (images or a .zip) or type a folder path first")
     result = annotate.add_drawings(workspace, dataset, sources, split)
-    message = f"Added {len(result.added)} drawings to {md_text(dataset)} (split {md_text(split)})."
+    message = (f"Added {count(len(result.added), 'drawing', 'drawings')} to {md_text(dataset)} "
+               f"(split {md_text(split)}).")
     if result.skipped:
         shown = "; ".join(md_text(line) for line in result.skipped[:5])
         more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
@@ -307,91 +325,6 @@ def detector_threshold(detector: str | None) -> float:
     return round(float(schematics.load(detector).score_threshold), 2)
 
 
-def start_refit(workspace: Workspace, dataset: str | None, checkpoint: str | None,
-                detector: str | None) -> str:
-    """Queue a refit of the detector and the probe from the dataset's labels (the annotated
-    drawings among them) in the background worker; the detector in use is scored beside it."""
-    if not dataset:
-        raise FfclrError("pick a dataset")
-    checkpoint = checkpoint or detector_checkpoint(workspace, detector)
-    if not checkpoint:
-        raise FfclrError("pick the checkpoint whose encoder the refitted detector and probe use")
-    run_id = refit.start_refit(workspace, refit.RefitConfig(dataset, checkpoint,
-                                                            detector or None))
-    return (f"Refit run #{run_id} queued (behind any pretraining or refit already waiting); "
-            "its figures appear here when it ends.")
-
-
-def detector_checkpoint(workspace: Workspace, detector: str | None) -> str | None:
-    """The checkpoint a detector was fitted (or refitted) with, as its run recorded it."""
-    if not detector or not workspace.db_path.exists():
-        return None
-    with open_store(workspace) as store:
-        runs = store.runs(kind="detector") + store.runs(kind=refit.KIND)
-    for run in runs:
-        saved = (run.get("summary") or {}).get("detector")
-        if saved and Path(saved).resolve() == Path(detector).resolve():
-            return run["config"].get("checkpoint")
-    return None
-
-
-def latest_refit(workspace: Workspace, dataset: str | None) -> dict | None:
-    """The dataset's most recent refit run, its status brought up to date."""
-    if not dataset or not workspace.db_path.exists():
-        return None
-    with open_store(workspace) as store:
-        row = store.dataset(dataset)
-        runs = [r for r in store.runs(kind=refit.KIND)
-                if row is not None and r.get("dataset_id") == row["id"]]
-    if not runs:
-        return None
-    return jobs.status(workspace, max(r["id"] for r in runs))
-
-
-REFIT_FIGURES = [("detector", "mAP50", "detector mAP@50"), ("detector", "mAP", "detector mAP"),
-                 ("detector", "AR100", "detector AR@100"), ("detector", "drawings",
-                                                           "drawings scored"),
-                 ("probe", "top1", "probe top-1"), ("probe", "macro_f1", "probe macro F1"),
-                 ("probe", "n_train", "probe training crops")]
-
-
-def refit_rows(summary: dict) -> list[list]:
-    """[figure, before, after] for what a refit measured (before: the detector and probe in use
-    then; '' where there was none)."""
-    def shown(value):
-        if value is None:
-            return ""
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    rows = []
-    for what, key, label in REFIT_FIGURES:
-        new, old = summary.get(f"{what}_new") or {}, summary.get(f"{what}_old") or {}
-        if key in new:
-            rows.append([label, shown(old.get(key)), shown(new.get(key))])
-    return rows
-
-
-def refit_view(workspace: Workspace, dataset: str | None) -> tuple[str, list[list], bool,
-                                                                    str | None]:
-    """(status line, figures, still queued or running, the new detector's file once finished)."""
-    run = latest_refit(workspace, dataset)
-    if run is None:
-        return "No refit yet for this dataset.", [], False, None
-    head = f"Refit run #{int(run['id'])}: {md_text(run['status'])}"
-    if run["status"] in ("queued", "running"):
-        share = (run.get("metrics") or {}).get("progress")
-        return head + (f" ({share:.0%})" if share is not None else "") + ".", [], True, None
-    if run["status"] != "finished":
-        return head + (f": {md_text(run.get('error') or '')}" if run.get("error") else "."), \
-            [], False, None
-    summary = run.get("summary") or {}
-    detector = summary.get("detector")
-    return (head + f" on {int(summary.get('drawings', 0))} drawings, "
-            f"{int(summary.get('boxes', 0))} boxes; the new detector "
-            f"{md_text(Path(detector).name if detector else '')} is picked.",
-            refit_rows(summary), False, detector)
-
-
 # layout
 
 
@@ -405,12 +338,12 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     _build_add(c)
     _build_queue(c)
     _build_editor(c)
-    _build_refit(c)
+    annotate_refit.build(c)
     _build_export(c)
     state = {"drawing": gr.State(None), "selected": gr.State(None), "queue": gr.State([])}
     _wire_editing(ws, c, state)
     _wire_drawings(ws, c, state)
-    _wire_refit(ws, c)
+    annotate_refit.wire(ws, c)
     _wire_refresh(ws, c, tab, state)
 
 
@@ -453,6 +386,9 @@ def _build_editor(c: dict) -> None:
             c["annotate_editor"] = annotator_component(elem_id="annotate-editor")
         with gr.Column(scale=1, min_width=260):
             c["annotate_info"] = gr.Markdown(elem_id="annotate-info")
+            c["annotate_drawing_split"] = gr.Radio(list(SPLITS), value=None,
+                                                   label="Split of this drawing",
+                                                   elem_id="annotate-drawing-split")
             c["annotate_box"] = gr.Markdown(elem_id="annotate-box")
             c["annotate_class"] = gr.Dropdown(label="Class (of the selected box, or of the next "
                                               "box you draw): type its first letters",
@@ -484,16 +420,6 @@ def _build_queue(c: dict) -> None:
                                        max_height=240, wrap=True, elem_id="annotate-queue")
 
 
-def _build_refit(c: dict) -> None:
-    with gr.Row():
-        c["annotate_refit"] = gr.Button("Refit the detector and the probe from the new labels",
-                                        scale=1, elem_id="annotate-refit")
-        c["annotate_refit_status"] = gr.Markdown(elem_id="annotate-refit-status")
-    c["annotate_refit_table"] = gr.Dataframe(headers=["figure (on valid)", "before", "after"],
-                                             label="The refit's figures beside the previous ones",
-                                             interactive=False, elem_id="annotate-refit-table")
-
-
 def _build_export(c: dict) -> None:
     with gr.Row():
         c["annotate_export"] = gr.Button("Export the dataset with the new drawings (COCO .zip)",
@@ -506,12 +432,13 @@ def _build_export(c: dict) -> None:
 
 
 def _view_outputs(c: dict) -> list:
-    return [c["annotate_editor"], c["annotate_info"], c["annotate_box"], c["annotate_class"]]
+    return [c["annotate_editor"], c["annotate_info"], c["annotate_box"], c["annotate_class"],
+            c["annotate_drawing_split"]]
 
 
 def _view(shown: Shown) -> tuple:
     return (shown.selected, shown.spec, shown.info, shown.box,
-            gr.update(choices=shown.class_choices, value=shown.class_value))
+            gr.update(choices=shown.class_choices, value=shown.class_value), shown.split)
 
 
 UNCHANGED = object()
@@ -519,32 +446,39 @@ UNCHANGED = object()
 
 
 def _wire_editing(ws: Workspace, c: dict, state: dict) -> None:
-    """Edits in the editor, selection, class, delete, accept, undo: each saved at once. Each
-    step takes (drawing id, selected box, threshold, class, event payload) and returns
-    (message, box to select) or UNCHANGED."""
+    """Edits in the editor, selection, class, split, delete, accept, undo: each saved at once.
+    Each step takes (drawing id, selected box, threshold, class, split, event payload) and
+    returns (message, box to select) or UNCHANGED."""
     drawing, selected = state["drawing"], state["selected"]
     outputs = [c["annotate_status"], selected, *_view_outputs(c)]
-    inputs = [drawing, selected, c["annotate_threshold"], c["annotate_class"]]
+    inputs = [drawing, selected, c["annotate_threshold"], c["annotate_class"],
+              c["annotate_drawing_split"]]
 
-    def edited(d, b, t, k, data):
+    def edited(d, b, t, k, split, data):
         box_id, message = apply_edit(ws, d, data, k)
         return message, box_id
 
-    def selected_box(d, b, t, k, data):
+    def selected_box(d, b, t, k, split, data):
         return None, select_box(ws, d, data)
 
-    def reclassed(d, b, t, k, data):
+    def reclassed(d, b, t, k, split, data):
         message = change_class(ws, d, b, k)
+        return UNCHANGED if message is None else (message, b)
+
+    def moved_split(d, b, t, k, split, data):
+        message = change_split(ws, d, split)
         return UNCHANGED if message is None else (message, b)
 
     steps = {"edit": (c["annotate_editor"].edit, edited),
              "select": (c["annotate_editor"].select, selected_box),
              "class": (c["annotate_class"].input, reclassed),
-             "delete": (c["annotate_delete"].click, lambda d, b, t, k, _: (
+             "split": (c["annotate_drawing_split"].input, moved_split),
+             "delete": (c["annotate_delete"].click, lambda d, b, t, k, s, _: (
                  delete_selected(ws, d, b), None)),
-             "accept": (c["annotate_accept"].click, lambda d, b, t, k, _: (accept(ws, d, t), b)),
-             "undo": (c["annotate_undo"].click, lambda d, b, t, k, _: (undo(ws, d), b)),
-             "threshold": (c["annotate_threshold"].release, lambda d, b, t, k, _: (None, b))}
+             "accept": (c["annotate_accept"].click, lambda d, b, t, k, s, _: (
+                 accept(ws, d, t), b)),
+             "undo": (c["annotate_undo"].click, lambda d, b, t, k, s, _: (undo(ws, d), b)),
+             "threshold": (c["annotate_threshold"].release, lambda d, b, t, k, s, _: (None, b))}
     for name, (listener, step) in steps.items():
         listener(_editing_handler(ws, step, len(outputs)), inputs, outputs,
                  show_progress="hidden", api_name=f"annotate_{name}")
@@ -554,10 +488,10 @@ def _editing_handler(ws: Workspace, step, n_outputs: int):
     """Run one editing step and redraw; a refused edit (FfclrError) redraws the drawing as
     stored, since the browser may already show the refused change."""
     @guard(n_outputs)
-    def handler(drawing_id, box_id, threshold, class_value, evt: gr.EventData):
+    def handler(drawing_id, box_id, threshold, class_value, split, evt: gr.EventData):
         data = getattr(evt, "_data", None)
         try:
-            result = step(drawing_id, box_id, threshold, class_value, data)
+            result = step(drawing_id, box_id, threshold, class_value, split, data)
         except FfclrError as exc:
             if drawing_id is None:
                 raise
@@ -630,7 +564,7 @@ def _wire_queue(ws: Workspace, c: dict, queue: gr.State) -> None:
 
     def build_queue(dataset, detector, checkpoint, order, progress, before: str = "") -> tuple:
         items = queue_items(ws, dataset, detector, checkpoint, order, _progress(progress))
-        message = (f"{len(items)} drawings to label in {md_text(dataset)}"
+        message = (f"{count(len(items), 'drawing', 'drawings')} to label in {md_text(dataset)}"
                    + (", least sure first." if order != "random" else ", in random order."))
         return ok_md(before + message), items, queue_table(items)
 
@@ -668,35 +602,6 @@ def _wire_export(ws: Workspace, c: dict) -> None:
                                api_name="annotate_export")
 
 
-def _wire_refit(ws: Workspace, c: dict) -> None:
-    """Start a refit; a timer follows it while it is queued or running, and picks the new
-    detector when it ends; a reloaded page shows the latest refit at once."""
-    timer = gr.Timer(1.0, active=False)
-    outputs = [c["annotate_refit_status"], c["annotate_refit_table"], timer,
-               c["annotate_detector"]]
-
-    def view(dataset):
-        status, rows, running, detector = refit_view(ws, dataset)
-        return (status, rows, gr.Timer(active=running),
-                gr.update(choices=schematics.detector_choices(ws), value=detector)
-                if detector else gr.skip())
-
-    @guard(len(outputs))
-    def on_refit(dataset, checkpoint, detector):
-        message = start_refit(ws, dataset, checkpoint, detector)
-        return (ok_md(message), [], gr.Timer(active=True), gr.skip())
-
-    c["annotate_refit"].click(on_refit, [c["annotate_dataset"], c["annotate_checkpoint"],
-                                         c["annotate_detector"]], outputs,
-                              api_name="annotate_refit")
-    timer.tick(guard(len(outputs))(view), c["annotate_dataset"], outputs,
-               show_progress="hidden")
-    c["demo"].load(guard(len(outputs))(view), c["annotate_dataset"], outputs,
-                   show_progress="hidden")
-    c["annotate_dataset"].change(guard(len(outputs))(view), c["annotate_dataset"], outputs,
-                                 show_progress="hidden")
-
-
 def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, state: dict) -> None:
     """Fresh choices when the tab opens; another dataset clears the editor and the queue; another
     detector sets the threshold to its own."""
@@ -716,13 +621,12 @@ def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, state: dict) -> None:
 
     def clear(dataset):
         return (None, None, [], [], "", "", "", gr.update(choices=class_choices(ws, dataset),
-                                                          value=None))
+                                                          value=None), None)
 
     c["annotate_dataset"].change(
-        guard(8, status_at=None)(clear), c["annotate_dataset"],
+        guard(9, status_at=None)(clear), c["annotate_dataset"],
         [state["drawing"], state["selected"], state["queue"], c["annotate_queue"],
-         c["annotate_editor"], c["annotate_info"], c["annotate_box"], c["annotate_class"]],
-        show_progress="hidden")
+         *_view_outputs(c)], show_progress="hidden")
     for event in (c["annotate_detector"].change, c["demo"].load):
         event(guard(1, status_at=None)(detector_threshold), c["annotate_detector"],
               c["annotate_threshold"], show_progress="hidden")
