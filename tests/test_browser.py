@@ -142,17 +142,24 @@ def hover_hostile_point(page, crop_id: int) -> tuple[float, float]:
 
 
 def lasso_around(page, point, reach: float = 40) -> int:
-    """Drag the map's lasso (its default tool) in a square around `point`; returns how many
-    crops the app says are selected."""
-    box = point.bounding_box()
+    """Drag the map's lasso (its default tool) in a square around `point`, kept inside the
+    plotting area; returns how many crops the app says are selected."""
+    box, area = point.bounding_box(), page.locator("#explore-plot .nsewdrag").first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x - reach, y - reach)
+    left, right = max(area["x"] + 2, x - reach), min(area["x"] + area["width"] - 2, x + reach)
+    top, bottom = max(area["y"] + 2, y - reach), min(area["y"] + area["height"] - 2, y + reach)
+    page.mouse.move(left, top)
     page.mouse.down()
-    for dx, dy in ((reach, -reach), (reach, reach), (-reach, reach), (-reach, -reach + 1)):
-        page.mouse.move(x + dx, y + dy, steps=4)
+    for corner in ((right, top), (right, bottom), (left, bottom), (left, top + 1)):
+        page.mouse.move(*corner, steps=4)
     page.mouse.up()
-    page.wait_for_function("() => /^\\d+ crops selected/.test(document.getElementById("
-                           "'explore-selection-info').innerText)")
+    try:
+        page.wait_for_function("() => /^\\d+ crops selected/.test(document.getElementById("
+                               "'explore-selection-info').innerText)", timeout=30_000)
+    except Exception:
+        shot(page, "failed-lasso")
+        raise AssertionError(f"the lasso from ({left:.0f}, {top:.0f}) to ({right:.0f}, "
+                             f"{bottom:.0f}) selected nothing (screenshot in {SHOTS})") from None
     return int(text_of(page, "explore-selection-info").split()[0])
 
 
