@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ffclr.cli import add_command, workspace_from
 from ffclr.commands.embed import add_crop_arguments
+from ffclr.data.csv_files import write_csv
 
 
 def register(subparsers) -> None:
@@ -21,8 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import csv
-
+    
     from ffclr.eval.embedding import embed_crop_set
     from ffclr.eval.evaluate import resolve_crop_set
     from ffclr.eval.explore import review_table
@@ -41,11 +41,7 @@ def run(args) -> int:
         print(f"{crop_id:>6}  {'yes' if r['label_issue'] else '':5}  {r['label_quality']:7.3f}  "
               f"{r['outlier_distance']:7.3f}  {r['label']} → {r['suggested']}  {r['path']}")
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, list(rows[0]), rows)
         print(f"scores of every crop: {args.csv}")
     if args.umap_html:
         import plotly.express as px

@@ -16,12 +16,13 @@ On an empty test split every score is NaN.
 """
 from __future__ import annotations
 
-import csv
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from ffclr.data.csv_files import write_csv
 
 
 def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
@@ -171,20 +172,15 @@ OVERALL_KEYS = ("top1", "top5", "balanced_accuracy", "macro_f1")
 
 def write_metrics_csv(metrics: dict, path: str | Path) -> Path:
     """The per-class table, then one row per overall score (its value in the `f1` column)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = ["class_index", "class", "precision", "recall", "f1", "support", "n_train"]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in metrics["per_class"]:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-        for key in OVERALL_KEYS:
-            writer.writerow({"class": f"overall:{key}", "f1": f"{metrics[key]:.4f}",
-                             "support": metrics["n_test"], "n_train": metrics.get("n_train")})
-        baseline = metrics.get("baseline")
-        if baseline:
-            for key in ("top1", "macro_f1"):
-                writer.writerow({"class": f"majority_baseline:{key}", "f1": f"{baseline[key]:.4f}",
-                                 "support": metrics["n_test"], "n_train": metrics.get("n_train")})
-    return path
+    rows = [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}
+            for row in metrics["per_class"]]
+    rows += [{"class": f"overall:{key}", "f1": f"{metrics[key]:.4f}",
+              "support": metrics["n_test"], "n_train": metrics.get("n_train")}
+             for key in OVERALL_KEYS]
+    baseline = metrics.get("baseline")
+    if baseline:
+        rows += [{"class": f"majority_baseline:{key}", "f1": f"{baseline[key]:.4f}",
+                  "support": metrics["n_test"], "n_train": metrics.get("n_train")}
+                 for key in ("top1", "macro_f1")]
+    return write_csv(path, columns, rows)

@@ -7,7 +7,6 @@ wires them to Gradio. Names from data are returned as plain text (captions, CSV)
 """
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ffclr.data.csv_files import write_csv
 from ffclr.errors import FfclrError
 from ffclr.eval.neighbours import cosine_neighbours
 from ffclr.workspace import Workspace
@@ -240,11 +240,7 @@ def export_selection(workspace: Workspace, emap: ExploreMap, crop_ids: list[int]
     """The selection as a CSV file (in a fresh folder under cache/explore/)."""
     _require(crop_ids)
     path = result_folder(workspace, "explore") / f"selection-{len(crop_ids)}-crops.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(selection_rows(workspace, emap, crop_ids))
-    return path
+    return write_csv(path, CSV_COLUMNS, selection_rows(workspace, emap, crop_ids))
 
 
 # similarity search
