@@ -179,3 +179,24 @@ def test_refit_refuses_bad_settings_in_one_line(with_drawings, tiny_checkpoint):
         start_refit(workspace, RefitConfig("demo", str(tiny_checkpoint), eval_split="train"))
     with workspace.open_store() as store:
         assert store.runs(kind="refit") == []
+
+
+def test_a_queued_refit_keeps_absolute_paths_and_can_be_cancelled(with_drawings, monkeypatch,
+                                                                  tiny_checkpoint):  # noqa: F811
+    from ffclr.annotate.refit import RefitConfig, start_refit
+    from ffclr.train import jobs
+
+    workspace, _ = with_drawings
+    monkeypatch.chdir(tiny_checkpoint.parent)
+    with workspace.open_store() as store:
+        pretraining = store.create_run("pretrain", {}, status="running")
+        store.update_run(pretraining, pid=os.getpid())
+    run_id = start_refit(workspace, RefitConfig("demo", tiny_checkpoint.name))
+    queued = jobs.status(workspace, run_id)
+    assert queued["kind"] == "refit" and queued["status"] == "queued"
+    assert queued["config"]["checkpoint"] == str(tiny_checkpoint.resolve())
+    jobs.cancel(workspace, run_id)
+    run = _wait(lambda: (r := jobs.status(workspace, run_id))["status"] != "queued" and r, 120)
+    assert run and run["status"] == "cancelled"
+    with workspace.open_store() as store:
+        store.finish_run(pretraining, "finished")

@@ -8,7 +8,7 @@ The refitted detector is a new file under `detectors/`: the detector in use is n
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -54,10 +54,13 @@ class RefitConfig:
 
 
 def start_refit(workspace: Workspace, config: RefitConfig) -> int:
-    """Queue a refit behind any pretraining or refit already queued; returns its run id."""
+    """Queue a refit behind any pretraining or refit already queued; returns its run id. Paths
+    are stored absolute: the worker runs in the workspace folder."""
     from ffclr.train.jobs import start_job
 
-    config.validate(workspace)
+    config = replace(config.validate(workspace),
+                     checkpoint=str(Path(config.checkpoint).resolve()),
+                     detector=config.detector and str(Path(config.detector).resolve()))
     with workspace.open_store() as store:
         dataset_id = store.dataset(config.dataset)["id"]
     return start_job(workspace, KIND, asdict(config), name=f"refit {config.dataset}",
