@@ -329,3 +329,24 @@ def test_a_drawing_changes_split(annotating):
     with pytest.raises(FfclrError, match="split 'holdout'"):
         annotate.change_split(workspace, drawing_id, "holdout")
     annotate.change_split(workspace, drawing_id, "valid")
+
+
+def test_refit_is_queued_with_the_detectors_own_checkpoint(annotating, tiny_checkpoint,  # noqa: F811
+                                                           monkeypatch):
+    from ffclr.train import jobs
+    from ui.tabs import annotate_refit
+
+    workspace, detector = annotating
+    queued = []
+    monkeypatch.setattr(jobs, "start_job", lambda ws, kind, config, **kw: queued.append(
+        (kind, config)) or 41)
+    with pytest.raises(FfclrError, match="pick the checkpoint"):
+        annotate_refit.start_refit(workspace, "demo", None, detector)
+    with workspace.open_store() as store:
+        run = store.create_run("detector", {"checkpoint": str(tiny_checkpoint)})
+        store.finish_run(run, "finished", summary={"detector": detector})
+    message = annotate_refit.start_refit(workspace, "demo", None, detector)
+    assert message.startswith("Refit run #41 queued")
+    (kind, config), = queued
+    assert kind == "refit" and config["dataset"] == "demo" and config["detector"] == detector
+    assert config["checkpoint"] == str(tiny_checkpoint)

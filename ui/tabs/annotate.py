@@ -34,7 +34,8 @@ from ui.common import (Context, checkpoint_choices, dataset_choices, error_md, f
 ORDERS = [("Least sure first", "uncertainty"), ("Random", "random")]
 QUEUE_COLUMNS = ["#", "drawing", "file", "split", "boxes", "why here"]
 DEFAULT_THRESHOLD = 0.5
-KEYS_HELP = ("Keys: **a** accept the boxes above the threshold · **Delete**/**x** delete the "
+KEYS_HELP = ("Keys: **a** accept the boxes above the threshold · **Delete** (**Backspace**) or "
+             "**x** delete the "
              "selected box · **n** next drawing in the queue · **u** or **Ctrl+Z** undo. "
              "Drag a box to move it, its edge to resize it, click it to select it; drag on the "
              "drawing to draw a new one; scroll to zoom, the toolbar's pan tool to move around.")
@@ -49,7 +50,7 @@ document.addEventListener('keydown', (event) => {
   const undo = (event.ctrlKey || event.metaKey) && !event.shiftKey && event.key === 'z';
   if ((event.ctrlKey || event.metaKey) && !undo) return;
   const buttons = {'a': 'annotate-accept', 'x': 'annotate-delete', 'Delete': 'annotate-delete',
-                   'n': 'annotate-next', 'u': 'annotate-undo'};
+                   'Backspace': 'annotate-delete', 'n': 'annotate-next', 'u': 'annotate-undo'};
   const id = undo ? 'annotate-undo' : buttons[event.key];
   if (!id) return;
   const button = document.getElementById(id);
@@ -448,7 +449,8 @@ UNCHANGED = object()
 def _wire_editing(ws: Workspace, c: dict, state: dict) -> None:
     """Edits in the editor, selection, class, split, delete, accept, undo: each saved at once.
     Each step takes (drawing id, selected box, threshold, class, split, event payload) and
-    returns (message, box to select) or UNCHANGED."""
+    returns (message, box to select) or UNCHANGED. Edits run one at a time, so the browser gets
+    their redraws in the order it sent them."""
     drawing, selected = state["drawing"], state["selected"]
     outputs = [c["annotate_status"], selected, *_view_outputs(c)]
     inputs = [drawing, selected, c["annotate_threshold"], c["annotate_class"],
@@ -481,7 +483,8 @@ def _wire_editing(ws: Workspace, c: dict, state: dict) -> None:
              "threshold": (c["annotate_threshold"].release, lambda d, b, t, k, s, _: (None, b))}
     for name, (listener, step) in steps.items():
         listener(_editing_handler(ws, step, len(outputs)), inputs, outputs,
-                 show_progress="hidden", api_name=f"annotate_{name}")
+                 show_progress="hidden", api_name=f"annotate_{name}",
+                 concurrency_limit=1, concurrency_id="annotate-edit")
 
 
 def _editing_handler(ws: Workspace, step, n_outputs: int):
