@@ -47,19 +47,25 @@ def shape_centre(pg, index: int) -> tuple[float, float]:
 
 
 def empty_spot(pg) -> tuple[float, float]:
-    """Screen point of a drawing pixel at least 30 px from every box (room to draw one)."""
+    """Screen point of a drawing pixel in view, with 30 px free of boxes around it (room to
+    draw one)."""
     pg.locator(EDITOR).scroll_into_view_if_needed()
     return tuple(pg.evaluate(f"""() => {{
         const gd = document.querySelector('{EDITOR}');
-        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, image = gd.layout.images[0];
         const area = gd.querySelector('.nsewdrag').getBoundingClientRect();
-        const shapes = gd.layout.shapes, w = xa.range[1], h = ya.range[0];
-        for (let y = 20; y < h - 40; y += 10) for (let x = 20; x < w - 40; x += 10) {{
-          const free = shapes.every((s) => x + 50 < s.x0 || x - 30 > s.x1 ||
-                                           y + 50 < s.y0 || y - 30 > s.y1);
+        const left = Math.max(xa.range[0], 0) + 10, right = Math.min(xa.range[1], image.sizex) - 40;
+        const top = Math.max(ya.range[1], 0) + 10, bottom = Math.min(ya.range[0], image.sizey) - 40;
+        for (let y = top; y < bottom; y += 5) for (let x = left; x < right; x += 5) {{
+          const free = gd.layout.shapes.every((s) => x + 50 < s.x0 || x - 30 > s.x1 ||
+                                                    y + 50 < s.y0 || y - 30 > s.y1);
           if (free) return [area.left + xa.l2p(x), area.top + ya.l2p(y)];
         }}
         return null; }}"""))
+
+
+def x_range(pg) -> list[float]:
+    return pg.evaluate(f"() => document.querySelector('{EDITOR}')._fullLayout.xaxis.range")
 
 
 def press(pg, key: str) -> None:
@@ -89,9 +95,18 @@ def annotate_one_drawing(pg, drawing, classes: list[str], out) -> Path:
     pg.locator('#annotate-queue [data-testid="cell-0-2"]').click()
     wait_editor(pg, "d.boxes > 0")
     start = editor_state(pg)
+    x, y = shape_centre(pg, 0)
+    whole = x_range(pg)
+    pg.mouse.move(x, y)
+    pg.mouse.wheel(0, -400)
+    pg.wait_for_function(f"() => {{ const r = document.querySelector('{EDITOR}')._fullLayout"
+                         f".xaxis.range; return r[1] - r[0] < {whole[1] - whole[0] - 1}; }}")
+    zoomed = x_range(pg)
 
     press(pg, "a")
     wait_text(pg, "annotate-status", "Accepted")
+    wait_editor(pg, f"d.revision > {start['revision']}")
+    assert x_range(pg) == pytest.approx(zoomed), "an edit's redraw lost the zoom"
     x, y = shape_centre(pg, 0)
     pg.mouse.move(x, y)
     pg.mouse.click(x, y)

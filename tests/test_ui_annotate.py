@@ -331,8 +331,8 @@ def test_a_drawing_changes_split(annotating):
     annotate.change_split(workspace, drawing_id, "valid")
 
 
-def test_refit_is_queued_with_the_detectors_own_checkpoint(annotating, tiny_checkpoint,  # noqa: F811
-                                                           monkeypatch):
+def test_refit_takes_the_detectors_checkpoint(annotating, tiny_checkpoint,  # noqa: F811
+                                              monkeypatch):
     from ffclr.train import jobs
     from ui.tabs import annotate_refit
 

@@ -3,7 +3,8 @@
 The drawing is the layout image of a plot whose y axis points down (drawing pixels), each box an
 editable rectangle coloured by class, labelled with its class and the model's confidence. In the
 browser: drag a box to move it, drag an edge or corner to resize it, click it to select it, drag
-on the drawing (draw mode) to draw a new one, scroll to zoom, pan with the modebar's pan tool.
+on the drawing (draw mode) to draw a new one, scroll to zoom (over a box too: the wheel is
+passed to the plot, which would not see it there), pan with the modebar's pan tool.
 Each edit goes back to Python at once as an event: `select` with `{box_id}`, `edit` with
 `{kind: "move", box_id, bbox}` or `{kind: "add", bbox}` (bbox = [x, y, w, h] in drawing pixels).
 Zoom and pan are kept while the same drawing is redrawn after an edit.
@@ -61,10 +62,21 @@ function onRelayout(holder, event) {
     }
   }
 }
+function wheelOverBoxes(holder, event) {
+  const drag = holder.querySelector('.nsewdrag');
+  if (!drag || !event.target.closest || !event.target.closest('.shapelayer')) return;
+  event.preventDefault();
+  event.stopPropagation();
+  drag.dispatchEvent(new WheelEvent('wheel', {
+    deltaX: event.deltaX, deltaY: event.deltaY, deltaMode: event.deltaMode,
+    clientX: event.clientX, clientY: event.clientY, bubbles: true, cancelable: true}));
+}
 function bind(holder) {
   if (holder._ffclrBound) return;
   holder._ffclrBound = true;
   holder.on('plotly_relayout', (event) => onRelayout(holder, event));
+  holder.addEventListener('wheel', (event) => wheelOverBoxes(holder, event),
+                          {capture: true, passive: false});
   holder.addEventListener('mousedown', (event) => {
     const shape = event.target.closest && event.target.closest('.shapelayer [data-index]');
     holder._down = shape ? {index: Number(shape.getAttribute('data-index')),
@@ -202,10 +214,10 @@ def editor_spec(drawing: DrawingView, boxes: Iterable[BoxLike], selected: int | 
         "shapes": shapes,
         "newshape": {"line": {"color": SELECTED_COLOUR, "width": 2},
                      "fillcolor": "rgba(0,0,0,0)"},
-        "activeshape": {"fillcolor": SELECTED_COLOUR, "opacity": 0.15},
     }
     config = {"displaylogo": False, "responsive": True, "scrollZoom": True,
-              "doubleClick": False, "edits": {"shapePosition": True}, "modeBarButtonsToAdd": ["drawrect"],
+              "doubleClick": False, "edits": {"shapePosition": True},
+              "modeBarButtonsToAdd": ["drawrect"],
               "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"]}
     return json.dumps({"data": [corners], "layout": layout, "config": config,
                        "box_ids": [int(box.id) for box in boxes], "drawing_id": int(drawing.id),
