@@ -101,3 +101,5 @@ def test_bench_annotate_on_the_demo_export(demo_export, detector_file,  # noqa: 
         assert row["correct"] + row["adjust"] + row["wrong_class"] + row["adjust_and_class"] + \
             row["missed"] == row["symbols"]
     assert 0.0 <= result["map50"] <= 1.0
+    assert list(result["ratio_by_threshold"]) == [f"{t:.2f}" for t in bench.THRESHOLDS]
+    assert all(r >= 0 for r in result["ratio_by_threshold"].values())

@@ -21,6 +21,10 @@ HELP = ("simulate labelling new drawings with the detector's pre-annotation (act
         "order and in random order")
 
 
+THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+"""Other pre-annotation thresholds the run reports the ratio at."""
+
+
 @dataclass(frozen=True)
 class ActionCosts:
     """Clicks and keystrokes of the labeller; a symbol from scratch is a box plus a class."""
@@ -92,14 +96,16 @@ def drawing_actions(boxes: np.ndarray, classes: np.ndarray, truth_boxes: np.ndar
             "actions_assisted": float(assisted), "actions_scratch": float(symbol * len(truth_boxes))}
 
 
-def simulate(detector, images, evidence: list) -> dict:
-    """Actions per drawing of `images` (LabelledImage) pre-annotated with the shown boxes of
-    `evidence` (the queue's DrawingEvidence of each)."""
+def simulate(detector, images, evidence: list, threshold: float | None = None) -> dict:
+    """Actions per drawing of `images` (LabelledImage) pre-annotated with the boxes of
+    `evidence` (the queue's DrawingEvidence of each) scored at least `threshold` (default: the
+    detector's)."""
     from ffclr.detection.boxes import xywh_to_xyxy
 
+    threshold = detector.score_threshold if threshold is None else threshold
     per_drawing = []
     for item, found in zip(images, evidence):
-        shown = [d for d in found.detections if d.score >= detector.score_threshold]
+        shown = [d for d in found.detections if d.score >= threshold]
         row = drawing_actions(xywh_to_xyxy([d.bbox for d in shown]),
                               np.array([d.class_index for d in shown], np.int64),
                               item.boxes, item.classes)
@@ -108,7 +114,14 @@ def simulate(detector, images, evidence: list) -> dict:
     scratch = sum(r["actions_scratch"] for r in per_drawing)
     return {"actions_assisted": assisted, "actions_scratch": scratch,
             "ratio": assisted / scratch if scratch else None,
-            "score_threshold": detector.score_threshold, "per_drawing": per_drawing}
+            "score_threshold": threshold, "per_drawing": per_drawing}
+
+
+def ratio_by_threshold(detector, images, evidence: list) -> dict[str, float | None]:
+    """The ratio had the labeller pre-annotated at other thresholds (scored on these same
+    drawings: it shows where the cost lies, it does not choose a threshold fairly)."""
+    return {f"{t:.2f}": simulate(detector, images, evidence, t)["ratio"]
+            for t in THRESHOLDS}
 
 
 def examine_all(detector, images, knn=None) -> list:
@@ -270,11 +283,14 @@ def run(args) -> int:
                   "export": str(export), "fit_split": args.fit_split, "split": args.split,
                   "costs": asdict(ActionCosts()),
                   "map50": map50(detector, target.images, evidence),
+                  "ratio_by_threshold": ratio_by_threshold(detector, target.images, evidence),
                   **simulate(detector, target.images, evidence)}
         print(f"actions with pre-annotation {result['actions_assisted']:.0f}, from scratch "
               f"{result['actions_scratch']:.0f}: ratio {result['ratio']:.3f} on "
               f"{len(target.images)} drawings of {args.split!r} (mAP@50 {result['map50']:.3f})",
               flush=True)
+        print("ratio had it pre-annotated from score " + ", ".join(
+            f"{t}: {r:.3f}" for t, r in result["ratio_by_threshold"].items() if r is not None))
         if args.learning_curve:
             result["learning_curve"] = learning_curve(
                 checkpoint, load_encoder(checkpoint), read_labelled_split(export, args.fit_split),
