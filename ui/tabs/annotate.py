@@ -168,8 +168,7 @@ def preannotate(workspace: Workspace, drawing_id: int, detector: str | None,
     model = [b for b in boxes if b.who == "model" and not b.accepted]
     above = sum(b.score >= threshold for b in model)
     return (f"The detector proposes {count(len(model), 'box', 'boxes')}, {above} at or above "
-            f"the threshold "
-            f"{threshold:.2f}: press **a** to accept those, fix the rest.")
+            f"the threshold {threshold:.2f}: press **a** to accept those, fix the rest.")
 
 
 def apply_edit(workspace: Workspace, drawing_id: int | None, data, class_index: int | None
