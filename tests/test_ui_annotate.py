@@ -350,3 +350,18 @@ def test_refit_takes_the_detectors_checkpoint(annotating, tiny_checkpoint,  # no
     (kind, config), = queued
     assert kind == "refit" and config["dataset"] == "demo" and config["detector"] == detector
     assert config["checkpoint"] == str(tiny_checkpoint)
+
+
+def test_the_slider_starts_at_the_detectors_accept_threshold(annotating, tmp_path):
+    from dataclasses import replace
+
+    from ffclr.detection import load_detector, save_detector
+    from ui.tabs import annotate
+
+    _, detector = annotating
+    loaded = load_detector(detector)
+    precise = save_detector(replace(loaded, accept_threshold=0.876), tmp_path / "precise.npz")
+    older = save_detector(replace(loaded, accept_threshold=None), tmp_path / "older.npz")
+    assert annotate.detector_threshold(str(precise)) == 0.88
+    assert annotate.detector_threshold(str(older)) == round(loaded.score_threshold, 2)
+    assert annotate.detector_threshold(None) == annotate.DEFAULT_THRESHOLD
