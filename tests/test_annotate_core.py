@@ -14,11 +14,7 @@ import pytest
 from ffclr import annotate
 from ffclr.detection.boxes import box_iou, xywh_to_xyxy
 from ffclr.errors import FfclrError
-import test_detection
 
-tiny_checkpoint = test_detection.tiny_checkpoint
-detector_file = test_detection.detector_file
-detector = test_detection.detector
 """The detection tests' fixtures: a tiny random encoder and a detector fitted on the demo export."""
 
 

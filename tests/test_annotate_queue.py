@@ -15,7 +15,6 @@ from ffclr.annotate.queue import (DrawingEvidence, examine, label_queue, random_
                                   uncertainty)
 from ffclr.detection.detector import Detection
 from ffclr.errors import FfclrError
-from test_detection import detector, detector_file, tiny_checkpoint  # noqa: F401 (fixtures)
 
 THRESHOLD = 0.5
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from ffclr.benchmarks import annotate as bench
-from test_detection import detector_file, tiny_checkpoint  # noqa: F401 (fixtures)
 
 TRUTH = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10],
                   [80, 0, 90, 10]], float)

@@ -14,7 +14,6 @@ import pytest
 
 from test_browser import (CHROMIUM, app, assert_names_are_text,  # noqa: F401
                           open_tab, outside_requests, page, shot, wait_text)
-from test_detection import detector_file, tiny_checkpoint  # noqa: F401 (fixtures)
 from test_ui_hostile_names import HOSTILE
 
 pytestmark = [

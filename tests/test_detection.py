@@ -11,46 +11,6 @@ from PIL import Image
 from ffclr.errors import FfclrError
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    import torch
-
-    from ffclr.model.checkpoint import save_checkpoint
-    from ffclr.model.networks import SimCLRModel
-
-    torch.manual_seed(0)
-    model = SimCLRModel("resnet18", out_dim=32, small_stem=True)
-    path = tmp_path_factory.mktemp("enc") / "checkpoint_0000.pth.tar"
-    save_checkpoint(path, {"epoch": 0, "arch": "resnet18", "state_dict": model.state_dict(),
-                           "image_size": 16, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
-    return path
-
-
-@pytest.fixture(scope="module")
-def detector_file(tiny_checkpoint, demo_export, tmp_path_factory):
-    """Fitted through the CLI, which also records the fit as a run in the store."""
-    from ffclr.cli import main
-    from ffclr.workspace import resolve_workspace
-
-    folder = tmp_path_factory.mktemp("det")
-    path = folder / "detector.npz"
-    code = main(["detector", "fit", "--checkpoint", str(tiny_checkpoint), "--export",
-                 str(demo_export), "--split", "train", "--save", str(path),
-                 "--workspace", str(folder / "ws")])
-    assert code == 0 and path.is_file()
-    with resolve_workspace(folder / "ws").open_store() as store:
-        (run,) = store.runs(kind="detector")
-    assert run["status"] == "finished" and run["summary"]["detector"] == str(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def detector(detector_file):
-    from ffclr.detection import load_detector
-
-    return load_detector(detector_file)
-
-
 def _truth(export, split):
     from ffclr.detection.training import read_labelled_split
 

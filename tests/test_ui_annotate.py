@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from ffclr.errors import FfclrError
-from test_detection import detector_file, tiny_checkpoint  # noqa: F401 (fixtures)
 
 HOSTILE = "<img src=x onerror=alert(1)> %{x}"
 
