@@ -22,8 +22,8 @@ def db(tmp_path):
         yield opened
 
 
-def _dataset_with_crops(db: Store, n: int = 3) -> tuple[int, list[int]]:
-    dataset_id = db.upsert_dataset("d", "/data/d_individual", "/exports/d", "fp")
+def _dataset_with_crops(db: Store, n: int = 3, name: str = "d") -> tuple[int, list[int]]:
+    dataset_id = db.upsert_dataset(name, f"/data/{name}_individual", f"/exports/{name}", "fp")
     db.set_classes(dataset_id, [{"class_index": i, "coco_id": i + 1, "name": f"c{i}",
                                  "folder": f"c{i}"} for i in range(3)])
     db.sync_crops(dataset_id, "train", [

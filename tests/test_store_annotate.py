@@ -7,6 +7,7 @@ import pytest
 
 from store import SCHEMA_VERSION, Store
 from store.schema import MIGRATIONS
+from test_store import _dataset_with_crops
 
 
 @pytest.fixture
@@ -16,14 +17,7 @@ def db(tmp_path):
 
 
 def _dataset(db: Store, name: str = "d", n: int = 4) -> tuple[int, list[int]]:
-    dataset_id = db.upsert_dataset(name, f"/data/{name}_individual", f"/exports/{name}", "fp")
-    db.set_classes(dataset_id, [{"class_index": i, "coco_id": i + 1, "name": f"c{i}",
-                                 "folder": f"c{i}"} for i in range(3)])
-    db.sync_crops(dataset_id, "train", [
-        {"class_index": 0, "source_image": "a.jpg", "image_id": 0, "annotation_id": i,
-         "bbox": [i, 0, 5, 5], "crop_bbox": [i, 0, 6, 6], "path": f"train/c0/a_{i}.png",
-         "sha256": f"h{i}"} for i in range(n)])
-    return dataset_id, [c["id"] for c in db.crops(dataset_id)]
+    return _dataset_with_crops(db, n, name)
 
 
 def test_relabel_many_gives_each_crop_its_own_undoable_edit(db, tmp_path):

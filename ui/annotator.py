@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
 
 import gradio as gr
 
+from ffclr.annotate.boxes import Box
 from ffclr.errors import FfclrError
 from ui.build_assets import plotly_script_tag
 from ui.common import plotly_text
@@ -126,16 +127,6 @@ watch('value', draw);
 """
 
 
-class BoxLike(Protocol):
-    id: int
-    bbox: tuple[float, float, float, float]
-    class_index: int
-    class_name: str
-    score: float | None
-    who: str
-    accepted: bool
-
-
 @dataclass(frozen=True)
 class DrawingView:
     """What the editor needs of a drawing: its id, the URL of its image and its size."""
@@ -168,14 +159,14 @@ def _translucent(colour: str, alpha: float = 0.12) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def box_label(box: BoxLike) -> str:
+def box_label(box: Box) -> str:
     """Class, and the model's confidence for a box a person has not accepted yet (plain text)."""
     if box.score is None or box.accepted:
         return box.class_name
     return f"{box.class_name} {box.score:.2f}"
 
 
-def _shape(box: BoxLike, selected: bool, min_score: float) -> dict:
+def _shape(box: Box, selected: bool, min_score: float) -> dict:
     x, y, w, h = (float(v) for v in box.bbox)
     colour = class_colour(box.class_index)
     pending = not box.accepted and box.score is not None
@@ -190,7 +181,7 @@ def _shape(box: BoxLike, selected: bool, min_score: float) -> dict:
                       "font": {"size": 11, "color": SELECTED_COLOUR if selected else colour}}}
 
 
-def editor_spec(drawing: DrawingView, boxes: Iterable[BoxLike], selected: int | None = None,
+def editor_spec(drawing: DrawingView, boxes: Iterable[Box], selected: int | None = None,
                 min_score: float = 0.5, revision: int = 0, nonce: str = "") -> str:
     """The figure as JSON for `annotator_component`: the drawing, one editable rectangle per box
     (solid once a person accepted, drew, moved or re-classed it; dashed when the model proposed
