@@ -6,7 +6,6 @@ are reused), so the class named like HTML must read as text here too."""
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -143,14 +142,19 @@ def annotate_one_drawing(pg, drawing, classes: list[str], out) -> Path:
 
 def test_annotate_one_drawing_end_to_end(app, page, outside_requests, detector_file,  # noqa: F811
                                          demo_export, tmp_path):
+    from dataclasses import replace
+
     from ffclr.data.coco_import import import_export
+    from ffclr.detection import load_detector, save_detector
     from ui import schematics
     from ui.tabs.data import demo_export_dir
 
     workspace, url = app
     import_export(demo_export_dir(workspace), "demo", workspace)
     schematics.detectors_dir(workspace).mkdir(parents=True, exist_ok=True)
-    shutil.copy(detector_file, schematics.detectors_dir(workspace) / "tiny.npz")
+    tiny = load_detector(detector_file)
+    save_detector(replace(tiny, accept_threshold=tiny.score_threshold),
+                  schematics.detectors_dir(workspace) / "tiny.npz")
     with workspace.open_store() as store:
         classes = [c["name"] for c in store.classes(store.dataset("demo")["id"])]
     drawing = sorted((demo_export / "valid").glob("*.jpg"))[0]
