@@ -100,6 +100,9 @@ def _tag_text(tag: str) -> str:
     return text
 
 
+_LATEST_EDITS = "(SELECT crop_id, MAX(id) AS id FROM label_edits GROUP BY crop_id)"
+"""Each edited crop's latest label edit (its id), which gives the crop its effective label."""
+
 _COMPARED = ("class_index", "bbox", "crop_bbox", "path", "sha256", "source_image")
 
 
@@ -495,6 +498,44 @@ class Store(DrawingStore):
     def splits(self, dataset_id: int) -> list[str]:
         return [r["split"] for r in self._query(
             "SELECT DISTINCT split FROM crops WHERE dataset_id = ? ORDER BY split", [dataset_id])]
+
+    def class_crops(self, dataset_id: int, label: int, split: str | None = None,
+                    limit: int | None = None, offset: int = 0) -> list[dict]:
+        """The crops whose effective label is `label` (of one split, if given), as `crops` gives
+        them, ordered by id: `limit` of them from `offset` (all when `limit` is None)."""
+        params = {"dataset": dataset_id, "label": int(label), "split": split,
+                  "limit": -1 if limit is None else max(int(limit), 0),
+                  "offset": max(int(offset), 0)}
+        in_split = "" if split is None else " AND c.split = :split"
+        ids = (f"SELECT c.id FROM crops c WHERE c.dataset_id = :dataset AND c.class_index = :label"
+               f"{in_split} AND c.id NOT IN (SELECT crop_id FROM label_edits) UNION ALL "
+               f"SELECT c.id FROM {_LATEST_EDITS} l CROSS JOIN label_edits e ON e.id = l.id "
+               "CROSS JOIN crops c ON c.id = l.crop_id WHERE c.dataset_id = :dataset AND "
+               f"e.new_class_index = :label{in_split} ORDER BY 1 LIMIT :limit OFFSET :offset")
+        return self._query(self._CROP_SELECT + f"WHERE c.id IN ({ids}) ORDER BY c.id", params)
+
+    def label_counts(self, dataset_id: int, label: int | None = None) -> list[dict]:
+        """Crops per effective label and split (of one label, if given): rows with `label`,
+        `split` and `crops`, none with no crops, ordered by label and split. Counted from the
+        imported classes with the latest label edits applied, without reading every crop."""
+        params = {"dataset": dataset_id, "label": label}
+        one = "" if label is None else " AND {} = :label"
+        sql = (
+            "SELECT label, split, SUM(n) AS crops FROM ("
+            "SELECT class_index AS label, split, COUNT(*) AS n FROM crops c WHERE "
+            f"dataset_id = :dataset{one.format('c.class_index')} GROUP BY class_index, split "
+            f"UNION ALL SELECT c.class_index, c.split, -1 FROM {_LATEST_EDITS} l "
+            "CROSS JOIN crops c ON c.id = l.crop_id WHERE "
+            f"c.dataset_id = :dataset{one.format('c.class_index')} "
+            f"UNION ALL SELECT e.new_class_index, c.split, 1 FROM {_LATEST_EDITS} l CROSS JOIN "
+            "label_edits e ON e.id = l.id CROSS JOIN crops c ON c.id = l.crop_id WHERE "
+            f"c.dataset_id = :dataset{one.format('e.new_class_index')}"
+            ") GROUP BY label, split HAVING SUM(n) > 0 ORDER BY label, split")
+        return self._query(sql, params)
+
+    def label_edit_count(self, dataset_id: int) -> int:
+        return self._query("SELECT COUNT(*) AS n FROM label_edits e JOIN crops c ON "
+                           "c.id = e.crop_id WHERE c.dataset_id = ?", [dataset_id])[0]["n"]
 
     # label edits (append-only)
 

@@ -138,6 +138,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX crops_drawing ON crops (drawing_id);
     INSERT INTO counters (name, value) VALUES ('boxes', 0)
     """,
+    """
+    CREATE INDEX IF NOT EXISTS crops_dataset_class ON crops (dataset_id, class_index, split)
+    """,
 ]
 """2: `runs.pid_start` (the worker's `process_identity`, so a reused pid is not taken for it) and
 `counters`, the highest run id ever given, so a deleted run's id is never reused."""
@@ -151,5 +154,7 @@ are the replay of its edits; edits of one action share `batch`, an undo names th
 `undoes`), `crops.drawing_id` and `crops.box_id` (the crops a finished drawing gave, one per box, with
 negative annotation ids that no export row uses; an import never touches them),
 `crop_tags` (Explore's tags) and the `boxes` counter (box ids are never given twice)."""
+"""5: `crops_dataset_class`, so one class's crops (a gallery page, its count) are found without
+reading the dataset's other crops."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

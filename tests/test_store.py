@@ -4,6 +4,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,75 @@ def test_apply_import_is_one_transaction_with_its_last_step(db):
     assert done["edits_set_aside"] == 1 and db.dataset("d")["source_fingerprint"] == "src2"
     assert db.plan_import(dataset_id, classes, {"train": _rows({0: 0, 1: 9})})["splits"] == {
         "train": {"added": 0, "updated": 0, "unchanged": 2, "removed": 0}}
+
+
+def _mixed_dataset(db: Store, name: str) -> int:
+    """Twelve crops of classes 0-2 in train and valid, relabelled into and out of class 1."""
+    dataset_id = db.upsert_dataset(name, f"/data/{name}", None, "fp")
+    db.set_classes(dataset_id, [{"class_index": i, "coco_id": i + 1, "name": f"c{i}",
+                                 "folder": f"c{i}"} for i in range(3)])
+    for split, first in (("train", 0), ("valid", 100)):
+        db.sync_crops(dataset_id, split, [
+            {"class_index": i % 3, "source_image": "a.jpg", "image_id": 0, "annotation_id": i,
+             "bbox": [i, 0, 5, 5], "crop_bbox": [i, 0, 6, 6], "path": f"{split}/{i}.png",
+             "sha256": f"{split}{i}"} for i in range(first, first + 6)])
+    ids = [c["id"] for c in db.crops(dataset_id)]
+    db.relabel(ids[0], 1)                    # into class 1
+    db.relabel(ids[1], 2)                    # out of class 1
+    db.relabel(ids[4], 0)
+    db.relabel(ids[4], 1)                    # out and back in
+    db.relabel(ids[7], 1)
+    db.undo_relabel(ids[7])                  # in, then undone
+    db.relabel(ids[8], 1)
+    db.relabel(ids[8], 1)                    # into class 1 twice
+    return dataset_id
+
+
+def test_a_class_page_is_the_python_filter_of_every_crop_sliced(db):
+    other = _mixed_dataset(db, "other")
+    dataset_id = _mixed_dataset(db, "d")
+    db.relabel(db.crops(other)[2]["id"], 1)
+    every = db.crops(dataset_id)
+    for label in range(3):
+        for split in (None, "train", "valid"):
+            want = [c for c in every if c["label"] == label and split in (None, c["split"])]
+            assert db.class_crops(dataset_id, label, split) == want
+            for limit, offset in ((2, 0), (2, 2), (3, len(want) - 1), (2, len(want)), (1, 99)):
+                assert db.class_crops(dataset_id, label, split, limit, offset) == \
+                    want[offset:offset + limit], (label, split, limit, offset)
+    in_class_1 = [c["id"] for c in db.class_crops(dataset_id, 1)]
+    assert every[0]["id"] in in_class_1 and every[1]["id"] not in in_class_1
+    assert every[4]["id"] in in_class_1 and every[7]["id"] not in in_class_1
+    assert db.class_crops(dataset_id, 1, limit=0) == [] and db.class_crops(dataset_id, 7) == []
+
+
+def test_label_counts_group_every_crop_by_its_latest_label_and_split(db):
+    other = _mixed_dataset(db, "other")
+    dataset_id = _mixed_dataset(db, "d")
+    db.relabel(db.crops(other)[2]["id"], 1)
+    for ds in (dataset_id, other):
+        counted = Counter((c["label"], c["split"]) for c in db.crops(ds))
+        rows = db.label_counts(ds)
+        assert {(r["label"], r["split"]): r["crops"] for r in rows} == counted
+        assert [(r["label"], r["split"]) for r in rows] == sorted(counted)
+        for label in range(3):
+            assert db.label_counts(ds, label) == [r for r in rows if r["label"] == label]
+    assert db.label_counts(dataset_id, 7) == [] and db.label_counts(999) == []
+    assert db.label_edit_count(dataset_id) == 8 and db.label_edit_count(other) == 9
+
+
+def test_a_version_4_workspace_opens_with_the_class_index(tmp_path):
+    path = tmp_path / "ffclr.sqlite"
+    with Store(path) as db:
+        dataset_id = _mixed_dataset(db, "d")
+        before = db.crops(dataset_id)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX crops_dataset_class")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with Store(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == 5
+        assert "crops_dataset_class" in {i.name for i in db.db["crops"].indexes}
+        assert db.crops(dataset_id) == before
+        assert db.class_crops(dataset_id, 1) == [c for c in before if c["label"] == 1]
