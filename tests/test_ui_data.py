@@ -136,4 +136,96 @@ def test_gallery_line_counts_the_crops_beyond_the_limit(workspace, demo_export):
         labels = [c["label"] for c in store.crops(dataset["id"])]
     common = max(set(labels), key=labels.count)
     items, note = data.gallery_view(workspace, "d", common, limit=2)
-    assert len(items) == 2 and f"the first 2 of {labels.count(common)} crops" in note
+    assert len(items) == 2 and f"crops 1–2 of {labels.count(common)} of class" in note
+
+
+def _paged_dataset(workspace, demo_export) -> tuple[int, list[dict]]:
+    """The demo export as dataset `d`, its most common class with one crop relabelled into it
+    and one out of it; returns that class and its crops (id order) from every crop's label."""
+    data.import_dataset(workspace, None, str(demo_export), "d")
+    with workspace.open_store() as store:
+        dataset_id = store.dataset("d")["id"]
+        crops = store.crops(dataset_id)
+        labels = [c["label"] for c in crops]
+        common = max(set(labels), key=labels.count)
+        store.relabel(next(c["id"] for c in crops if c["label"] != common), common)
+        store.relabel(next(c["id"] for c in crops if c["label"] == common), (common + 1) % 3)
+        chosen = [c for c in store.crops(dataset_id) if c["label"] == common]
+    return common, chosen
+
+
+def test_the_gallery_pages_through_a_class_in_id_order(workspace, demo_export):
+    common, chosen = _paged_dataset(workspace, demo_export)
+    captions = [f"{c['split']} · #{c['id']}" for c in chosen]
+    pages = -(-len(chosen) // 3)
+    assert pages >= 3
+    first = data.gallery_page(workspace, "d", common, limit=3)
+    assert [caption for _, caption in first.items] == captions[:3]
+    assert (first.page, first.pages) == (1, pages)
+    assert first.note.startswith(f"Showing crops 1–3 of {len(chosen)} of class ")
+    assert first.note.endswith(f"(page 1 of {pages}).")
+    second = data.gallery_page(workspace, "d", common, page=2, limit=3)
+    assert [caption for _, caption in second.items] == captions[3:6]
+    assert f"crops 4–6 of {len(chosen)}" in second.note
+    last = data.gallery_page(workspace, "d", common, page=pages, limit=3)
+    assert [caption for _, caption in last.items] == captions[3 * (pages - 1):]
+    assert f"crops {3 * pages - 2}–{len(chosen)} of {len(chosen)}" in last.note
+    for past in (pages + 1, 10 ** 9):
+        assert data.gallery_page(workspace, "d", common, page=past, limit=3) == last
+    for before in (0, -4, None, "", "two"):
+        assert data.gallery_page(workspace, "d", common, page=before, limit=3) == first
+    whole = data.gallery_page(workspace, "d", common, limit=len(chosen))
+    assert whole.pages == 1 and len(whole.items) == len(chosen)
+    assert whole.note.startswith(f"Showing {len(chosen)} crops of class ")
+    train = [c for c in chosen if c["split"] == "train"]
+    in_train = data.gallery_page(workspace, "d", common, "train", page=2, limit=2)
+    assert [caption for _, caption in in_train.items] == [
+        f"train · #{c['id']}" for c in train[2:4]]
+    assert f"of {len(train)} of class" in in_train.note and "in split train" in in_train.note
+
+
+def test_the_page_buttons_and_number_turn_the_gallery_pages(workspace, demo_export,
+                                                           monkeypatch):
+    from ui.build import build_app
+    from ui_wiring import call
+
+    common, chosen = _paged_dataset(workspace, demo_export)
+    monkeypatch.setattr(data, "GALLERY_LIMIT", 4)
+    pages = -(-len(chosen) // 4)
+    demo = build_app(workspace)
+    opened = call(demo, "data-dataset", "change", "d")
+    shown = call(demo, "data-class", "change", "d", common, "")
+    assert shown["data-page"]["value"] == 1 and shown["data-page"]["visible"]
+    assert shown["data-prev"]["interactive"] is False and shown["data-next"]["interactive"]
+    assert [c for _, c in shown["data-gallery"]] == [f"{c['split']} · #{c['id']}"
+                                                     for c in chosen[:4]]
+    after = call(demo, "data-next", "click", "d", common, "", 1)
+    assert after["data-page"]["value"] == 2 and after["data-prev"]["interactive"]
+    assert [c for _, c in after["data-gallery"]] == [f"{c['split']} · #{c['id']}"
+                                                     for c in chosen[4:8]]
+    back = call(demo, "data-prev", "click", "d", common, "", 2)
+    assert back["data-gallery"] == shown["data-gallery"]
+    beyond = call(demo, "data-page", "submit", "d", common, "", pages + 5)
+    assert beyond["data-page"]["value"] == pages and beyond["data-next"]["interactive"] is False
+    assert call(demo, "data-next", "click", "d", common, "", pages) == beyond
+    assert f"(page {pages} of {pages})" in beyond["data-gallery-note"]
+    assert opened["data-page"]["value"] == 1
+    monkeypatch.setattr(data, "GALLERY_LIMIT", len(chosen))
+    single = call(demo, "data-class", "change", "d", common, "")
+    assert single["data-page"]["visible"] is False and single["data-next"]["visible"] is False
+    assert len(single["data-gallery"]) == len(chosen)
+
+
+def test_the_overview_counts_each_crop_under_its_latest_label(workspace, demo_export):
+    _paged_dataset(workspace, demo_export)
+    with workspace.open_store() as store:
+        dataset = store.dataset("d")
+        crops = store.crops(dataset["id"])
+        classes = store.classes(dataset["id"])
+    summary, rows = data.dataset_overview(workspace, "d")
+    splits = data.ordered_splits(c["split"] for c in crops)
+    assert rows == [[cls["class_index"], cls["name"],
+                     *[sum(c["label"] == cls["class_index"] and c["split"] == split
+                           for c in crops) for split in splits],
+                     sum(c["label"] == cls["class_index"] for c in crops)] for cls in classes]
+    assert f"{len(crops)} crops" in summary and "2 label edits" in summary

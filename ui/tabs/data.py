@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +23,7 @@ from ui.common import (GALLERY_COLUMNS, Context, check_zip_upload, dataset_choic
 DEMO_NAME = "demo"
 DEMO_IMAGES = 60
 GALLERY_LIMIT = 60
+"""Crops on one page of the Data tab's gallery."""
 ALL_SPLITS = "all splits"
 
 Progress = Callable[[int, int, str], None] | None
@@ -109,16 +110,16 @@ def dataset_overview(workspace: Workspace, name: str | None) -> tuple[str, list[
     with open_store(workspace) as store:
         dataset = imported_dataset(store, name)
         classes = store.classes(dataset["id"])
-        crops = store.crops(dataset["id"])
-        edits = store.label_edits(dataset_id=dataset["id"])
-    splits = ordered_splits({c["split"] for c in crops})
-    counts = Counter((c["label"], c["split"]) for c in crops)
+        counted = store.label_counts(dataset["id"])
+        edits = store.label_edit_count(dataset["id"])
+    splits = ordered_splits(r["split"] for r in counted)
+    counts = {(r["label"], r["split"]): r["crops"] for r in counted}
     rows = []
     for cls in classes:
         per_split = [counts.get((cls["class_index"], s), 0) for s in splits]
         rows.append([cls["class_index"], cls["name"], *per_split, sum(per_split)])
-    summary = (f"**{md_text(name)}**: {len(crops)} crops, {len(classes)} classes, splits "
-               f"{md_text(', '.join(splits)) or 'none'}; {len(edits)} label edits. "
+    summary = (f"**{md_text(name)}**: {sum(counts.values())} crops, {len(classes)} classes, "
+               f"splits {md_text(', '.join(splits)) or 'none'}; {edits} label edits. "
                f"Source: {md_code(dataset.get('source') or '?')}; crops in "
                f"{md_code(dataset['root'])}.")
     return summary, rows
@@ -151,35 +152,71 @@ def class_choices(workspace: Workspace, name: str | None) -> list[tuple[str, int
         return [(c["name"], c["class_index"]) for c in store.classes(dataset["id"])]
 
 
+@dataclass(frozen=True)
+class GalleryPage:
+    """One page of a class's crops: (image path, caption) items, the line above them, the page
+    shown (from 1, kept within the pages) and how many pages there are."""
+    items: list[tuple[str, str]]
+    note: str
+    page: int = 1
+    pages: int = 1
+
+
 def class_gallery(workspace: Workspace, name: str | None, class_index: int | None,
-                  split: str | None = None, limit: int = GALLERY_LIMIT) -> list[tuple[str, str]]:
+                  split: str | None = None, limit: int | None = None) -> list[tuple[str, str]]:
     """(image path, caption) of up to `limit` crops whose effective label is `class_index`."""
-    return gallery_view(workspace, name, class_index, split, limit)[0]
+    return gallery_page(workspace, name, class_index, split, limit=limit).items
 
 
 def gallery_view(workspace: Workspace, name: str | None, class_index: int | None,
-                 split: str | None = None, limit: int = GALLERY_LIMIT
+                 split: str | None = None, limit: int | None = None, page: Any = 1
                  ) -> tuple[list[tuple[str, str]], str]:
-    """The gallery of one class's crops (see `class_gallery`) and a line saying how many there
-    are, or, when the split filter leaves none, which splits hold the class."""
+    """The items and line of `gallery_page`."""
+    shown = gallery_page(workspace, name, class_index, split, page, limit)
+    return shown.items, shown.note
+
+
+def gallery_page(workspace: Workspace, name: str | None, class_index: int | None,
+                 split: str | None = None, page: Any = 1, limit: int | None = None
+                 ) -> GalleryPage:
+    """Page `page` (`limit` crops, `GALLERY_LIMIT` by default, in id order) of the crops whose
+    effective label is `class_index` (of one split, if given), read from the store one page at
+    a time; a page past the last shows the last. Its line says which crops of how many are
+    shown or, when the split filter leaves none, which splits hold the class."""
     if not name or class_index is None:
-        return [], ""
+        return GalleryPage([], "")
+    label_index, limit = int(class_index), limit or GALLERY_LIMIT
     with open_store(workspace) as store:
         dataset = imported_dataset(store, name)
-        crops = [c for c in store.crops(dataset["id"]) if c["label"] == int(class_index)]
+        counted = store.label_counts(dataset["id"], label_index)
+        total = sum(r["crops"] for r in counted if not split or r["split"] == split)
+        pages = max(1, -(-total // limit))
+        page = min(max(_page_number(page), 1), pages)
+        crops = store.class_crops(dataset["id"], label_index, split or None, limit,
+                                  (page - 1) * limit) if total else []
         names = {c["class_index"]: c["name"] for c in store.classes(dataset["id"])}
-    chosen = [c for c in crops if not split or c["split"] == split]
     root = Path(dataset["root"])
-    items = [(str(root / c["path"]), f"{c['split']} · #{c['id']}") for c in chosen[:limit]]
-    label = md_text(names.get(int(class_index), class_index))
+    items = [(str(root / c["path"]), f"{c['split']} · #{c['id']}") for c in crops]
+    label = md_text(names.get(label_index, label_index))
     where = f" in split {md_text(split)}" if split else ""
-    if not chosen:
-        held = ordered_splits(c["split"] for c in crops)
-        return items, (f"No crops of class {label}{where}" + (
+    if not total:
+        held = ordered_splits(r["split"] for r in counted)
+        return GalleryPage(items, f"No crops of class {label}{where}" + (
             f": it has crops in {md_text(', '.join(held))} (pick **{ALL_SPLITS}**)."
             if held else "."))
-    shown = f"the first {len(items)} of " if len(items) < len(chosen) else ""
-    return items, f"Showing {shown}{len(chosen)} crops of class {label}{where}."
+    if pages == 1:
+        return GalleryPage(items, f"Showing {total:,} crops of class {label}{where}.")
+    first = (page - 1) * limit + 1
+    return GalleryPage(items, f"Showing crops {first:,}–{first + len(items) - 1:,} of {total:,} "
+                              f"of class {label}{where} (page {page:,} of {pages:,}).",
+                       page, pages)
+
+
+def _page_number(page: Any) -> int:
+    try:
+        return int(page)
+    except (TypeError, ValueError, OverflowError):
+        return 1
 
 
 def split_filter(workspace: Workspace, name: str | None) -> dict:
@@ -243,6 +280,11 @@ def _browse_column(ctx: Context) -> None:
         c["data_split"] = gr.Dropdown(label="Split", choices=[(ALL_SPLITS, "")], value="",
                                       elem_id="data-split")
     c["data_gallery_note"] = gr.Markdown(elem_id="data-gallery-note")
+    with gr.Row(equal_height=True):
+        c["data_prev"] = gr.Button("◀ Previous", size="sm", visible=False, elem_id="data-prev")
+        c["data_page"] = gr.Number(label="Page", value=1, precision=0, visible=False,
+                                   elem_id="data-page")
+        c["data_next"] = gr.Button("Next ▶", size="sm", visible=False, elem_id="data-next")
     c["data_gallery"] = gr.Gallery(label="Crops", columns=GALLERY_COLUMNS, height=300,
                                    object_fit="contain", elem_id="data-gallery")
 
@@ -275,33 +317,55 @@ def _wire_import(ctx: Context) -> None:
 
 def browse_view(workspace: Workspace, name: str | None) -> tuple:
     """Everything the browse column shows for a dataset: summary, table, class picker (its
-    first class), split filter (reset to all splits), the gallery's line and the gallery."""
+    first class), split filter (reset to all splits), then the gallery's first page (see
+    `gallery_outputs`)."""
     summary, rows = dataset_overview(workspace, name)
     classes = class_choices(workspace, name)
     first = classes[0][1] if classes else None
-    items, note = gallery_view(workspace, name, first)
     headers = overview_headers(workspace, name)
     return (summary, gr.update(value=rows or None, headers=headers,
                                column_widths=overview_widths(headers)),
-            gr.update(choices=classes, value=first), split_filter(workspace, name), note, items)
+            gr.update(choices=classes, value=first), split_filter(workspace, name),
+            *gallery_outputs(gallery_page(workspace, name, first)))
+
+
+def gallery_outputs(shown: GalleryPage) -> tuple:
+    """The gallery's line, the page buttons and number (shown when there is more than one
+    page) and the gallery."""
+    more = shown.pages > 1
+    return (shown.note, gr.update(visible=more, interactive=shown.page > 1),
+            gr.update(value=shown.page, label=f"Page (of {shown.pages:,})", visible=more),
+            gr.update(visible=more, interactive=shown.page < shown.pages), shown.items)
+
+
+def _gallery_components(c: dict) -> list:
+    return [c["data_gallery_note"], c["data_prev"], c["data_page"], c["data_next"],
+            c["data_gallery"]]
 
 
 def _browse_outputs(c: dict) -> list:
     return [c["data_summary"], c["data_table"], c["data_class"], c["data_split"],
-            c["data_gallery_note"], c["data_gallery"]]
+            *_gallery_components(c)]
 
 
 def _wire_browse(ctx: Context, tab: gr.Tab) -> None:
     ws, c = ctx.workspace, ctx.components
 
-    @guard(6, status_at=None)
+    @guard(len(_browse_outputs(c)), status_at=None)
     def show_dataset(name):
         return browse_view(ws, name)
 
-    @guard(2, status_at=None)
-    def show_gallery(name, class_index, split):
-        items, note = gallery_view(ws, name, class_index, split or None)
-        return note, items
+    @guard(5, status_at=None)
+    def show_gallery(name, class_index, split, page=1):
+        return gallery_outputs(gallery_page(ws, name, class_index, split or None, page))
+
+    @guard(5, status_at=None)
+    def previous_page(name, class_index, split, page):
+        return show_gallery(name, class_index, split, _page_number(page) - 1)
+
+    @guard(5, status_at=None)
+    def next_page(name, class_index, split, page):
+        return show_gallery(name, class_index, split, _page_number(page) + 1)
 
     def refresh_choices(current):
         names = dataset_choices(ws)
@@ -311,11 +375,13 @@ def _wire_browse(ctx: Context, tab: gr.Tab) -> None:
     c["data_dataset"].change(show_dataset, c["data_dataset"], _browse_outputs(c),
                              api_name="dataset_overview")
     gallery_inputs = [c["data_dataset"], c["data_class"], c["data_split"]]
-    gallery_outputs = [c["data_gallery_note"], c["data_gallery"]]
-    c["data_class"].change(show_gallery, gallery_inputs, gallery_outputs,
-                           show_progress="hidden")
-    c["data_split"].change(show_gallery, gallery_inputs, gallery_outputs,
-                           show_progress="hidden")
+    paged_inputs = [*gallery_inputs, c["data_page"]]
+    shown = _gallery_components(c)
+    c["data_class"].change(show_gallery, gallery_inputs, shown, show_progress="hidden")
+    c["data_split"].change(show_gallery, gallery_inputs, shown, show_progress="hidden")
+    c["data_page"].submit(show_gallery, paged_inputs, shown, show_progress="hidden")
+    c["data_prev"].click(previous_page, paged_inputs, shown, show_progress="hidden")
+    c["data_next"].click(next_page, paged_inputs, shown, show_progress="hidden")
     tab.select(refresh_choices, c["data_dataset"], [c["data_dataset"], c["data_demo_button"]],
                show_progress="hidden")
 
@@ -330,5 +396,5 @@ def _initial(ctx: Context):
         try:
             return browse_view(ctx.workspace, name)
         except Exception as exc:  # noqa: BLE001
-            return (error_md(str(exc)), *[gr.skip()] * 5)
+            return (error_md(str(exc)), *[gr.skip()] * (len(_browse_outputs(ctx.components)) - 1))
     return load
