@@ -496,8 +496,13 @@ class Store(DrawingStore):
         return rows[0] if rows else None
 
     def splits(self, dataset_id: int) -> list[str]:
+        """The splits holding crops of the dataset, sorted; found split after split through the
+        index, without reading every crop."""
         return [r["split"] for r in self._query(
-            "SELECT DISTINCT split FROM crops WHERE dataset_id = ? ORDER BY split", [dataset_id])]
+            "WITH RECURSIVE s(split) AS (SELECT MIN(split) FROM crops WHERE dataset_id = :d "
+            "UNION ALL SELECT (SELECT MIN(split) FROM crops WHERE dataset_id = :d AND "
+            "split > s.split) FROM s WHERE s.split IS NOT NULL) "
+            "SELECT split FROM s WHERE split IS NOT NULL", {"d": dataset_id})]
 
     def class_crops(self, dataset_id: int, label: int, split: str | None = None,
                     limit: int | None = None, offset: int = 0) -> list[dict]:

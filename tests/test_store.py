@@ -321,8 +321,11 @@ def test_label_counts_group_every_crop_by_its_latest_label_and_split(db):
         assert [(r["label"], r["split"]) for r in rows] == sorted(counted)
         for label in range(3):
             assert db.label_counts(ds, label) == [r for r in rows if r["label"] == label]
+        assert db.splits(ds) == sorted({c["split"] for c in db.crops(ds)}) == ["train", "valid"]
     assert db.label_counts(dataset_id, 7) == [] and db.label_counts(999) == []
     assert db.label_edit_count(dataset_id) == 8 and db.label_edit_count(other) == 9
+    db.sync_crops(other, "valid", [])
+    assert db.splits(other) == ["train"] and db.splits(999) == []
 
 
 def test_a_version_4_workspace_opens_with_the_class_index(tmp_path):
