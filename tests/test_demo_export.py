@@ -145,6 +145,23 @@ def test_same_seed_same_files_other_seed_differs(tmp_path):
                                   pixels(tmp_path / "b", split, image))
 
 
+def test_drawing_in_several_processes_writes_the_same_files(tmp_path, monkeypatch):
+    import ffclr.demo.export as export
+
+    monkeypatch.setattr(export, "PARALLEL_CHUNK", 4)
+    one = write_demo_export(tmp_path / "one", images=12, seed=3, workers=1)
+    two = write_demo_export(tmp_path / "two", images=12, seed=3, workers=2)
+    assert {k: v for k, v in one.items() if k != "out"} == \
+        {k: v for k, v in two.items() if k != "out"}
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*")
+                   if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*")
+                           if p.is_file())
+    for relative in files:
+        assert (tmp_path / "one" / relative).read_bytes() == \
+            (tmp_path / "two" / relative).read_bytes(), relative
+
+
 def test_default_size_gives_about_300_boxes(tmp_path):
     summary = write_demo_export(tmp_path / "demo")
     assert summary["images"] == 60

@@ -1,6 +1,7 @@
 """`python -m ffclr demo-export OUT [--images N] [--seed S]`: write the synthetic demo export."""
 from __future__ import annotations
 
+import os
 import time
 
 from ffclr.cli import add_command
@@ -17,6 +18,8 @@ def register(subparsers) -> None:
                              "(default: 60, about 300 boxes)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed; the same seed writes identical files (default: 0)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes drawing schematics (default: one per CPU core)")
     parser.set_defaults(func=run)
 
 
@@ -24,7 +27,8 @@ def run(args) -> int:
     from ffclr.demo.export import write_demo_export
 
     started = time.perf_counter()
-    summary = write_demo_export(args.out, images=args.images, seed=args.seed)
+    summary = write_demo_export(args.out, images=args.images, seed=args.seed,
+                                workers=args.workers)
     seconds = time.perf_counter() - started
     splits = ", ".join(f"{split} {s['images']} images / {s['boxes']} boxes"
                        for split, s in summary["splits"].items())

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import numbers
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +30,7 @@ PLACEHOLDER = "fire-alarm-symbols"
 MARKER = "README.dataset.txt"
 CREATED = "2024-01-01T00:00:00+00:00"
 JPEG_QUALITY = 90
+PARALLEL_CHUNK = 64
 
 
 def split_sizes(images: int) -> dict[str, int]:
@@ -68,23 +71,40 @@ def _file_name(seed: int, split: str, index: int) -> str:
     return f"schematic-{split}-{index:04d}_png.rf.{digest}.jpg"
 
 
+def _draw_one(job: tuple[Path, int, int, int, str, list[int]]) -> tuple[str, int, int, list]:
+    """Draw and save one schematic: (file name, width, height, [(class index, bbox)])."""
+    folder, seed, split_no, index, split, forced = job
+    schematic = draw_schematic(np.random.default_rng([seed, split_no, index]), forced)
+    name = _file_name(seed, split, index)
+    schematic.image.save(folder / name, "JPEG", quality=JPEG_QUALITY)
+    return (name, schematic.image.width, schematic.image.height,
+            [(s.class_index, s.bbox) for s in schematic.symbols])
+
+
+def _drawn(jobs: list, workers: int) -> Iterator[tuple[str, int, int, list]]:
+    """`_draw_one` of each job, in order; in `workers` processes when more than one (each
+    drawing has its own random generator, so the files are the same either way)."""
+    if workers <= 1 or len(jobs) < 2 * PARALLEL_CHUNK:
+        yield from map(_draw_one, jobs)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(_draw_one, jobs, chunksize=PARALLEL_CHUNK)
+
+
 def _write_split(out: Path, split_no: int, split: str, count: int, seed: int,
-                 forced: list[list[int]], tick: Callable[[str], None]) -> Counter:
+                 forced: list[list[int]], tick: Callable[[str], None], workers: int) -> Counter:
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    for index in range(count):
-        schematic = draw_schematic(np.random.default_rng([seed, split_no, index]),
-                                   forced[index] if index < len(forced) else [])
-        name = _file_name(seed, split, index)
-        schematic.image.save(folder / name, "JPEG", quality=JPEG_QUALITY)
+    jobs = [(folder, seed, split_no, index, split, forced[index] if index < len(forced) else [])
+            for index in range(count)]
+    for index, (name, width, height, symbols) in enumerate(_drawn(jobs, workers)):
         images.append({"id": index, "license": 1, "file_name": name,
-                       "height": schematic.image.height, "width": schematic.image.width,
-                       "date_captured": CREATED})
-        for symbol in schematic.symbols:
-            x, y, w, h = symbol.bbox
+                       "height": height, "width": width, "date_captured": CREATED})
+        for class_index, (x, y, w, h) in symbols:
             annotations.append({"id": len(annotations), "image_id": index,
-                                "category_id": symbol.class_index + 1, "bbox": [x, y, w, h],
+                                "category_id": class_index + 1, "bbox": [x, y, w, h],
                                 "area": w * h, "segmentation": [], "iscrowd": 0})
         tick(f"{split}/{name}")
     coco = {
@@ -102,8 +122,9 @@ def _write_split(out: Path, split_no: int, split: str, count: int, seed: int,
 
 
 def write_demo_export(out: str | Path, images: int = 60, seed: int = 0,
-                      progress: Progress | None = None) -> dict:
-    """Writes `images` generated schematics (about 5 symbols each) as a Roboflow COCO export.
+                      progress: Progress | None = None, workers: int = 1) -> dict:
+    """Writes `images` generated schematics (about 5 symbols each) as a Roboflow COCO export,
+    drawn in `workers` processes (the same files for any number).
 
     Returns a summary: {"out", "seed", "images", "boxes", "classes": {name: boxes},
     "splits": {split: {"images", "boxes", "classes": {name: boxes}}}}; classes with no box
@@ -135,7 +156,7 @@ def write_demo_export(out: str | Path, images: int = 60, seed: int = 0,
         if sizes[split] == 0:
             continue
         counts = _write_split(out, split_no, split, sizes[split], seed,
-                              forced if split == "train" else [], tick)
+                              forced if split == "train" else [], tick, workers)
         total += counts
         splits[split] = {"images": sizes[split], "boxes": sum(counts.values()),
                          "classes": {name: counts[name] for name in names}}
