@@ -206,10 +206,10 @@ def gallery_page(workspace: Workspace, name: str | None, class_index: int | None
             if held else "."))
     if pages == 1:
         return GalleryPage(items, f"Showing {total:,} crops of class {label}{where}.")
-    first = (page - 1) * limit + 1
-    return GalleryPage(items, f"Showing crops {first:,}–{first + len(items) - 1:,} of {total:,} "
-                              f"of class {label}{where} (page {page:,} of {pages:,}).",
-                       page, pages)
+    first, last = (page - 1) * limit + 1, (page - 1) * limit + len(items)
+    which = f"crop {first:,}" if first == last else f"crops {first:,}–{last:,}"
+    return GalleryPage(items, f"Showing {which} of {total:,} of class {label}{where} "
+                              f"(page {page:,} of {pages:,}).", page, pages)
 
 
 def _page_number(page: Any) -> int:
