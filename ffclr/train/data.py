@@ -1,17 +1,15 @@
 """The training set of a pretraining run as one uint8 tensor (N, 3, S, S) held in memory."""
 from __future__ import annotations
 
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ffclr.data.crop_pixels import CHUNK, crop_pixels, warn_skipped
+from ffclr.data.crop_pixels import decode_crops  # noqa: F401 - imported from here by callers
 from ffclr.data.cropset import CropSet, load_crop_set
 from ffclr.errors import FfclrError
-from ffclr.data.preprocess import load_image_rgb, square_crop_array
 from ffclr.train.config import TORCHVISION_DATASETS
 from ffclr.workspace import Workspace
 
@@ -27,25 +25,6 @@ class TrainingData:
     dataset: str | None = None
 
 
-def decode_crops(paths: list[Path], image_size: int, workers: int = 4
-                ) -> tuple[np.ndarray, list[int]]:
-    """Read and square-crop image files: (N, S, S, 3) uint8 of the readable ones and their
-    indices; unreadable ones are skipped with a one-line warning each."""
-    def one(path):
-        try:
-            return square_crop_array(load_image_rgb(path), image_size)
-        except FfclrError as exc:
-            print(f"warning: skipped {exc}", file=sys.stderr)
-            return None
-
-    with ThreadPoolExecutor(max(1, min(workers, 8))) as pool:
-        arrays = list(pool.map(one, paths))
-    kept = [i for i, a in enumerate(arrays) if a is not None]
-    if not kept:
-        return np.zeros((0, image_size, image_size, 3), np.uint8), []
-    return np.stack([arrays[i] for i in kept]), kept
-
-
 def default_data_dir(workspace: Workspace) -> Path:
     """The train split (or the whole) of the most recently imported dataset of the workspace."""
     if workspace.db_path.exists():
@@ -58,12 +37,19 @@ def default_data_dir(workspace: Workspace) -> Path:
                      "(import one with `python -m ffclr import EXPORT --name NAME`)")
 
 
-def from_crop_set(crops: CropSet, image_size: int, workers: int, source: str) -> TrainingData:
-    pixels, kept = decode_crops(crops.paths, image_size, workers)
-    if not kept:
+def from_crop_set(crops: CropSet, image_size: int, workers: int, source: str,
+                  workspace: Workspace | None = None) -> TrainingData:
+    """The readable crops in memory; an imported dataset's come from its pixel cache in
+    `workspace` (see `ffclr.data.crop_pixels`), others are decoded."""
+    pixels = crop_pixels(crops, image_size, workspace, workers)
+    warn_skipped(pixels.errors)
+    if not len(pixels):
         raise FfclrError(f"{source}: none of the {len(crops)} crops could be read")
-    return TrainingData(images=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
-                        labels=torch.from_numpy(crops.labels[kept]),
+    images = torch.empty((len(pixels), 3, image_size, image_size), dtype=torch.uint8)
+    for start in range(0, len(pixels), CHUNK):
+        images[start:start + CHUNK] = torch.from_numpy(
+            pixels.read(start, start + CHUNK)).permute(0, 3, 1, 2)
+    return TrainingData(images=images, labels=torch.from_numpy(crops.labels[pixels.kept]),
                         class_names=list(crops.class_names), source=source,
                         dataset=crops.dataset)
 
@@ -107,7 +93,8 @@ def load_training_data(data: str | None, dataset_name: str, mode: str, image_siz
     if dataset_name in TORCHVISION_DATASETS:
         return _torchvision(dataset_name, data or "./datasets", image_size)
     folder = Path(data) if data else default_data_dir(workspace)
-    loaded = from_crop_set(load_crop_set(folder, workspace), image_size, workers, str(folder))
+    loaded = from_crop_set(load_crop_set(folder, workspace), image_size, workers, str(folder),
+                           workspace)
     return one_per_class(loaded) if mode == "one_shot" else loaded
 
 

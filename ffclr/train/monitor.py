@@ -49,7 +49,7 @@ def knn_queries(config: PretrainConfig, workspace: Workspace) -> TrainingData | 
     if folder is None or config.dataset_name in TORCHVISION_DATASETS:
         return None
     return from_crop_set(load_crop_set(folder, workspace), config.image_size, config.workers,
-                         str(folder))
+                         str(folder), workspace)
 
 
 def knn_monitor(model: SimCLRModel, data: TrainingData, queries: TrainingData | None,
