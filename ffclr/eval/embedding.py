@@ -2,9 +2,11 @@
 
 Features are taken before the projection head, in batches, with the model in eval mode under
 `torch.inference_mode`, from exactly the preprocessing the encoder was trained with
-(`ffclr.data.preprocess`). The cache file `<workspace>/cache/embeddings/<key>.npz` is keyed by the
-checkpoint (path, size, mtime) and the crop files (paths, sizes, mtimes): any change there gives
-a new key. Labels are not part of it, so relabelling reuses the features.
+(`ffclr.data.preprocess`); an imported dataset's crops are read, batch by batch, from its pixel
+cache (`ffclr.data.crop_pixels`), other crops decoded batch by batch. The cache file
+`<workspace>/cache/embeddings/<key>.npz` is keyed by the checkpoint (path, size, mtime) and the
+crop files (paths, sizes, mtimes): any change there gives a new key. Labels are not part of
+it, so relabelling reuses the features.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ffclr.data.crop_pixels import crop_pixels, decode_images, from_store
 from ffclr.data.cropset import CropSet
 from ffclr.data.npz_files import READ_ERRORS
 from ffclr.errors import FfclrError
@@ -65,29 +68,49 @@ def cache_key(checkpoint: str | os.PathLike, crop_set: CropSet) -> str:
     return digest.hexdigest()[:24]
 
 
-def images_to_batch(images: Sequence, image_size: int) -> np.ndarray:
-    """uint8 (N, S, S, 3) from paths or PIL images, with the training preprocessing."""
-    from ffclr.data.preprocess import load_image_rgb, square_crop_array
+def images_to_batch(images: Sequence, image_size: int, workers: int = 4) -> np.ndarray:
+    """uint8 (N, S, S, 3) from paths or PIL images, with the training preprocessing; an
+    unreadable one raises FfclrError naming it."""
+    pixels, _kept, errors = decode_images(images, image_size, workers)
+    if errors:
+        raise FfclrError(errors[min(errors)])
+    return pixels
 
-    return np.stack([square_crop_array(load_image_rgb(image), image_size) for image in images])
+
+def _embed_batches(count: int, read: Callable[[int, int], np.ndarray], encoder, batch_size: int,
+                   progress: Progress | None) -> np.ndarray:
+    """Features of `count` crops whose pixels `read(start, stop)` gives one batch at a time."""
+    from ffclr.model.embed import embed_uint8
+
+    chunks = []
+    for start in range(0, count, batch_size):
+        pixels = read(start, start + batch_size)
+        chunks.append(embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
+                                  batch_size=batch_size).numpy())
+        if progress:
+            progress(min(start + batch_size, count), count, "embedding crops")
+    if not chunks:
+        return np.zeros((0, encoder.feature_dim), dtype=np.float32)
+    return np.concatenate(chunks)
 
 
 def embed_images(images: Sequence, encoder, batch_size: int = BATCH_SIZE,
                  progress: Progress | None = None) -> np.ndarray:
     """(N, feature_dim) float32 features of crops given as paths or PIL images, in full
     precision; the images are decoded one batch at a time."""
-    from ffclr.model.embed import embed_uint8
+    return _embed_batches(len(images), lambda start, stop: images_to_batch(
+        images[start:stop], encoder.image_size), encoder, batch_size, progress)
 
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        pixels = images_to_batch(images[start:start + batch_size], encoder.image_size)
-        chunks.append(embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
-                                  batch_size=batch_size).numpy())
-        if progress:
-            progress(min(start + batch_size, len(images)), len(images), "embedding crops")
-    if not chunks:
-        return np.zeros((0, encoder.feature_dim), dtype=np.float32)
-    return np.concatenate(chunks)
+
+def _embed_crops(crop_set: CropSet, encoder, workspace: Workspace, batch_size: int,
+                 progress: Progress | None) -> np.ndarray:
+    """An imported dataset's crops read from its pixel cache in batches; others decoded."""
+    if not from_store(crop_set):
+        return embed_images(crop_set.paths, encoder, batch_size, progress)
+    pixels = crop_pixels(crop_set, encoder.image_size, workspace, progress=progress)
+    if pixels.errors:
+        raise FfclrError(pixels.errors[min(pixels.errors)])
+    return _embed_batches(len(pixels), pixels.read, encoder, batch_size, progress)
 
 
 def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: Workspace,
@@ -108,7 +131,7 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
         from ffclr.model.checkpoint import load_encoder
 
         encoder = load_encoder(checkpoint)
-    features = embed_images(crop_set.paths, encoder, batch_size, progress)
+    features = _embed_crops(crop_set, encoder, workspace, batch_size, progress)
     _atomic_save(path, lambda tmp: np.savez(tmp, features=features,
                                             paths=np.array([str(p) for p in crop_set.paths])))
     return Embeddings(features, crop_set, key, path, cached=False)
