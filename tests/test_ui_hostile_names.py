@@ -129,7 +129,7 @@ def test_data_tab_shows_names_from_the_export_as_text(hostile):
 
 def test_explore_map_escapes_names_for_plotly_and_draws_the_tooltip_as_text(hostile, hostile_map):
     from ui.plot import SCATTER_JS
-    from ui.tabs import explore
+    from ui.tabs import explore, explore_tools
 
     workspace, _, _ = hostile
     spec = json.loads(explore.map_figure(workspace, hostile_map))
@@ -138,7 +138,8 @@ def test_explore_map_escapes_names_for_plotly_and_draws_the_tooltip_as_text(host
     assert not any("<img" in text for text in plotly_texts), plotly_texts
     assert any(text.startswith(ESCAPED) for text in plotly_texts)
     assert "<img" not in spec["layout"]["title"]["text"]
-    captions = [caption for _, caption in spec["thumbs"].values()]
+    captions = [explore_tools.point_caption(workspace, hostile_map, crop_id, "label")
+                for crop_id in hostile_map.crop_ids]
     assert any(HOSTILE in caption for caption in captions)
     assert "innerHTML" not in SCATTER_JS and "caption.textContent = info[1]" in SCATTER_JS
 

@@ -1,20 +1,30 @@
 """The clickable UMAP scatter: a `gr.HTML` drawing plotly.js served from the plotly package.
 
 `gr.Plot` sends no click back to Python in Gradio 6, so the figure travels as JSON in the
-component's value and is drawn in the browser. A click calls `trigger('select', {point_id})`;
+component's value and is drawn in the browser with WebGL (`scattergl`; plain SVG `scatter`
+where the browser has no WebGL). A click calls `trigger('select', {point_id})`;
 a lasso or box selection calls `trigger('input', {point_ids})` (an empty list when it is
 cleared by a double click; a plain click, which plotly also reports as an empty selection,
-keeps it); a hover shows the crop's thumbnail in a tooltip of our own (plotly's own hover label
-is switched off: it cannot hold images and would sit on top of ours).
+keeps it). A hover asks Python for that crop's thumbnail URL and caption (the component's
+server function `crop_hover`, answered outside the event queue) and shows them in a tooltip
+of our own (plotly's own hover label is switched off: it cannot hold images and would sit on
+top of ours); an answer that comes back after the mouse left the point, or after a redraw, is
+dropped, and a click hides the tooltip until the mouse moves (the redraw that follows a click
+may bring a hover of a point under the still mouse). The figure carries no per-point thumbnails
+or captions, only coordinates, crop ids and marker styles.
 Names from data reach plotly escaped (`plotly_text`) and the tooltip as DOM text
 (`textContent`), never as HTML.
 """
 from __future__ import annotations
 
 import json
+import math
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+import numpy as np
 
 from ui.build_assets import plotly_script_tag
 from ui.common import plotly_text
@@ -27,6 +37,9 @@ QUALITY_SCALE = [[0.0, "#d73027"], [0.5, "#fee08b"], [1.0, "#1a9850"]]
 HEIGHT = 600
 TITLE_TOP = 48
 """Pixels from the top of the figure to the title's middle: below plotly's toolbar."""
+DIGITS = 4
+"""Coordinates and colour values keep steps of 1/10^DIGITS of their range: finer than a
+600-pixel plot shows even zoomed in tenfold."""
 
 SCATTER_JS = r"""
 let tooltip = document.getElementById('umap-tooltip');
@@ -35,7 +48,12 @@ if (!tooltip) {
   tooltip.id = 'umap-tooltip';
   document.body.appendChild(tooltip);
 }
+const webgl = (() => {
+  try { return !!document.createElement('canvas').getContext('webgl'); } catch (e) { return false; }
+})();
+let hovered = null, mouse = null, clickedAt = null, generation = 0, infos = new Map();
 function hideTooltip() { tooltip.style.display = 'none'; }
+function forget() { hovered = null; hideTooltip(); }
 function emptyNote() {
   const note = document.createElement('p');
   note.className = 'umap-empty';
@@ -54,6 +72,22 @@ function showTooltip(info, mouse) {
   tooltip.style.left = (x + width > window.innerWidth ? mouse.clientX - width - 14 : x) + 'px';
   tooltip.style.top = (y + height > window.innerHeight ? mouse.clientY - height - 14 : y) + 'px';
 }
+function hover(holder, crop) {
+  if (infos.has(crop)) { showTooltip(infos.get(crop), mouse); return; }
+  hideTooltip();
+  const asked = generation;
+  server.crop_hover({...holder._spec.hover, crop_id: crop}).then((info) => {
+    if (asked !== generation || !info) return;
+    infos.set(crop, info);
+    if (hovered === crop) showTooltip(info, mouse);
+  }, () => {});
+}
+function stillAfterClick(event) {
+  if (!clickedAt || !event) return false;
+  if (Math.hypot(event.clientX - clickedAt[0], event.clientY - clickedAt[1]) < 4) return true;
+  clickedAt = null;
+  return false;
+}
 function selectedIds(event) {
   const ids = new Set();
   for (const point of (event && event.points) || []) {
@@ -63,28 +97,35 @@ function selectedIds(event) {
 }
 function bind(holder) {
   holder.on('plotly_click', (event) => {
-    hideTooltip();
+    forget();
+    if (event.event) clickedAt = [event.event.clientX, event.event.clientY];
     const point = event.points && event.points[0];
     if (point && point.customdata !== undefined) trigger('select', {point_id: point.customdata});
   });
   holder.on('plotly_hover', (event) => {
     const point = event.points && event.points[0];
-    if (!point) return;
-    const info = holder._spec.thumbs[String(point.customdata)];
-    if (info) showTooltip(info, event.event); else hideTooltip();
+    if (!point || point.customdata === undefined || stillAfterClick(event.event)) {
+      forget();
+      return;
+    }
+    hovered = point.customdata;
+    mouse = event.event;
+    hover(holder, hovered);
   });
-  holder.on('plotly_unhover', hideTooltip);
-  holder.on('plotly_selecting', hideTooltip);
-  holder.on('plotly_relayout', hideTooltip);
+  holder.on('plotly_unhover', forget);
+  holder.on('plotly_selecting', forget);
+  holder.on('plotly_relayout', forget);
   holder.on('plotly_selected', (event) => {
-    hideTooltip();
+    forget();
     if (event) trigger('input', {point_ids: selectedIds(event)});
   });
   holder.on('plotly_deselect', () => trigger('input', {point_ids: []}));
-  holder.addEventListener('mouseleave', hideTooltip);
+  holder.addEventListener('mouseleave', forget);
 }
 function draw() {
-  hideTooltip();
+  forget();
+  generation += 1;
+  infos = new Map();
   const holder = element.querySelector('.umap-plot');
   if (!holder) return;
   if (!props.value) { holder.replaceChildren(emptyNote()); return; }
@@ -92,6 +133,7 @@ function draw() {
   const placeholder = holder.querySelector('.umap-empty');
   if (placeholder) placeholder.remove();
   const spec = JSON.parse(props.value);
+  if (!webgl) for (const trace of spec.data) trace.type = 'scatter';
   holder._spec = spec;
   Plotly.react(holder, spec.data, spec.layout, {displaylogo: false, responsive: true});
   holder.dataset.points = String(spec.n_points);
@@ -102,10 +144,15 @@ watch('value', draw);
 """
 
 
-def scatter_component(**kwargs) -> gr.HTML:
+def scatter_component(hover: Callable[[dict], list[str] | None], **kwargs) -> gr.HTML:
+    """The map; `hover` answers the browser's hover requests: it gets the figure's `hover`
+    context plus `crop_id` and returns [thumbnail URL, caption in plain text] or None."""
+    def crop_hover(request: dict) -> list[str] | None:
+        return hover(request) if isinstance(request, dict) else None
+
     return gr.HTML(value="", html_template="<div class='umap-plot' style='width:100%;"
                    f"min-height:{HEIGHT}px'></div>", js_on_load=SCATTER_JS,
-                   head=plotly_script_tag(), **kwargs)
+                   head=plotly_script_tag(), server_functions=[crop_hover], **kwargs)
 
 
 @dataclass
@@ -124,20 +171,38 @@ class Colouring:
     tooltip shows them whole."""
 
 
-def _marker(rows: list[int], crop_ids: list[int], flagged: set[int]) -> dict:
-    return {"size": [11 if crop_ids[i] in flagged else 7 for i in rows],
-            "line": {"width": [2 if crop_ids[i] in flagged else 0 for i in rows],
-                     "color": "#000"}}
+def rounded(values, span: float) -> np.ndarray:
+    """`values` rounded to steps of at most `span` / 10^DIGITS (kept as floats)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not span > 0 or not math.isfinite(span):
+        return values
+    return np.round(values, max(math.ceil(DIGITS - math.log10(span)), 0))
 
 
-def _trace(name: str, rows: list[int], coords, crop_ids: list[int], flagged: set[int],
-           selection: set[int]) -> dict:
-    trace = {"type": "scatter", "mode": "markers", "name": name, "hoverinfo": "none",
-             "x": [float(coords[i][0]) for i in rows], "y": [float(coords[i][1]) for i in rows],
-             "customdata": [int(crop_ids[i]) for i in rows],
-             "marker": _marker(rows, crop_ids, flagged)}
-    if selection:
-        trace["selectedpoints"] = [n for n, i in enumerate(rows) if crop_ids[i] in selection]
+@dataclass
+class _Points:
+    """The map's points as arrays: rounded coordinates, crop ids, flagged and selected."""
+    xy: np.ndarray
+    ids: np.ndarray
+    flagged: np.ndarray
+    selected: np.ndarray
+    selecting: bool
+    """A selection is shown (its points highlighted, the others dimmed)."""
+
+
+def _marker(flagged: np.ndarray) -> dict:
+    if not flagged.any():
+        return {"size": 7, "line": {"width": 0, "color": "#000"}}
+    return {"size": np.where(flagged, 11, 7).tolist(),
+            "line": {"width": np.where(flagged, 2, 0).tolist(), "color": "#000"}}
+
+
+def _trace(name: str, rows: np.ndarray, points: _Points) -> dict:
+    trace = {"type": "scattergl", "mode": "markers", "name": name, "hoverinfo": "none",
+             "x": points.xy[rows, 0].tolist(), "y": points.xy[rows, 1].tolist(),
+             "customdata": points.ids[rows].tolist(), "marker": _marker(points.flagged[rows])}
+    if points.selecting:
+        trace["selectedpoints"] = np.flatnonzero(points.selected[rows]).tolist()
     return trace
 
 
@@ -145,54 +210,68 @@ def _short(name: str, chars: int | None) -> str:
     return name if chars is None or len(name) <= chars else name[:chars - 1] + "…"
 
 
-def _category_traces(colouring: Colouring, coords, crop_ids, flagged, selection) -> list[dict]:
+def _category_traces(colouring: Colouring, points: _Points) -> list[dict]:
+    rows_of: dict[str, list[int]] = defaultdict(list)
+    for i, category in enumerate(colouring.categories):
+        rows_of[category].append(i)
     traces = []
     for index, category in enumerate(colouring.order or []):
-        rows = [i for i, c in enumerate(colouring.categories) if c == category]
+        rows = rows_of.get(category)
         if not rows:
             continue
         name = plotly_text(_short(category, colouring.legend_chars))
-        trace = _trace(f"{name} ({len(rows)})", rows, coords, crop_ids, flagged, selection)
+        trace = _trace(f"{name} ({len(rows)})", np.asarray(rows), points)
         trace["marker"]["color"] = PALETTE[index % len(PALETTE)]
         traces.append(trace)
     return traces
 
 
-def _scale_trace(colouring: Colouring, coords, crop_ids, flagged, selection) -> dict:
-    rows = list(range(len(crop_ids)))
-    trace = _trace(plotly_text(colouring.title), rows, coords, crop_ids, flagged, selection)
+def _scale_trace(colouring: Colouring, points: _Points) -> dict:
+    trace = _trace(plotly_text(colouring.title), np.arange(len(points.ids)), points)
     trace["marker"].update({
-        "color": [float(v) for v in colouring.values], "colorscale": QUALITY_SCALE,
-        "cmin": colouring.low, "cmax": colouring.high, "showscale": True,
-        "colorbar": {"title": {"text": plotly_text(colouring.title), "side": "right"},
-                     "thickness": 14}})
+        "color": rounded(colouring.values, colouring.high - colouring.low).tolist(),
+        "colorscale": QUALITY_SCALE, "cmin": colouring.low, "cmax": colouring.high,
+        "showscale": True, "colorbar": {"title": {"text": plotly_text(colouring.title),
+                                                  "side": "right"}, "thickness": 14}})
     trace["showlegend"] = False
     return trace
 
 
-def scatter_spec(coords, crop_ids: list[int], colouring: Colouring,
-                 thumbs: dict[int, tuple[str, str]], flagged: set[int] | None = None,
-                 selected: int | None = None, title: str = "", selection: set[int] | None = None,
-                 revision: str = "") -> str:
-    """The figure as JSON; customdata = crop id.
+def _ring(points: _Points, selected: int) -> dict:
+    """The clicked crop's ring: the last trace, so WebGL draws it over the points; never dimmed
+    by a selection."""
+    i = int(np.flatnonzero(points.ids == selected)[0])
+    return {"type": "scattergl", "mode": "markers", "name": "clicked",
+            "x": [float(points.xy[i, 0])], "y": [float(points.xy[i, 1])],
+            "customdata": [int(selected)], "hoverinfo": "skip",
+            "marker": {"size": 18, "color": "rgba(0,0,0,0)",
+                       "line": {"width": 3, "color": "#ff2d55"}},
+            "unselected": {"marker": {"opacity": 1}}}
 
-    `thumbs` maps a crop id to (thumbnail URL, caption in plain text;
-    line breaks are kept); `selected` is the
-    clicked crop (ringed), `selection` the lassoed crops (the others are dimmed); zoom, pan and
-    the drag tool are kept across redraws with the same `revision`.
+
+def scatter_spec(coords, crop_ids: list[int], colouring: Colouring,
+                 flagged: set[int] | None = None, selected: int | None = None, title: str = "",
+                 selection: set[int] | None = None, revision: str = "",
+                 hover: dict | None = None) -> str:
+    """The figure as compact JSON; customdata = crop id.
+
+    `selected` is the clicked crop (ringed), `selection` the lassoed crops (the others are
+    dimmed); zoom, pan and the drag tool are kept across redraws with the same `revision`;
+    `hover` goes back to the component's `hover` function with each hovered crop id.
     """
-    flagged, selection = flagged or set(), selection or set()
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    ids = np.asarray(crop_ids, dtype=np.int64)
+    span = float(np.ptp(coords)) if len(coords) else 0.0
+    selection = selection or set()
+    points = _Points(xy=rounded(coords, span), ids=ids,
+                     flagged=np.isin(ids, list(flagged or ())),
+                     selected=np.isin(ids, list(selection)), selecting=bool(selection))
     if colouring.values is not None:
-        traces = [_scale_trace(colouring, coords, crop_ids, flagged, selection)]
+        traces = [_scale_trace(colouring, points)]
     else:
-        traces = _category_traces(colouring, coords, crop_ids, flagged, selection)
-    if selected is not None and selected in crop_ids:
-        i = crop_ids.index(selected)
-        traces.append({"type": "scatter", "mode": "markers", "name": "clicked",
-                       "x": [float(coords[i][0])], "y": [float(coords[i][1])],
-                       "customdata": [int(selected)], "hoverinfo": "skip",
-                       "marker": {"size": 18, "color": "rgba(0,0,0,0)",
-                                  "line": {"width": 3, "color": "#ff2d55"}}})
+        traces = _category_traces(colouring, points)
+    if selected is not None and bool(np.any(ids == int(selected))):
+        traces.append(_ring(points, int(selected)))
     layout = {"title": {"text": plotly_text(title), "x": 0.01, "xanchor": "left",
                         "yref": "container", "y": 1 - TITLE_TOP / HEIGHT, "yanchor": "middle",
                         "font": {"size": 14}},
@@ -201,5 +280,5 @@ def scatter_spec(coords, crop_ids: list[int], colouring: Colouring,
               "legend": {"itemclick": "toggle", "title": {"text": plotly_text(colouring.title)}},
               "xaxis": {"showticklabels": False, "zeroline": False},
               "yaxis": {"showticklabels": False, "zeroline": False}}
-    return json.dumps({"data": traces, "layout": layout, "n_points": len(crop_ids),
-                       "thumbs": {str(k): v for k, v in thumbs.items()}})
+    return json.dumps({"data": traces, "layout": layout, "n_points": len(ids),
+                       "hover": hover or {}}, separators=(",", ":"))

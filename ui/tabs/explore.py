@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import gradio as gr
@@ -51,10 +52,14 @@ class ExploreMap:
     order: np.ndarray
     """Row indices, most suspicious first."""
 
+    @cached_property
+    def _rows(self) -> dict[int, int]:
+        return {crop_id: i for i, crop_id in enumerate(self.crop_ids)}
+
     def row(self, crop_id: int) -> int:
         try:
-            return self.crop_ids.index(int(crop_id))
-        except ValueError:
+            return self._rows[int(crop_id)]
+        except KeyError:
             raise FfclrError(f"crop #{crop_id} is not on this map") from None
 
 
@@ -127,13 +132,24 @@ def map_figure(workspace: Workspace, emap: ExploreMap, selected: int | None = No
     ringed, the lassoed `selection` highlighted."""
     labels = current_labels(workspace, emap)
     colours = tools.colouring(workspace, emap, colour_by, labels)
-    thumbs = {cid: (file_url(path), tools.point_caption(emap, i, label, colours))
-              for i, (cid, path, label) in enumerate(zip(emap.crop_ids, emap.paths, labels))}
     flagged = {emap.crop_ids[i] for i in np.flatnonzero(emap.flagged)}
-    return scatter_spec(emap.coords, emap.crop_ids, colours, thumbs, flagged, selected,
+    return scatter_spec(emap.coords, emap.crop_ids, colours, flagged, selected,
                         title=f"{emap.dataset}: {len(emap.crop_ids)} crops "
                         f"({len(flagged)} flagged as likely label errors, outlined)",
-                        selection=set(selection or []), revision=emap.key)
+                        selection=set(selection or []), revision=emap.key,
+                        hover={"map": emap.key, "colour_by": colour_by or "label"})
+
+
+def hover_info(workspace: Workspace, request: dict) -> list[str] | None:
+    """[thumbnail URL, caption in plain text] of the hovered crop (`request`: the figure's
+    `hover` context and `crop_id`); None when the map or the crop is gone."""
+    try:
+        emap = get_map(request.get("map"))
+        crop_id = int(request["crop_id"])
+        caption = tools.point_caption(workspace, emap, crop_id, request.get("colour_by"))
+    except (FfclrError, KeyError, TypeError, ValueError):
+        return None
+    return [file_url(emap.paths[emap.row(crop_id)]), caption]
 
 
 def suspicious_rows(workspace: Workspace, emap: ExploreMap, top: int = TABLE_ROWS) -> list[list]:
@@ -243,7 +259,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     c["explore_status"] = gr.Markdown(elem_id="explore-status")
     states = {"key": gr.State(None), "selected": gr.State(None), "selection": gr.State([]),
               "similar": gr.State([]), "batch": gr.State(None)}
-    _build_inspector(c)
+    _build_inspector(c, lambda request: hover_info(ws, request))
     with gr.Row():
         with gr.Column():
             _build_selection(c)
@@ -281,11 +297,12 @@ def _splits(ws: Workspace, dataset: str | None) -> list[tuple[str, str]]:
     return [("all splits", ""), *((s, s) for s in split_choices(ws, dataset))]
 
 
-def _build_inspector(c: dict) -> None:
-    """The map beside the selected crop: its images, scores, label, stepping and neighbours."""
+def _build_inspector(c: dict, hover) -> None:
+    """The map (`hover` answers its hovers) beside the selected crop: its images, scores, label,
+    stepping and neighbours."""
     with gr.Row():
         with gr.Column(scale=3):
-            c["explore_plot"] = scatter_component(elem_id="explore-plot")
+            c["explore_plot"] = scatter_component(hover, elem_id="explore-plot")
         with gr.Column(scale=2):
             with gr.Row():
                 c["explore_crop"] = gr.Image(label="Crop", type="filepath", height=160,

@@ -28,6 +28,7 @@ COLOUR_BY = ("label", "predicted class", "split", "label-issue score", "source d
 """A map holds one dataset (and one split or all), so there is no colour by dataset."""
 MAX_CATEGORIES = len(PALETTE)
 """Drawings or tag sets beyond the most frequent `MAX_CATEGORIES - 1` share one colour."""
+SCORE_TITLE = "label quality (low = likely error)"
 LEGEND_CHARS = 32
 N_SIMILAR = 16
 SELECTION_SHOWN = 24
@@ -82,8 +83,7 @@ def colouring(workspace: Workspace, emap: ExploreMap, colour_by: str | None,
         return Colouring("split", list(emap.splits),
                          order + sorted(set(emap.splits) - set(order)))
     if colour_by == "label-issue score":
-        return Colouring("label quality (low = likely error)",
-                         values=[float(q) for q in emap.quality])
+        return Colouring(SCORE_TITLE, values=[float(q) for q in emap.quality])
     if colour_by == "source drawing":
         categories, order = _folded(list(emap.sources), _frequent_first(list(emap.sources)),
                                     "drawings")
@@ -97,14 +97,34 @@ def colouring(workspace: Workspace, emap: ExploreMap, colour_by: str | None,
     raise FfclrError(f"colour by {colour_by!r}: choose one of {', '.join(COLOUR_BY)}")
 
 
-def point_caption(emap: ExploreMap, row: int, label: int, colours: Colouring) -> str:
-    """The tooltip text of one point: crop id, label, and what it is coloured by."""
-    caption = f"#{emap.crop_ids[row]} {emap.class_names[label]}"
-    if colours.values is not None:
-        return f"{caption}\n{colours.title}: {colours.values[row]:.3f}"
-    if colours.title != "label":
-        return f"{caption}\n{colours.title}: {colours.categories[row]}"
-    return caption
+def point_caption(workspace: Workspace, emap: ExploreMap, crop_id: int,
+                  colour_by: str | None) -> str:
+    """The tooltip text of one point: crop id, its label now, and what the map is coloured by
+    (names whole: the legend may cut them or fold rare ones into "other")."""
+    i = emap.row(crop_id)
+    colour_by = colour_by or "label"
+    with open_store(workspace) as store:
+        crop = store.crop(int(crop_id))
+        if crop is None:
+            raise FfclrError(f"no crop #{crop_id}")
+        tags = store.crop_tags(crop["dataset_id"]).get(int(crop_id), []) \
+            if colour_by == "tag" else []
+    caption = f"#{int(crop_id)} {emap.class_names[int(crop['label'])]}"
+    if colour_by == "label":
+        return caption
+    if colour_by == "predicted class":
+        value = emap.class_names[int(emap.suggested[i])]
+    elif colour_by == "split":
+        value = emap.splits[i]
+    elif colour_by == "label-issue score":
+        return f"{caption}\n{SCORE_TITLE}: {float(emap.quality[i]):.3f}"
+    elif colour_by == "source drawing":
+        value = emap.sources[i]
+    elif colour_by == "tag":
+        value = ", ".join(sorted(tags)) or "untagged"
+    else:
+        raise FfclrError(f"colour by {colour_by!r}: choose one of {', '.join(COLOUR_BY)}")
+    return f"{caption}\n{colour_by}: {value}"
 
 
 # selection
