@@ -121,31 +121,63 @@ def assert_names_are_text(page, tab: str, shown_in: str | None = None) -> None:
         wait_text(page, shown_in, HOSTILE[:10])
 
 
+MAP_JS = "document.querySelector('#explore-plot .js-plotly-plot')"
+POINT_XY_JS = """(crop) => { const gd = %s;
+    const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+    for (const trace of gd.data) {
+      const k = trace.name === 'clicked' ? -1 : trace.customdata.indexOf(crop);
+      if (k >= 0) return [box.left + xa._offset + xa.l2p(trace.x[k]),
+                          box.top + ya._offset + ya.l2p(trace.y[k])];
+    }
+    return null; }""" % MAP_JS
+
+
+def point_xy(page, crop_id: int) -> tuple[float, float]:
+    """Where crop `crop_id` is drawn on the map (WebGL draws no element per point: plotly's
+    axes turn its data coordinates into pixels)."""
+    xy = page.evaluate(POINT_XY_JS, crop_id)
+    assert xy is not None, f"crop #{crop_id} is not on the map"
+    return xy[0], xy[1]
+
+
+def map_crops(page) -> list[list[int]]:
+    """The crop ids of each trace of the map but the clicked crop's ring, drawn with WebGL."""
+    return page.evaluate(f"""() => {{ const gd = {MAP_JS};
+        if (!gd.querySelector('canvas')) return null;
+        return gd.data.filter((t) => t.name !== 'clicked' && t.type === 'scattergl')
+                      .map((t) => t.customdata); }}""")
+
+
 def hover_hostile_point(page, crop_id: int) -> tuple[float, float]:
     """Hover points of the hostile class (the trace holding crop `crop_id`) until one shows its
-    tooltip; returns where it is."""
-    index = page.evaluate("""(crop) => document.querySelector('#explore-plot .js-plotly-plot')
-        .data.findIndex((trace) => trace.customdata.includes(crop))""", crop_id)
-    assert index >= 0, "no trace of the hostile class on the map"
-    points = page.locator("#explore-plot .scatterlayer .trace").nth(index).locator(".point")
-    for n in range(min(points.count(), 20)):
-        box = points.nth(n).bounding_box()
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    tooltip (its thumbnail loaded, its caption asked of Python); returns where it is."""
+    trace = next((t for t in map_crops(page) if crop_id in t), None)
+    assert trace is not None, "no trace of the hostile class on the map"
+    tooltip = page.locator("#umap-tooltip")
+    for crop in trace[:20]:
+        x, y = point_xy(page, crop)
         page.mouse.move(x, y)
-        page.wait_for_timeout(200)
+        try:
+            page.wait_for_function(
+                "(name) => { const tip = document.getElementById('umap-tooltip');"
+                " const image = tip && tip.querySelector('img');"
+                " return tip.style.display === 'block' && tip.innerText.includes(name)"
+                " && image && image.complete && image.naturalWidth > 0; }",
+                arg=HOSTILE, timeout=2_000)
+            shown = True
+        except Exception:
+            shown = False
         assert page.title() == "ffclr", "hovering a point ran a script from its class name"
-        tooltip = page.locator("#umap-tooltip")
-        if tooltip.is_visible() and HOSTILE in tooltip.inner_text():
+        if shown:
             assert tooltip.locator("img").count() == 1
             return x, y
     raise AssertionError("no point of the hostile class showed its name in the tooltip")
 
 
-def lasso_around(page, point, reach: float = 40) -> int:
-    """Drag the map's lasso (its default tool) in a square around `point`, kept inside the
+def lasso_around(page, x: float, y: float, reach: float = 40) -> int:
+    """Drag the map's lasso (its default tool) in a square around (`x`, `y`), kept inside the
     plotting area; returns how many crops the app says are selected."""
-    box, area = point.bounding_box(), page.locator("#explore-plot .nsewdrag").first.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    area = page.locator("#explore-plot .nsewdrag").first.bounding_box()
     left, right = max(area["x"] + 2, x - reach), min(area["x"] + area["width"] - 2, x + reach)
     top, bottom = max(area["y"] + 2, y - reach), min(area["y"] + area["height"] - 2, y + reach)
     page.mouse.move(left, top)
@@ -215,9 +247,10 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     # Explore: map, hover thumbnail, click a point, relabel it, find the edit in the store
     open_tab(page, "Explore")
     page.get_by_role("button", name="Compute map").click()
-    points = page.locator("#explore-plot .scatterlayer .point")
-    points.first.wait_for()
-    assert points.count() == n_crops
+    page.wait_for_function(f"() => {{ const gd = {MAP_JS}; return gd && gd.data"
+                           " && gd.querySelector('canvas'); }")
+    traces = map_crops(page)
+    assert sum(len(t) for t in traces) == n_crops
     with workspace.open_store() as store:
         hostile = next(c["class_index"] for c in store.classes(dataset["id"])
                        if c["name"] == HOSTILE)
@@ -228,6 +261,14 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     wait_text(page, "explore-info", "Crop #")
     assert_names_are_text(page, "Explore (click)", "explore-info")
     crop_id = int(text_of(page, "explore-info").split("Crop #")[1].split()[0])
+    page.wait_for_function(f"(crop) => {{ const ring = {MAP_JS}.data.at(-1);"
+                           " return ring.name === 'clicked' && ring.customdata[0] === crop; }",
+                           arg=crop_id)
+    assert not page.locator("#umap-tooltip").is_visible(), "the tooltip outlived the click"
+    hover_hostile_point(page, hostile_crop)
+    page.mouse.move(5, 5)
+    page.wait_for_function("() => document.getElementById('umap-tooltip').style.display"
+                           " === 'none'")
     with workspace.open_store() as store:
         crop = store.crop(crop_id)
         classes = store.classes(dataset["id"])
@@ -245,7 +286,7 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     page.locator("#explore-info").click()
     page.keyboard.press("n")
     wait_text(page, "explore-info", f"Crop #{expected} ")
-    n_selected = lasso_around(page, points.nth(0))
+    n_selected = lasso_around(page, *point_xy(page, traces[0][0]))
     choose(page, "explore-selection-label", new["name"])
     page.get_by_role("button", name="Relabel selection").click()
     wait_text(page, "explore-status", f"of {n_selected} selected crops are now")
