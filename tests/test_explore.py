@@ -17,6 +17,35 @@ def test_far_crop_has_the_top_outlier_scores():
     assert np.all(distance >= 0) and np.all((ood >= 0) & (ood <= 1))
 
 
+def test_ood_score_is_cleanlabs_on_the_same_neighbours():
+    import warnings
+
+    from cleanlab.outlier import OutOfDistribution
+
+    from ffclr.eval.neighbours import l2_normalise
+
+    x, _ = clusters([40, 40, 40], dim=8, spread=0.8)
+    x[5] = x[5] * 4 + 3
+    _, ood = explore.outlier_scores(x, k=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = OutOfDistribution(params={"k": 10}).fit_score(features=l2_normalise(x),
+                                                                 verbose=False)
+    assert np.allclose(ood, expected, atol=1e-5)
+
+
+def test_label_issues_beyond_cv_rows_score_every_crop(monkeypatch):
+    import ffclr.eval.probe as probe_module
+
+    x, y = clusters([60, 60, 60], dim=6, spread=0.5)
+    given = y.copy()
+    given[[4, 70]] = (y[[4, 70]] + 1) % 3
+    monkeypatch.setattr(probe_module, "CV_ROWS", 90)
+    issues = explore.label_issues(x, given, 3)
+    assert issues.proba.shape == (180, 3) and issues.quality.shape == (180,)
+    assert set(np.argsort(issues.quality)[:2].tolist()) == {4, 70}
+
+
 def test_flipped_labels_are_found_and_the_true_class_suggested():
     x, y = clusters([40, 40, 40], dim=6, spread=0.5)
     given = y.copy()

@@ -167,3 +167,39 @@ def test_probe_command_adam_and_arch_mismatch(tiny_splits, workspace, capsys):
     assert main(args + ["--arch", "resnet50"]) == 1
     assert "holds a resnet18" in capsys.readouterr().err
     assert main(args + ["--method", "adam", "--epochs", "3", "--loss_fn", "cross_entropy"]) == 0
+
+
+def test_stratified_sample_keeps_every_class_and_its_share():
+    labels = np.repeat([0, 1, 2], [900, 95, 5])
+    rows = probe_module.stratified_sample(labels, 200)
+    kept = np.bincount(labels[rows], minlength=3)
+    assert np.all(np.diff(rows) > 0) and len(set(rows.tolist())) == len(rows)
+    assert kept[0] == 180 and kept[1] == 19 and kept[2] == 5
+    assert np.array_equal(probe_module.stratified_sample(labels, 5000), np.arange(1000))
+
+
+def test_beyond_cv_rows_the_search_and_every_fold_fit_on_samples(monkeypatch):
+    x, y = clusters([120, 60, 20], dim=6, spread=0.6)
+    fitted_rows = []
+    real = probe_module._logistic_path
+
+    def spy(features, *args, **kwargs):
+        fitted_rows.append(len(features))
+        yield from real(features, *args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "_logistic_path", spy)
+    full_c, full_info, full_proba = probe_module.select_c(x, y, 3)
+    assert full_info["cv_rows"] == 200 and full_proba.shape == (200, 3)
+
+    monkeypatch.setattr(probe_module, "CV_ROWS", 100)
+    fitted_rows.clear()
+    c, info, proba = probe_module.select_c(x, y, 3)
+    assert info["cv_rows"] == 100 and proba is None and max(fitted_rows) <= 100
+    fitted_rows.clear()
+    oof = probe_module.out_of_fold_proba(x, y, 3, (c,), fit_rows=100)[c]
+    assert oof.shape == (200, 3) and np.allclose(oof.sum(axis=1), 1)
+    assert max(fitted_rows) <= 100 and len(fitted_rows) == info["cv_folds"]
+    assert (oof.argmax(axis=1) == y).mean() > 0.9
+
+    probe = fit_probe(x, y, ["a", "b", "c"])
+    assert fitted_rows[-1] == 200 and (probe.predict(x) == y).mean() > 0.9

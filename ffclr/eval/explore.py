@@ -1,7 +1,7 @@
 """What to look at first: a 2-D UMAP of the embeddings, outliers and likely label errors.
 
 - outlier: mean cosine distance of a crop to its `k` nearest other crops, and cleanlab's
-  `OutOfDistribution` score on the same neighbours (in [0, 1], low = atypical);
+  `OutOfDistribution` score of that distance (in [0, 1], low = atypical);
 - label issue: cleanlab's `find_label_issues` on out-of-sample probabilities, each crop's
   coming from a cross-validated logistic-regression probe that never saw it; the label-quality
   score is cleanlab's self-confidence (probability of the given label, low = suspicious) and the
@@ -35,16 +35,19 @@ def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.nd
 
 
 def outlier_scores(features: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-    """(mean cosine distance to the k nearest other crops, cleanlab OOD score)."""
-    from cleanlab.outlier import OutOfDistribution
+    """(mean cosine distance to the k nearest other crops, OOD score in [0, 1]).
+
+    The OOD score is cleanlab's `OutOfDistribution` feature score, exp(-distance / median
+    distance), applied to the same neighbours: cleanlab would search them all again.
+    """
+    from cleanlab.internal.outlier import transform_distances_to_scores
 
     features = l2_normalise(features)
     k = max(1, min(k, len(features) - 1))
     similarities = cosine_neighbours(features, features, k, leave_one_out=True)[1]
     distances = np.clip(1.0 - similarities, 0.0, 2.0).mean(axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ood = OutOfDistribution(params={"k": k}).fit_score(features=features, verbose=False)
+    scale = max(float(np.median(distances)), 100 * np.finfo(np.float64).eps)
+    ood = transform_distances_to_scores(distances.astype(np.float64), 1, scaling_factor=scale)
     return distances.astype(np.float32), np.asarray(ood, dtype=np.float32)
 
 
@@ -59,18 +62,19 @@ class LabelIssues:
 
 def label_issues(features: np.ndarray, labels: np.ndarray, n_classes: int,
                  c: float | None = None) -> LabelIssues:
-    """`c`: the probe's C when known (else chosen by the same cross-validation)."""
-    """Likely mislabelled crops from cross-validated probe probabilities (cleanlab)."""
+    """Likely mislabelled crops from cross-validated probe probabilities (cleanlab); `c`: the
+    probe's C when known (else chosen by the same cross-validation)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    from ffclr.eval.probe import out_of_fold_proba, select_c
+    from ffclr.eval.probe import CV_ROWS, out_of_fold_proba, select_c
 
     labels = np.asarray(labels, dtype=np.int64)
+    proba = None
     if c is None:
-        proba = select_c(features, labels, n_classes)[2]
-    else:
-        proba = out_of_fold_proba(features, labels, n_classes, (c,))[c]
+        c, _, proba = select_c(features, labels, n_classes)
+    if proba is None:
+        proba = out_of_fold_proba(features, labels, n_classes, (c,), fit_rows=CV_ROWS)[c]
     proba = np.clip(proba, 1e-12, 1.0)
     proba /= proba.sum(axis=1, keepdims=True)
     present = np.unique(labels)

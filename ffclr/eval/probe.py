@@ -24,6 +24,10 @@ from ffclr.eval.metrics import accuracy, macro_f1
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 MAX_FOLDS = 5
+CV_ROWS = 20_000
+"""Cross-validation (choosing C, out-of-fold probabilities) fits on at most this many rows, a
+stratified sample: its cost stops growing with the dataset, and the final probe still fits on
+every row."""
 METHODS = ("lbfgs", "adam")
 
 
@@ -145,15 +149,33 @@ def cv_folds(labels: np.ndarray, seed: int = 0) -> list[tuple[np.ndarray, np.nda
         return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(labels, labels))
 
 
+def stratified_sample(labels: np.ndarray, rows: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of about `rows` rows keeping each class's share, every class with at least
+    `MAX_FOLDS` rows (or all it has); all rows when there are no more than `rows`."""
+    labels = np.asarray(labels)
+    if len(labels) <= rows:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    kept = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        share = max(MAX_FOLDS, round(rows * len(members) / len(labels)))
+        kept.append(rng.choice(members, min(share, len(members)), replace=False))
+    return np.sort(np.concatenate(kept))
+
+
 def out_of_fold_proba(features: np.ndarray, labels: np.ndarray, n_classes: int,
                       grid: tuple[float, ...], folds: list | None = None,
-                      progress=None) -> dict[float, np.ndarray]:
+                      progress=None, fit_rows: int | None = None) -> dict[float, np.ndarray]:
     """For each C: probabilities of every row from a probe fitted on the other folds only
-    (scaler refitted per fold)."""
+    (scaler refitted per fold); with `fit_rows`, each fold's probe fits on a stratified sample
+    of at most that many of its training rows."""
     features = np.asarray(features, dtype=np.float64)
     folds = folds or cv_folds(labels)
     proba = {c: np.zeros((len(labels), n_classes)) for c in grid}
     for step, (train_rows, held_rows) in enumerate(folds):
+        if fit_rows is not None:
+            train_rows = train_rows[stratified_sample(labels[train_rows], fit_rows, step)]
         mean, scale = fit_standardiser(features[train_rows])
         held = (features[held_rows] - mean) / scale
         for c, coef, intercept in _logistic_path((features[train_rows] - mean) / scale,
@@ -168,19 +190,26 @@ def out_of_fold_proba(features: np.ndarray, labels: np.ndarray, n_classes: int,
 
 
 def select_c(features: np.ndarray, labels: np.ndarray, n_classes: int,
-             grid: tuple[float, ...] = C_GRID, progress=None) -> tuple[float, dict, np.ndarray]:
+             grid: tuple[float, ...] = C_GRID, progress=None
+             ) -> tuple[float, dict, np.ndarray | None]:
     """The `C` with the best out-of-fold macro-F1 (`metrics.macro_f1`'s convention; ties: higher
-    accuracy, then smaller C), a summary of the search, and that C's out-of-fold probabilities."""
-    folds = cv_folds(labels)
-    oof = out_of_fold_proba(features, labels, n_classes, grid, folds, progress)
+    accuracy, then smaller C), a summary of the search, and that C's out-of-fold probabilities
+    of every row, or None beyond `CV_ROWS` rows, where the search runs on a stratified sample
+    of them (`out_of_fold_proba` with `fit_rows` gives every row's then).
+    """
+    sample = stratified_sample(labels, CV_ROWS)
+    features, labels = np.asarray(features), np.asarray(labels)
+    folds = cv_folds(labels[sample])
+    oof = out_of_fold_proba(features[sample], labels[sample], n_classes, grid, folds, progress)
     scores = {}
     for c, proba in oof.items():
         predicted = proba.argmax(axis=1)
-        scores[c] = (macro_f1(labels, predicted), accuracy(labels, predicted))
+        scores[c] = (macro_f1(labels[sample], predicted), accuracy(labels[sample], predicted))
     best = max(grid, key=lambda c: (scores[c][0], scores[c][1], -c))
-    return best, {"C": best, "cv_folds": len(folds),
-                  "cv_macro_f1": {str(c): s[0] for c, s in scores.items()},
-                  "cv_top1": {str(c): s[1] for c, s in scores.items()}}, oof[best]
+    info = {"C": best, "cv_folds": len(folds), "cv_rows": len(sample),
+            "cv_macro_f1": {str(c): s[0] for c, s in scores.items()},
+            "cv_top1": {str(c): s[1] for c, s in scores.items()}}
+    return best, info, oof[best] if len(sample) == len(labels) else None
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, class_names: list[str],
