@@ -295,6 +295,13 @@ def test_newcomer_walkthrough(app, page, outside_requests):
                  if e["note"] == "app: selection"]
         assert all(store.crop(e["crop_id"])["label"] == new["class_index"] for e in batch)
     shot(page, "3-explore")
+    zoomed = page.evaluate(f"""async () => {{ const gd = {MAP_JS}, [a, b] = gd.layout.xaxis.range;
+        const range = [a + (b - a) / 4, b - (b - a) / 4];
+        await Plotly.relayout(gd, {{'xaxis.range': range}}); return range; }}""")
+    choose(page, "explore-colour", "split")
+    page.wait_for_function(f"() => {MAP_JS}.layout.legend.title.text === 'split'")
+    kept = page.evaluate(f"() => {MAP_JS}.layout.xaxis.range")
+    assert kept == pytest.approx(zoomed), "recolouring the map lost its zoom"
 
     # Probe: fit on train, score on valid, download the CSV
     open_tab(page, "Probe")
