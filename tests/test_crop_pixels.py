@@ -111,6 +111,20 @@ def test_a_build_that_fails_leaves_the_previous_cache_as_it_was(demo, monkeypatc
     assert np.array_equal(again[1:], before[1:]) and again[0, 4, 4].tolist() == [0, 0, 250]
 
 
+def test_a_cache_that_cannot_be_written_falls_back_to_decoding(demo, monkeypatch, capsys):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cp.PixelCache, "_write_pixels", full)
+    crops = load_dataset_split("demo", "valid", demo)
+    pixels = cp.crop_pixels(crops, SIZE, demo)
+    assert not pixels.cached
+    assert np.array_equal(pixels.read(), cp.decode_images(crops.paths, SIZE)[0])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith("not written (No space left on device); decoding directly")
+    assert not list((demo.cache / "crops" / "1").iterdir())
+
+
 def test_an_index_is_never_read_with_another_build_s_pixels(demo, decoded):
     crops = load_dataset_split("demo", "train", demo)
     cp.crop_pixels(crops, SIZE, demo)

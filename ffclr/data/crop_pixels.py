@@ -117,8 +117,8 @@ def crop_pixels(crops: CropSet, image_size: int, workspace: Workspace | None = N
                 try:
                     cache.build(crops.dataset, workspace, workers, progress)
                 except OSError as exc:
-                    print(f"warning: crop cache {cache.folder} not written ({exc.strerror or exc}); "
-                          "decoding directly", file=sys.stderr)
+                    print(f"warning: crop cache {cache.folder} not written "
+                          f"({exc.strerror or exc}); decoding directly", file=sys.stderr)
                 else:
                     found = cache.lookup(crops)
             if found is not None:
