@@ -1,5 +1,6 @@
 """Benchmarks for `python -m ffclr bench NAME`: each module has `NAME`, `HELP`,
-`add_arguments(parser)` and `run(args) -> int | None`."""
+`add_arguments(parser)` and `run(args) -> int | None`; modules without `NAME` are their
+shared parts."""
 
 from pathlib import Path
 

@@ -10,6 +10,8 @@ def register(subparsers) -> None:
     targets = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
     for info in sorted(pkgutil.iter_modules(benchmarks.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{benchmarks.__name__}.{info.name}")
+        if not hasattr(module, "NAME"):
+            continue
         sub = add_command(targets, module.NAME, module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(func=module.run)
