@@ -213,3 +213,39 @@ def test_bench_detect_reports_errors_sizes_and_the_accept_threshold(detector, de
     assert accept["threshold"] == detector.accept_threshold and accept["target_precision"] == 0.95
     lines = "\n".join(bench.report_lines(result))
     assert "shown boxes at the threshold: hit" in lines and "by box side" in lines
+
+
+def test_fitting_holds_one_drawing_at_a_time_and_skips_unreadable_ones(tiny_checkpoint,
+                                                                        demo_export, monkeypatch):
+    import weakref
+
+    import ffclr.detection.training as training
+
+    alive, most = [0], [0]
+    real_read, real_features = training.read_drawing, training.probe_features
+
+    def read(path):
+        image, info = real_read(path)
+        alive[0] += 1
+        weakref.finalize(image, lambda: alive.__setitem__(0, alive[0] - 1))
+        return image, info
+
+    def features(detector, image, boxes):
+        most[0] = max(most[0], alive[0])
+        return real_features(detector, image, boxes)
+
+    monkeypatch.setattr(training, "read_drawing", read)
+    monkeypatch.setattr(training, "probe_features", features)
+    data = training.read_labelled_split(demo_export, "train")
+    broken = data.images[0].path.with_name("broken.jpg")
+    broken.write_bytes(b"not a jpeg")
+    try:
+        data.images.append(training.LabelledImage(broken, data.images[0].boxes,
+                                                  data.images[0].classes))
+        drawings = training.StreamedDrawings(data, training.DetectorConfig())
+        assert len(drawings) == len(data.images) - 1 >= 6
+        detector = training.fit_labelled(tiny_checkpoint, data)
+    finally:
+        broken.unlink()
+    assert 1 <= most[0] <= 2
+    assert detector.info["images"] == len(data.images) - 1

@@ -4,6 +4,7 @@ labelled drawings."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -117,7 +118,7 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
     n_classes = len(data.class_names)
     encoder = encoder or load_encoder(checkpoint)
     encoder.model.to(memory_format=torch.channels_last)
-    drawings = _read_drawings(data, config)
+    drawings = StreamedDrawings(data, config)
     if not drawings:
         raise FfclrError(f"none of the {len(data.images)} labelled drawings could be read")
     report(0, 4, f"{len(drawings)} drawings, {sum(len(d[2].boxes) for d in drawings)} boxes")
@@ -128,11 +129,8 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
     detector = Detector(encoder=encoder, probe=None, class_names=data.class_names,
                         category_ids=data.category_ids, margins=margins,
                         pixel_filter=pixel_filter, score_threshold=0.5, config=config)
-    groups = _probe_training_crops(detector, drawings, proposals, rng)
-    labels = np.concatenate([g[2] for g in groups])
-    report(2, 4, f"embedding {len(labels)} training crops")
-    features = np.concatenate([probe_features(detector, image, boxes)
-                               for image, boxes, _ in groups])
+    report(2, 4, "embedding the probe's training crops")
+    features, labels = _probe_training_crops(detector, drawings, proposals, rng)
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
     report(3, 4, "probe fitted")
     detector.score_threshold, detector.accept_threshold, detector.info = _choose_threshold(
@@ -144,16 +142,29 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
     return detector
 
 
-def _read_drawings(data: LabelledSplit, config: DetectorConfig) -> list[tuple]:
-    """(image, ink extents, labelled image) of every readable drawing of the split."""
-    drawings = []
-    for item in data.images:
-        try:
-            image, _ = read_drawing(item.path)
-        except FfclrError:
-            continue
-        drawings.append((image, stroke_proposals(np.asarray(image), config.proposals), item))
-    return drawings
+class StreamedDrawings(Sequence):
+    """(image, ink extents, labelled image) of every readable drawing of the split, each image
+    read again when it is asked for: the fit holds one drawing's pixels at a time, however many
+    drawings it learns from. The first pass (at construction) keeps the readable ones and their
+    ink extents."""
+
+    def __init__(self, data: LabelledSplit, config: DetectorConfig):
+        self._kept: list[tuple[LabelledImage, np.ndarray]] = []
+        for item in data.images:
+            try:
+                image, _ = read_drawing(item.path)
+            except FfclrError:
+                continue
+            self._kept.append((item, stroke_proposals(np.asarray(image), config.proposals)))
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item, found = self._kept[index]
+        return read_drawing(item.path)[0], found, item
 
 
 def _truth_iou(boxes: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:
@@ -195,23 +206,28 @@ def _filter_threshold(pixel_filter: LinearScorer, drawings, proposals, recall: f
     return float(np.quantile(best_logits, 1 - recall))
 
 
-def _probe_training_crops(detector: Detector, drawings, proposals, rng) -> list[tuple]:
-    """(image, boxes, labels) groups the probe learns from: every labelled box, candidates
+def _probe_training_crops(detector: Detector, drawings, proposals, rng
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of the crops the probe learns from: every labelled box, candidates
     matching them, background candidates and, where the candidates hold too little background,
-    easy background proposals."""
+    easy background proposals; embedded drawing by drawing."""
     config, background = detector.config, detector.background_index
-    groups = []
+    features, labels = [], []
     for (image, found, item), (_, boxes, proposal_iou) in zip(drawings, proposals):
-        groups.append((image, item.boxes, item.classes))
+        groups = [(item.boxes, item.classes)]
         cand = select_candidates(detector, image, found)
-        rows, labels = _candidate_examples(cand.boxes, item, config, background, rng)
-        groups.append((image, cand.boxes[rows], labels))
-        n_background = int(np.sum(labels == background))
+        rows, cand_labels = _candidate_examples(cand.boxes, item, config, background, rng)
+        groups.append((cand.boxes[rows], cand_labels))
+        n_background = int(np.sum(cand_labels == background))
         if n_background < config.background_per_image // 2:
             easy = np.flatnonzero(proposal_iou.max(axis=1, initial=0.0) < 0.3)
             easy = rng.permutation(easy)[: config.background_per_image // 2 - n_background]
-            groups.append((image, boxes[easy], np.full(len(easy), background, np.int64)))
-    return [g for g in groups if len(g[1])]
+            groups.append((boxes[easy], np.full(len(easy), background, np.int64)))
+        for group_boxes, group_labels in groups:
+            if len(group_boxes):
+                features.append(probe_features(detector, image, group_boxes))
+                labels.append(group_labels)
+    return np.concatenate(features), np.concatenate(labels)
 
 
 def _candidate_examples(boxes: np.ndarray, item: LabelledImage, config: DetectorConfig,
