@@ -10,11 +10,13 @@ from ffclr.errors import FfclrError
 
 
 def test_a_measured_process_reports_its_own_peak_memory_and_exit_code(tmp_path):
-    grow = "import numpy as np; a = np.ones(300 * 2**20 // 8); print('held', a.sum())"
+    grow = ("import time, numpy as np; a = np.ones(300 * 2**20 // 8); time.sleep(0.5); "
+            "print('held', a.sum())")
     big = run_measured([sys.executable, "-c", grow], tmp_path / "big.log")
-    small = run_measured([sys.executable, "-c", "print('small')"], tmp_path / "small.log")
+    small = run_measured([sys.executable, "-c", "import time; time.sleep(0.5)"],
+                         tmp_path / "small.log")
     assert big.ok and small.ok and big.last_line().startswith("held")
-    assert big.peak_rss_mb > 300 > small.peak_rss_mb
+    assert big.peak_rss_mb > 300 > 100 > small.peak_rss_mb
     failed = run_measured([sys.executable, "-c", "import sys; sys.exit('bad input: x')"],
                           tmp_path / "failed.log")
     assert failed.exit_code == 1 and failed.last_line() == "bad input: x"

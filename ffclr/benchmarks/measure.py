@@ -8,12 +8,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+POLL_S = 0.02
+
 
 @dataclass(frozen=True)
 class Measured:
     seconds: float
-    peak_rss_mb: float
-    """The process's own peak resident set (`ru_maxrss` from `wait4`), threads included."""
+    peak_rss_mb: float | None
+    """The process's own peak resident set (its `VmHWM`, threads included, child processes
+    not), read while it runs; None when it ended before the first reading. Not `ru_maxrss`:
+    on Linux that includes the parent's resident set at the spawn."""
     exit_code: int
     log: Path
 
@@ -31,17 +35,30 @@ def wait_measured(process: subprocess.Popen, started: float, log: Path,
     """Reap `process` (started at `perf_counter()` `started`), killing it when it runs
     `timeout` seconds longer, and measure it."""
     deadline = None if timeout is None else time.perf_counter() + timeout
+    peak_kb = None
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        peak_kb = _high_water_kb(process.pid) or peak_kb
+        pid, status = os.waitpid(process.pid, os.WNOHANG)
         if pid:
             break
         if deadline is not None and time.perf_counter() > deadline:
             process.send_signal(signal.SIGKILL)
             deadline = None
-        time.sleep(0.05)
+        time.sleep(POLL_S)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(seconds, usage.ru_maxrss / 1024, process.returncode, log)
+    return Measured(seconds, None if peak_kb is None else peak_kb / 1024, process.returncode, log)
+
+
+def _high_water_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def run_measured(argv: list[str], log: Path, *, cwd: Path | None = None,

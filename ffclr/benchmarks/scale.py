@@ -69,7 +69,7 @@ class Results:
             self.errors[f"{stage}@{self.sizes[index]}"] = measured.last_line()[:300]
             return
         row["seconds"][index] = round(seconds if seconds is not None else measured.seconds, 3)
-        if measured is not None:
+        if measured is not None and measured.peak_rss_mb is not None:
             row["peak_rss_mb"][index] = round(measured.peak_rss_mb, 1)
 
     def as_json(self) -> dict:
@@ -102,7 +102,7 @@ def measure_size(index: int, size: int, root: Path, detection_export: Path, resu
                                 timeout=STAGE_TIMEOUT_S)
         results.record(name, index, measured)
         save()
-        print(f"  {name:14} {measured.seconds:8.1f} s  {measured.peak_rss_mb:7.0f} MB"
+        print(f"  {name:14} {measured.seconds:8.1f} s  {measured.peak_rss_mb or 0:7.0f} MB"
               + ("" if measured.ok else f"  FAILED: {measured.last_line()[:160]}"), flush=True)
         return measured.ok
 
