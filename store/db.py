@@ -474,10 +474,11 @@ class Store(DrawingStore):
         return self._query("SELECT * FROM set_aside_edits WHERE dataset_id = ? ORDER BY id",
                            [dataset_id])
 
-    _CROP_SELECT = (
-        "SELECT c.*, c.class_index AS imported_class_index, "
-        "COALESCE((SELECT e.new_class_index FROM label_edits e WHERE e.crop_id = c.id "
-        "ORDER BY e.id DESC LIMIT 1), c.class_index) AS label FROM crops c ")
+    _LABEL = ("COALESCE((SELECT e.new_class_index FROM label_edits e WHERE e.crop_id = c.id "
+              "ORDER BY e.id DESC LIMIT 1), c.class_index)")
+    """The effective label of crop `c`: its latest edit's class, else the imported one."""
+    _CROP_SELECT = (f"SELECT c.*, c.class_index AS imported_class_index, {_LABEL} AS label "
+                    "FROM crops c ")
 
     def crops(self, dataset_id: int, split: str | None = None) -> list[dict]:
         """Crops with `label`, the effective class index (the latest edit, else the imported one)."""
@@ -486,6 +487,21 @@ class Store(DrawingStore):
                                [dataset_id])
         return self._query(self._CROP_SELECT + "WHERE c.dataset_id = ? AND c.split = ? "
                            "ORDER BY c.id", [dataset_id, split])
+
+    def labels(self, dataset_id: int, crop_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """Effective label (the latest edit, else the imported class) by crop id: of every crop
+        of the dataset, or of these crops of it (ids not in it are left out); ids and labels
+        only, without the rest of each crop's row."""
+        select = f"SELECT c.id, {self._LABEL} AS label FROM crops c WHERE c.dataset_id = ?"
+        if crop_ids is None:
+            return {r["id"]: r["label"] for r in self._query(select, [dataset_id])}
+        ids, found = [int(c) for c in crop_ids], {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._query(select + f" AND c.id IN ({', '.join('?' * len(chunk))})",
+                               [dataset_id, *chunk])
+            found.update((r["id"], r["label"]) for r in rows)
+        return found
 
     def crop(self, crop_id: int) -> dict | None:
         rows = self._query(self._CROP_SELECT + "WHERE c.id = ?", [crop_id])
@@ -551,10 +567,8 @@ class Store(DrawingStore):
     @staticmethod
     def _append_edit(conn: sqlite3.Connection, crop_id: int, new_class_index: int,
                      note: str | None) -> int:
-        crop = conn.execute(
-            "SELECT c.dataset_id, COALESCE((SELECT e.new_class_index FROM label_edits e "
-            "WHERE e.crop_id = c.id ORDER BY e.id DESC LIMIT 1), c.class_index) "
-            "FROM crops c WHERE c.id = ?", [crop_id]).fetchone()
+        crop = conn.execute(f"SELECT c.dataset_id, {Store._LABEL} FROM crops c WHERE c.id = ?",
+                            [crop_id]).fetchone()
         if crop is None:
             raise KeyError(f"no crop with id {crop_id}")
         known = conn.execute("SELECT 1 FROM classes WHERE dataset_id = ? AND class_index = ?",
@@ -581,10 +595,8 @@ class Store(DrawingStore):
 
     @staticmethod
     def _label(conn: sqlite3.Connection, crop_id: int) -> int:
-        row = conn.execute(
-            "SELECT COALESCE((SELECT e.new_class_index FROM label_edits e WHERE e.crop_id = c.id "
-            "ORDER BY e.id DESC LIMIT 1), c.class_index) FROM crops c WHERE c.id = ?",
-            [crop_id]).fetchone()
+        row = conn.execute(f"SELECT {Store._LABEL} FROM crops c WHERE c.id = ?",
+                           [crop_id]).fetchone()
         if row is None:
             raise KeyError(f"no crop with id {crop_id}")
         return row[0]

@@ -343,3 +343,13 @@ def test_a_version_4_workspace_opens_with_the_class_index(tmp_path):
         assert "crops_dataset_class" in {i.name for i in db.db["crops"].indexes}
         assert db.crops(dataset_id) == before
         assert db.class_crops(dataset_id, 1) == [c for c in before if c["label"] == 1]
+
+
+def test_labels_by_id_are_the_effective_labels_of_the_crops(db):
+    dataset_id = _mixed_dataset(db, "d")
+    other = _mixed_dataset(db, "other")
+    every = {c["id"]: c["label"] for c in db.crops(dataset_id)}
+    assert db.labels(dataset_id) == every
+    some = list(every)[::3] + [max(every) + 10_000] + [c["id"] for c in db.crops(other)][:2]
+    assert db.labels(dataset_id, some) == {c: every[c] for c in list(every)[::3]}
+    assert db.labels(dataset_id, []) == {}

@@ -277,7 +277,7 @@ def test_map_payload_is_small_per_point_and_grows_linearly():
     assert len(larger) / len(large) == pytest.approx(4, rel=0.1)
     spec = json.loads(large)
     assert {t["type"] for t in spec["data"]} == {"scattergl"}
-    assert set(spec) == {"data", "layout", "n_points", "hover"} and spec["n_points"] == 5_000
+    assert set(spec) == {"data", "layout", "n_points", "hover", "ring"} and spec["n_points"] == 5_000
     xs = np.concatenate([t["x"] for t in spec["data"] if t["name"] != "clicked"])
     steps = np.round(xs * 10 ** (DIGITS - 1), 6)
     assert np.allclose(steps, np.round(steps)) and len(set(xs.tolist())) > 1_000
@@ -414,6 +414,26 @@ def test_similar_crops_to_a_clicked_crop_and_to_a_dropped_image(explored, handle
     shown = handlers["explore_show_selected"](emap.key, "label", selection, selection,
                                               gr.SelectData(None, {"index": 0, "value": None}))
     assert shown[1] == selection[0]
+
+
+def test_a_map_click_leaves_the_figure_to_the_browser_other_ways_to_a_crop_ring_it(
+        explored, handlers):
+    import gradio as gr
+
+    _, _, emap = explored
+    crop_id = emap.crop_ids[3]
+    clicked = handlers["explore_point"](emap.key, "label", [],
+                                        gr.EventData(None, {"point_id": crop_id}))
+    assert clicked[1] == crop_id and f"Crop #{crop_id}" in clicked[4]
+    assert isinstance(clicked[-1], type(gr.skip()))
+    other = emap.crop_ids[5]
+    shown = handlers["explore_show_selected"](emap.key, "label", [other], [other],
+                                              gr.SelectData(None, {"index": 0, "value": None}))
+    figure = json.loads(shown[-1])
+    ring = figure["data"][-1]
+    assert shown[1] == other and ring["name"] == "clicked" and ring["customdata"] == [other]
+    assert {k: v for k, v in ring.items() if k not in ("x", "y", "customdata")} == \
+        figure["ring"]
 
 
 def test_computing_another_map_clears_the_previous_crop_and_selection(explored, handlers,

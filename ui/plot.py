@@ -2,15 +2,16 @@
 
 `gr.Plot` sends no click back to Python in Gradio 6, so the figure travels as JSON in the
 component's value and is drawn in the browser with WebGL (`scattergl`; plain SVG `scatter`
-where the browser has no WebGL). A click calls `trigger('select', {point_id})`;
+where the browser has no WebGL). A click calls `trigger('select', {point_id})` and moves the
+ring to the point in the browser (the answer does not send the figure again);
 a lasso or box selection calls `trigger('input', {point_ids})` (an empty list when it is
 cleared by a double click; a plain click, which plotly also reports as an empty selection,
 keeps it). A hover asks Python for that crop's thumbnail URL and caption (the component's
 server function `crop_hover`, answered outside the event queue) and shows them in a tooltip
 of our own (plotly's own hover label is switched off: it cannot hold images and would sit on
 top of ours); an answer that comes back after the mouse left the point, or after a redraw, is
-dropped, and a click hides the tooltip until the mouse moves (the redraw that follows a click
-may bring a hover of a point under the still mouse). The figure carries no per-point thumbnails
+dropped, and a click hides the tooltip until the mouse moves (the ring's redraw may bring a
+hover of a point under the still mouse). The figure carries no per-point thumbnails
 or captions, only coordinates, crop ids and marker styles.
 Names from data reach plotly escaped (`plotly_text`) and the tooltip as DOM text
 (`textContent`), never as HTML.
@@ -95,12 +96,24 @@ function selectedIds(event) {
   }
   return [...ids];
 }
+function ringAt(holder, point) {
+  const last = holder.data.length - 1, at = {x: [point.x], y: [point.y],
+                                             customdata: [point.customdata]};
+  if (last >= 0 && holder.data[last].name === 'clicked') {
+    Plotly.restyle(holder, {x: [at.x], y: [at.y], customdata: [at.customdata]}, [last]);
+  } else {
+    Plotly.addTraces(holder, {...holder._spec.ring, type: webgl ? 'scattergl' : 'scatter', ...at});
+  }
+}
 function bind(holder) {
   holder.on('plotly_click', (event) => {
     forget();
     if (event.event) clickedAt = [event.event.clientX, event.event.clientY];
     const point = event.points && event.points[0];
-    if (point && point.customdata !== undefined) trigger('select', {point_id: point.customdata});
+    if (point && point.customdata !== undefined) {
+      trigger('select', {point_id: point.customdata});
+      setTimeout(() => ringAt(holder, point), 0);
+    }
   });
   holder.on('plotly_hover', (event) => {
     const point = event.points && event.points[0];
@@ -237,16 +250,17 @@ def _scale_trace(colouring: Colouring, points: _Points) -> dict:
     return trace
 
 
+RING = {"type": "scattergl", "mode": "markers", "name": "clicked", "hoverinfo": "skip",
+        "marker": {"size": 18, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#ff2d55"}},
+        "unselected": {"marker": {"opacity": 1}}}
+"""The clicked crop's ring: the last trace, so WebGL draws it over the points; never dimmed by a
+selection. The browser moves it itself when a point is clicked on the map."""
+
+
 def _ring(points: _Points, selected: int) -> dict:
-    """The clicked crop's ring: the last trace, so WebGL draws it over the points; never dimmed
-    by a selection."""
     i = int(np.flatnonzero(points.ids == selected)[0])
-    return {"type": "scattergl", "mode": "markers", "name": "clicked",
-            "x": [float(points.xy[i, 0])], "y": [float(points.xy[i, 1])],
-            "customdata": [int(selected)], "hoverinfo": "skip",
-            "marker": {"size": 18, "color": "rgba(0,0,0,0)",
-                       "line": {"width": 3, "color": "#ff2d55"}},
-            "unselected": {"marker": {"opacity": 1}}}
+    return {**RING, "x": [float(points.xy[i, 0])], "y": [float(points.xy[i, 1])],
+            "customdata": [int(selected)]}
 
 
 def scatter_spec(coords, crop_ids: list[int], colouring: Colouring,
@@ -281,4 +295,4 @@ def scatter_spec(coords, crop_ids: list[int], colouring: Colouring,
               "xaxis": {"showticklabels": False, "zeroline": False},
               "yaxis": {"showticklabels": False, "zeroline": False}}
     return json.dumps({"data": traces, "layout": layout, "n_points": len(ids),
-                       "hover": hover or {}}, separators=(",", ":"))
+                       "hover": hover or {}, "ring": RING}, separators=(",", ":"))

@@ -169,12 +169,12 @@ def crop_details(workspace: Workspace, emap: ExploreMap, crop_id: int) -> dict:
         crop = store.crop(int(crop_id))
         dataset = store.dataset_by_id(crop["dataset_id"])
         edits = store.label_edits(int(crop_id))
-    labels = current_labels(workspace, emap)
     nearest, similarities = cosine_neighbours(emap.features[i:i + 1], emap.features,
                                               N_NEIGHBOURS + 1)
     others = [(j, sim) for j, sim in zip(nearest[0], similarities[0]) if j != i][:N_NEIGHBOURS]
-    neighbours = [(str(emap.paths[j]), tools.neighbour_caption(emap, j, labels[j], sim))
-                  for j, sim in others]
+    labels = tools.map_labels(workspace, emap.dataset, [emap.crop_ids[j] for j, _ in others])
+    neighbours = [(str(emap.paths[j]), tools.neighbour_caption(emap, j, label, sim))
+                  for (j, sim), label in zip(others, labels)]
     label = int(crop["label"])
     context = crop_in_context(dataset, crop)
     return {"crop_id": int(crop_id), "crop_path": str(emap.paths[i]), "label": label,
@@ -364,13 +364,14 @@ def _build_similarity(c: dict) -> None:
 
 
 def _show(ws: Workspace, map_key: str | None, crop_id: int, colour_by: str | None = None,
-          selection: list[int] | None = None) -> tuple:
-    """Values of the details outputs for one crop."""
+          selection: list[int] | None = None, ringed: bool = False) -> tuple:
+    """Values of the details outputs for one crop; `ringed`: the browser has ringed it on the
+    map already (a click there), so the figure is not sent again."""
     emap = get_map(map_key)
     d = crop_details(ws, emap, crop_id)
     return (d["crop_id"], d["crop_path"], d["context"], d["info"],
             gr.update(choices=_class_choices(emap), value=d["label"]), d["neighbours"],
-            map_figure(ws, emap, d["crop_id"], colour_by, selection))
+            gr.skip() if ringed else map_figure(ws, emap, d["crop_id"], colour_by, selection))
 
 
 def _class_choices(emap: ExploreMap) -> list[tuple[str, int]]:
@@ -433,7 +434,8 @@ def _wire_navigation(ws: Workspace, c: dict, states: dict) -> None:
 
     @guard(len(outputs))
     def on_point(map_key, colour_by, selection, evt: gr.EventData):
-        return ("", *_show(ws, map_key, int(evt._data["point_id"]), colour_by, selection))
+        return ("", *_show(ws, map_key, int(evt._data["point_id"]), colour_by, selection,
+                           ringed=True))
 
     @guard(len(outputs))
     def on_row(map_key, colour_by, selection, evt: gr.SelectData):

@@ -32,6 +32,8 @@ SCORE_TITLE = "label quality (low = likely error)"
 LEGEND_CHARS = 32
 N_SIMILAR = 16
 SELECTION_SHOWN = 24
+FEW_CROPS = 2000
+"""Up to this many crops' labels are read by id; more, with the whole dataset's."""
 MAX_TAG_CHARS = 64
 SPLIT_ORDER = ("train", "valid", "test")
 CSV_COLUMNS = ["crop_id", "path", "split", "label", "suggested", "label_quality",
@@ -39,9 +41,11 @@ CSV_COLUMNS = ["crop_id", "path", "split", "label", "suggested", "label_quality"
 
 
 def map_labels(workspace: Workspace, dataset: str, crop_ids: list[int]) -> list[int]:
-    """Effective labels now (after edits), in the order of `crop_ids`."""
+    """Effective labels now (after edits), in the order of `crop_ids`: a few crops' read by id,
+    many read with the whole dataset's."""
     with open_store(workspace) as store:
-        labels = {c["id"]: c["label"] for c in store.crops(store.dataset(dataset)["id"])}
+        dataset_id = store.dataset(dataset)["id"]
+        labels = store.labels(dataset_id, crop_ids if len(crop_ids) <= FEW_CROPS else None)
     return [labels[c] for c in crop_ids]
 
 
@@ -272,12 +276,12 @@ def similar_crops(workspace: Workspace, emap: ExploreMap, query: np.ndarray,
     """The `k` crops of the map nearest to the feature vector `query` (cosine), never the crop
     `exclude`: (their ids, gallery items captioned with the similarity to 3 digits)."""
     nearest, sims = cosine_neighbours(np.asarray(query)[None], emap.features, k + 1)
-    labels = map_labels(workspace, emap.dataset, emap.crop_ids)
     found = [(int(j), float(s)) for j, s in zip(nearest[0], sims[0])
              if exclude is None or emap.crop_ids[j] != exclude][:k]
+    labels = map_labels(workspace, emap.dataset, [emap.crop_ids[j] for j, _ in found])
     return ([emap.crop_ids[j] for j, _ in found],
-            [(str(emap.paths[j]), neighbour_caption(emap, j, labels[j], sim))
-             for j, sim in found])
+            [(str(emap.paths[j]), neighbour_caption(emap, j, label, sim))
+             for (j, sim), label in zip(found, labels)])
 
 
 def neighbour_caption(emap: ExploreMap, row: int, label: int, similarity: float) -> str:
