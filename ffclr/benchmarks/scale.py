@@ -151,6 +151,7 @@ def _crop_count(workspace: Path) -> int:
 
 def figure(results: dict):
     import plotly.graph_objects as go
+    from plotly.express.colors import qualitative
 
     fig = go.Figure()
     x = [s or size for s, size in zip(results["symbols"], results["sizes"])]
@@ -162,7 +163,8 @@ def figure(results: dict):
     fig.update_layout(title="ffclr stages: wall seconds against symbols (log-log; linear "
                             "growth is a slope of 1)", xaxis_type="log", yaxis_type="log",
                       xaxis_title="symbols in the dataset", yaxis_title="seconds",
-                      template="plotly_white", width=1100, height=700)
+                      template="plotly_white", width=1100, height=700,
+                      colorway=qualitative.Dark24)
     return fig
 
 
