@@ -147,11 +147,10 @@ def measure_app(workspace: Path, dataset: str, run_name: str, log: Path
                                                      args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(TIMEOUT_MS)
-                try:
-                    seconds = _drive(page, url, _largest_class(workspace, dataset), run_name)
-                except Exception as exc:  # noqa: BLE001 - recorded as the stage's failure
-                    out.write(f"\nbrowser: {type(exc).__name__}: {exc}\n".encode())
+                seconds = _drive(page, url, _largest_class(workspace, dataset), run_name)
                 browser.close()
+        except Exception as exc:  # noqa: BLE001 - recorded as the app stages' failure
+            out.write(f"\napp stages: {type(exc).__name__}: {exc}\n".encode())
         finally:
             server.send_signal(signal.SIGINT)
             measured = wait_measured(server, started, log, timeout=30)
