@@ -85,6 +85,8 @@ def test_artifact_is_one_file_that_reloads_to_the_same_detections(detector_file,
     again = load_detector(copy)
     assert [d.as_dict() for d in detect_image(again, item.path)] == \
         [d.as_dict() for d in detect_image(detector, item.path)]
+    assert np.array_equal(again.size_prior.log_size, detector.size_prior.log_size)
+    assert np.array_equal(again.size_prior.spread, detector.size_prior.spread)
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(FfclrError, match="not a detector"):
         load_detector(tmp_path / "other.npz")
@@ -184,7 +186,7 @@ def test_accept_threshold_is_the_deepest_cut_that_keeps_the_precision():
                                                                  "accept_recall": 0.0})
 
 
-def test_accept_threshold_travels_with_the_artifact(detector, tmp_path):
+def test_accept_threshold_and_size_prior_travel_with_the_artifact(detector, tmp_path):
     from dataclasses import replace
 
     from ffclr.detection import load_detector, save_detector
@@ -192,6 +194,8 @@ def test_accept_threshold_travels_with_the_artifact(detector, tmp_path):
     for value in (0.625, None):
         written = save_detector(replace(detector, accept_threshold=value), tmp_path / "d.npz")
         assert load_detector(written).accept_threshold == value
+    older = save_detector(replace(detector, size_prior=None), tmp_path / "before-sizes.npz")
+    assert load_detector(older).size_prior is None
     assert detector.accept_threshold is None or detector.score_threshold > 0
 
 

@@ -44,6 +44,9 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
         "pixel_filter/coef": detector.pixel_filter.coef,
         "pixel_filter/intercept": detector.pixel_filter.intercept,
     })
+    if detector.size_prior is not None:
+        arrays.update({"size_prior/log_size": detector.size_prior.log_size,
+                       "size_prior/spread": detector.size_prior.spread})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta, default=float)), **arrays)
@@ -72,6 +75,7 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
     from ffclr.detection.boxes import MarginModel
     from ffclr.detection.detector import Detector
     from ffclr.detection.scoring import LinearScorer
+    from ffclr.detection.sizes import SizePrior
     from ffclr.model.networks import FeatureExtractor, SimCLRModel
     from ffclr.eval.probe import Probe
 
@@ -105,12 +109,15 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
                                     arrays["pixel_filter/coef"],
                                     arrays["pixel_filter/intercept"],
                                     float(meta["pixel_filter_threshold"]))
+        size_prior = (SizePrior(arrays["size_prior/log_size"], arrays["size_prior/spread"])
+                      if "size_prior/log_size" in arrays else None)
         return Detector(encoder=encoder, probe=probe, class_names=list(meta["class_names"]),
                         category_ids=[int(i) for i in meta["category_ids"]],
                         margins=MarginModel(arrays["margins"]), pixel_filter=pixel_filter,
                         score_threshold=float(meta["score_threshold"]),
                         accept_threshold=_optional_float(meta.get("accept_threshold")),
-                        config=_config_from(dict(meta["config"])), info=meta.get("info", {}))
+                        config=_config_from(dict(meta["config"])), info=meta.get("info", {}),
+                        size_prior=size_prior)
     except FfclrError:
         raise
     except (*READ_ERRORS, TypeError, RuntimeError) as exc:

@@ -2,7 +2,7 @@
 
 Pipeline: stroke proposals (ink extents) → agnostic margins give annotator-style boxes →
 raw-pixel filter keeps the likely symbols → encoder features → probe with a background class →
-class-specific margins around the ink extent → class-wise NMS.
+class-specific margins around the ink extent → score × the class's size prior → class-wise NMS.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ffclr.detection.crops import CROP_PADDING, crop_pixels
 from ffclr.detection.images import MAX_PIXELS, read_drawing
 from ffclr.detection.proposals import ProposalConfig, dedupe_indices, stroke_proposals
 from ffclr.detection.scoring import LinearScorer, pixel_features
+from ffclr.detection.sizes import SizePrior
 
 Progress = Callable[[int, int, str], None]
 
@@ -46,6 +47,10 @@ class DetectorConfig:
     precision on the training drawings."""
     pixels_in_probe: bool = True
     """The probe also sees the pixel filter's 16 × 16 pixels beside the encoder's features."""
+    size_prior: bool = True
+    """Scores are multiplied by how likely the box's size is for its class (`sizes.py`)."""
+    scale_min_score: float = 0.9
+    """The size prior reads a drawing's scale from its detections scoring at least this."""
 
 
 @dataclass
@@ -82,6 +87,9 @@ class Detector:
     """Detections at or above it reached `config.accept_precision` on the training drawings:
     the ones a labeller may accept in one action (None: no score reached it, or a detector saved
     before this existed)."""
+    size_prior: SizePrior | None = None
+    """Each class's box size on the training drawings (None: scores are the probe's alone, as
+    for a detector saved before it existed)."""
 
     @property
     def background_index(self) -> int:
@@ -158,6 +166,9 @@ def detections_from_scores(detector: Detector, image_size: tuple[int, int], core
     classes = symbol.argmax(axis=1)
     scores = symbol[np.arange(len(classes)), classes]
     boxes = clip_boxes(detector.margins.apply(cores, classes), *image_size)
+    if detector.size_prior is not None:
+        scores = scores * detector.size_prior.likelihood(boxes, classes, scores,
+                                                         detector.config.scale_min_score)
     ok = (scores >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     rows = np.flatnonzero(ok)
     rows = rows[batched_nms(boxes[rows], scores[rows], classes[rows], detector.config.nms_iou)]

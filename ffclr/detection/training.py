@@ -18,6 +18,7 @@ from ffclr.detection.detector import (Detector, DetectorConfig, detections_from_
 from ffclr.detection.images import read_drawing
 from ffclr.detection.proposals import stroke_proposals
 from ffclr.detection.scoring import LinearScorer, fit_background_probe, pixel_features
+from ffclr.detection.sizes import SizePrior
 from ffclr.errors import FfclrError
 
 Progress = Callable[[int, int, str], None]
@@ -91,6 +92,12 @@ def _fit_margins(drawings, n_classes: int) -> MarginModel:
                            np.concatenate(labels), n_classes)
 
 
+def _fit_size_prior(drawings: "StreamedDrawings", n_classes: int) -> SizePrior:
+    items = drawings.labelled()
+    return SizePrior.fit(np.concatenate([item.boxes.reshape(-1, 4) for item in items]),
+                         np.concatenate([item.classes for item in items]), n_classes)
+
+
 def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split: str = "train",
                  config: DetectorConfig = DetectorConfig(), seed: int = 0,
                  progress: Progress | None = None, encoder=None) -> Detector:
@@ -128,7 +135,9 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
 
     detector = Detector(encoder=encoder, probe=None, class_names=data.class_names,
                         category_ids=data.category_ids, margins=margins,
-                        pixel_filter=pixel_filter, score_threshold=0.5, config=config)
+                        pixel_filter=pixel_filter, score_threshold=0.5, config=config,
+                        size_prior=_fit_size_prior(drawings, n_classes) if config.size_prior
+                        else None)
     report(2, 4, "embedding the probe's training crops")
     features, labels = _probe_training_crops(detector, drawings, proposals, rng)
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
@@ -159,6 +168,10 @@ class StreamedDrawings(Sequence):
 
     def __len__(self) -> int:
         return len(self._kept)
+
+    def labelled(self) -> list[LabelledImage]:
+        """The labels of the readable drawings (no image is read)."""
+        return [item for item, _ in self._kept]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
