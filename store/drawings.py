@@ -60,6 +60,12 @@ class DrawingStore:
         with self.write() as conn:
             conn.execute("UPDATE drawings SET split = ? WHERE id = ?", [split, drawing_id])
 
+    def remove_drawing(self, drawing_id: int) -> None:
+        """Delete the drawing with its edits and the crops it gave (their label edits and tags
+        go with them), in one transaction."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM drawings WHERE id = ?", [drawing_id])
+
     def box_drawing_id(self, box_id: int) -> int | None:
         """The drawing a box (by its stable id) belongs to."""
         rows = self._query("SELECT drawing_id FROM annotation_edits WHERE box_id = ? LIMIT 1",

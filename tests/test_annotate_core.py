@@ -247,6 +247,39 @@ def test_a_finished_drawing_becomes_crops_cut_as_the_import_cuts_them(imported, 
     assert not any((root / p).exists() for p in old_files - current)
 
 
+def test_removing_a_drawing_takes_its_crops_edits_and_copy_and_nothing_else(imported,
+                                                                           demo_export):
+    drawing, anns = _label_like_the_export(imported, demo_export)
+    other = annotate.add_drawings(imported, "demo", [sorted((demo_export / "valid").glob(
+        "*.jpg"))[1]]).added[0]
+    annotate.add_box(imported, other["id"], (10, 10, 20, 20), 1)
+    annotate.finish_drawing(imported, drawing["id"])
+    with _store(imported) as store:
+        dataset = store.dataset("demo")
+        mine = store.drawing_crops(dataset["id"], drawing["id"])
+        store.relabel(mine[0]["id"], (mine[0]["label"] + 1) % 3)
+        export_crops = store.crops(dataset["id"], "train")
+    root, copy = Path(dataset["root"]), annotate.drawing_path(imported, drawing)
+    assert copy.is_file() and all((root / c["path"]).is_file() for c in mine)
+    source_files = sorted(p.read_bytes() for p in demo_export.rglob("*") if p.is_file())
+
+    assert annotate.remove_drawing(imported, drawing["id"]) == {
+        "file_name": drawing["file_name"], "crops": len(anns)}
+    with _store(imported) as store:
+        assert store.drawing(drawing["id"]) is None
+        assert store.annotation_edits(drawing["id"]) == []
+        assert store.drawing_crops(dataset["id"]) == []
+        assert store.crops(dataset["id"], "train") == export_crops
+        assert store.label_edit_count(dataset["id"]) == 0
+    assert not copy.exists() and not any((root / c["path"]).exists() for c in mine)
+    assert [d["id"] for d in annotate.drawings(imported, "demo")] == [other["id"]]
+    assert len(annotate.boxes(imported, other["id"])) == 1
+    assert annotate.drawing_path(imported, other).is_file()
+    assert sorted(p.read_bytes() for p in demo_export.rglob("*") if p.is_file()) == source_files
+    with pytest.raises(FfclrError, match=f"no drawing with id {drawing['id']}"):
+        annotate.remove_drawing(imported, drawing["id"])
+
+
 def test_a_reimport_of_the_export_keeps_the_drawings_crops(imported, demo_export, tmp_path):
     from ffclr.data.coco_import import import_export
 
@@ -355,6 +388,10 @@ def test_the_cli_labels_a_drawing_headless(imported, detector_file, demo_export,
     assert main(["annotate", "list", "demo", *ws]) == 0
     out = capsys.readouterr().out
     assert "[test, annotated]" in out and "[test, new]" in out and "2 drawings in demo" in out
+    assert main(["annotate", "remove", "2", *ws]) == 0
+    assert "drawing 2 (" in capsys.readouterr().out
+    assert main(["annotate", "remove", "2", *ws]) == 1
+    assert capsys.readouterr().err.strip() == "error: no drawing with id 2"
     assert main(["annotate", "move", "9999", "1", "1", "5", "5", *ws]) == 1
     assert capsys.readouterr().err.strip() == "error: no box with id 9999"
     assert main(["annotate", "box", "1", "1", "1", "5", "5", "--class", "nope", *ws]) == 1

@@ -4,6 +4,7 @@ orders, open (pre-annotate), accept, draw, move, select, re-class, delete, undo,
 next, export; the served app's add and export endpoints through gradio_client."""
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -364,3 +365,36 @@ def test_the_slider_starts_at_the_detectors_accept_threshold(annotating, tmp_pat
     assert annotate.detector_threshold(str(precise)) == 0.88
     assert annotate.detector_threshold(str(older)) == round(loaded.score_threshold, 2)
     assert annotate.detector_threshold(None) == annotate.DEFAULT_THRESHOLD
+
+
+def test_remove_asks_for_confirmation_then_opens_the_next_drawing(annotating, tmp_path):
+    from ffclr import annotate as core
+    from ui.build import build_app
+    from ui.tabs import annotate
+    from ui_wiring import call, skipped
+
+    workspace, detector = annotating
+    added = annotate.add_drawings(workspace, "demo", [str(_scene(tmp_path / "spare.png", 41))],
+                                  None, "train")
+    assert added.startswith("Added 1 drawing")
+    ids = _drawing_ids(workspace)
+    spare, other = ids["spare.png"], ids["drawing 0.png"]
+    annotate.apply_edit(workspace, spare, {"kind": "add", "bbox": [10, 10, 24, 24]}, 0)
+    copy = core.drawing_path(workspace, next(d for d in core.drawings(workspace, "demo")
+                                             if d["id"] == spare))
+    queue = [{"id": spare, "file_name": "spare.png", "split": "train", "n_boxes": 1,
+              "reason": "random"},
+             {"id": other, "file_name": "drawing 0.png", "split": "train", "n_boxes": 0,
+              "reason": "random"}]
+    demo = build_app(workspace)
+    refused = call(demo, "annotate-remove", "click", queue, spare, False, None, 0.5, None)
+    assert "tick 'yes, remove it' to confirm" in html.unescape(refused["annotate-status"])
+    assert skipped(refused["annotate-queue"]) and spare in _drawing_ids(workspace).values()
+
+    done = call(demo, "annotate-remove", "click", queue, spare, True, None, 0.5, None)
+    assert "Removed spare.png with its boxes and 0 crops." in done["annotate-status"]
+    assert spare not in _drawing_ids(workspace).values() and not copy.exists()
+    assert [row[1] for row in done["annotate-queue"]] == [other]
+    assert "drawing 0.png" in done["annotate-info"] and done["annotate-remove-confirm"] is False
+    with pytest.raises(FfclrError, match=f"no drawing with id {spare}"):
+        annotate.remove(workspace, spare, True)

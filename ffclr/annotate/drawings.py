@@ -2,6 +2,7 @@
 copied into the workspace under `drawings/<dataset>/`, named by their content's hash."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -212,3 +213,25 @@ def set_split(workspace: Workspace, drawing_id: int, split: str) -> dict:
             raise FfclrError(f"no drawing with id {drawing_id}")
         store.set_drawing_split(drawing_id, split)
         return store.drawing(drawing_id)
+
+
+def remove_drawing(workspace: Workspace, drawing_id: int) -> dict:
+    """Take a drawing out of its dataset: its row, edits and the crops it gave (with their label
+    edits) leave the store in one transaction, then its image and crop files are deleted (a file
+    that cannot be deleted is only left behind). Returns the drawing's file name and the number
+    of crops removed."""
+    with workspace.open_store() as store:
+        drawing = store.drawing(drawing_id)
+        if drawing is None:
+            raise FfclrError(f"no drawing with id {drawing_id}")
+        root = Path(store.dataset_by_id(drawing["dataset_id"])["root"])
+        image = drawing_path(workspace, drawing)
+        crops = [inside(root, root / row["path"])
+                 for row in store.drawing_crops(drawing["dataset_id"], drawing_id)]
+        store.remove_drawing(drawing_id)
+        shared = any(other["path"] == drawing["path"] for other in store.drawings(
+            drawing["dataset_id"]))
+    for path in crops + ([] if shared else [image]):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    return {"file_name": drawing["file_name"], "crops": len(crops)}

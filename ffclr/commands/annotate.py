@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     finish = add_command(actions, "finish", "make the drawings' boxes crops of the dataset now")
     finish.add_argument("drawings", nargs="+", type=int, metavar="DRAWING_ID")
     finish.set_defaults(func=run_finish)
+    remove = add_command(actions, "remove", "take drawings out of their dataset: their boxes, "
+                         "edits, the crops they gave and their copied image")
+    remove.add_argument("drawings", nargs="+", type=int, metavar="DRAWING_ID")
+    remove.set_defaults(func=run_remove)
 
 
 def _register_edits(actions) -> None:
@@ -184,4 +188,15 @@ def run_finish(args) -> int:
     for drawing_id in args.drawings:
         count = annotate.finish_drawing(workspace, drawing_id)
         print(f"drawing {drawing_id}: annotated, {count} crops in the dataset")
+    return 0
+
+
+def run_remove(args) -> int:
+    from ffclr import annotate
+
+    workspace = workspace_from(args)
+    for drawing_id in args.drawings:
+        removed = annotate.remove_drawing(workspace, drawing_id)
+        print(f"drawing {drawing_id} ({removed['file_name']}): removed with its "
+              f"{removed['crops']} crops")
     return 0

@@ -254,6 +254,16 @@ def finish(workspace: Workspace, drawing_id: int | None) -> str:
             f"split {md_text(row['split'])} (Explore, Probe and the detector see them).")
 
 
+def remove(workspace: Workspace, drawing_id: int | None, confirmed: bool) -> str:
+    """Take the open drawing out of its dataset (its boxes, edits, crops and copied image)."""
+    _drawing_row(workspace, drawing_id)
+    if not confirmed:
+        raise FfclrError("tick 'yes, remove it' to confirm")
+    removed = annotate.remove_drawing(workspace, int(drawing_id))
+    return (f"Removed {md_text(removed['file_name'])} with its boxes and "
+            f"{count(removed['crops'], 'crop', 'crops')}.")
+
+
 def add_drawings(workspace: Workspace, dataset: str | None, files: list[str] | None,
                  folder: str | None, split: str) -> str:
     if not dataset:
@@ -412,6 +422,11 @@ def _build_editor(c: dict) -> None:
             c["annotate_finish"] = gr.Button("Done: save as crops, open the next",
                                              variant="primary", elem_id="annotate-finish")
             c["annotate_next"] = gr.Button("Next drawing (n)", elem_id="annotate-next")
+            with gr.Row():
+                c["annotate_remove_confirm"] = gr.Checkbox(label="yes, remove it", value=False,
+                                                           elem_id="annotate-remove-confirm")
+                c["annotate_remove"] = gr.Button("Remove this drawing", variant="stop",
+                                                 elem_id="annotate-remove")
 
 
 def _build_queue(c: dict) -> None:
@@ -553,6 +568,21 @@ def _wire_drawings(ws: Workspace, c: dict, state: dict) -> None:
         return (*open_one(following, detector, threshold, class_value, message + " "), items,
                 queue_table(items))
 
+    @guard(len(opened) + 3)
+    def on_remove(items, current, confirmed, detector, threshold, class_value):
+        message = remove(ws, current, confirmed)
+        left = [item for item in items if item["id"] != current]
+        try:
+            following = next_in_queue(ws, items, current)
+        except FfclrError:
+            return (ok_md(message), None, None, "", "", "", gr.update(), None, left,
+                    queue_table(left), False)
+        return (*open_one(following, detector, threshold, class_value, message + " "), left,
+                queue_table(left), False)
+
+    c["annotate_remove"].click(on_remove, [queue, drawing, c["annotate_remove_confirm"], *look],
+                               [*opened, queue, c["annotate_queue"],
+                                c["annotate_remove_confirm"]], api_name="annotate_remove")
     c["annotate_queue"].select(on_row, [queue, *look], opened, show_progress="hidden")
     c["annotate_next"].click(on_next, [queue, drawing, *look], opened, api_name="annotate_next")
     c["annotate_preannotate"].click(on_preannotate, [drawing, *look], opened,
