@@ -217,6 +217,7 @@ def test_bench_detect_reports_errors_sizes_and_the_accept_threshold(detector, de
     assert accept["threshold"] == detector.accept_threshold and accept["target_precision"] == 0.95
     lines = "\n".join(bench.report_lines(result))
     assert "shown boxes at the threshold: hit" in lines and "by box side" in lines
+    assert "labels' consistency" in lines and result["label_consistency"]["pairs"] >= 0
 
 
 def test_fitting_holds_one_drawing_at_a_time_and_skips_unreadable_ones(tiny_checkpoint,

@@ -1,7 +1,8 @@
 """Whole-drawing detection on the real export: fit on train, detect on every valid schematic,
 score with pycocotools' COCOeval (mAP@50, mAP@[.5:.95], per-class AP, AR@100, AP and AR by box
 size), count the shown boxes' errors in the manner of TIDE, check that the accept-all threshold
-chosen on train holds on valid, time it, and measure the recall of the proposals that bound it."""
+chosen on train holds on valid, time it, measure the recall of the proposals that bound it and
+how consistently the labels themselves box identical symbols (what bounds AR and mAP)."""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ffclr.benchmarks import REAL_EXPORT
+from ffclr.detection.consistency import label_consistency, labelled_ink
 from ffclr.detection.evaluation import ERROR_KINDS, coco_scores, error_breakdown
 from ffclr.errors import FfclrError
 
@@ -141,6 +143,7 @@ def evaluate_checkpoint(checkpoint: Path, export: Path, limit: int | None,
             "errors_at_threshold": error_breakdown(images, [r[2] for r in results],
                                                    detector.score_threshold),
             "accept": accept_scores(detector, results, images),
+            "label_consistency": label_consistency(labelled_ink(images, detector.config)),
             **proposal_recall(detector, images)}
 
 
@@ -160,6 +163,7 @@ def report_lines(result: dict) -> list[str]:
              f"precision {result['at_threshold']['precision']:.3f}, recall "
              f"{result['at_threshold']['recall']:.3f}",
              _accept_line(result["accept"]),
+             _consistency_line(result["label_consistency"]),
              "  shown boxes at the threshold: " + ", ".join(
                  f"{k} {result['errors_at_threshold'][k]}" for k in ("hit",) + ERROR_KINDS),
              "  by box side (px): " + "; ".join(
@@ -171,6 +175,17 @@ def report_lines(result: dict) -> list[str]:
         ap = "  -  " if row["AP"] is None else f"{row['AP']:.3f}"
         lines.append(f"    {row['name'][:48]:48s} {row['support']:4d} {ap50} {ap}")
     return lines
+
+
+def _consistency_line(consistency: dict) -> str:
+    if not consistency["pairs"]:
+        return "  labels' consistency: no two identical symbols in one drawing to compare"
+    recall = consistency["mean_box_recall_at"]
+    return (f"  labels' consistency: {consistency['pairs']} pairs of identical symbols, their "
+            f"boxes agree at IoU ≥ 0.75 in {consistency['pair_iou_at']['0.75']:.0%} (median IoU "
+            f"{consistency['pair_iou_median']:.2f}); the annotators' mean box would match "
+            f"{recall['0.50']:.0%} @0.5, {recall['0.75']:.0%} @0.75: AR and mAP@[.5:.95] at "
+            f"most about {consistency['mean_box_ar']:.2f} on these labels")
 
 
 def _accept_line(accept: dict) -> str:

@@ -75,18 +75,25 @@ def read_labelled_split(export: str | os.PathLike, split: str) -> LabelledSplit:
                          images)
 
 
+def matched_ink(found: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of `boxes` matched, their ink extents): each labelled box takes the ink extent
+    (of the proposals `found`) that overlaps it best once grown by MATCH_PAD, if IoU ≥ 0.5."""
+    if len(found) == 0 or len(boxes) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 4))
+    grown = np.concatenate([found[:, :2] - MATCH_PAD, found[:, 2:] + MATCH_PAD], 1)
+    iou = box_iou(boxes, grown)
+    rows = np.flatnonzero(iou.max(axis=1) >= 0.5)
+    return rows, found[iou.argmax(axis=1)[rows]]
+
+
 def _fit_margins(drawings, n_classes: int) -> MarginModel:
     cores, targets, labels = [], [], []
     for image, found, item in drawings:
-        if len(found) == 0 or len(item.boxes) == 0:
-            continue
-        grown = np.concatenate([found[:, :2] - MATCH_PAD, found[:, 2:] + MATCH_PAD], 1)
-        iou = box_iou(item.boxes, grown)
-        ok = iou.max(axis=1) >= 0.5
-        cores.append(found[iou.argmax(axis=1)[ok]])
-        targets.append(item.boxes[ok])
-        labels.append(item.classes[ok])
-    if not cores:
+        rows, ink = matched_ink(found, item.boxes)
+        cores.append(ink)
+        targets.append(item.boxes[rows])
+        labels.append(item.classes[rows])
+    if not sum(len(c) for c in cores):
         raise FfclrError("no labelled box matches any stroke group: are these line drawings?")
     return MarginModel.fit(np.concatenate(cores), np.concatenate(targets),
                            np.concatenate(labels), n_classes)
