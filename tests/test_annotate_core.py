@@ -247,6 +247,35 @@ def test_a_finished_drawing_becomes_crops_cut_as_the_import_cuts_them(imported, 
     assert not any((root / p).exists() for p in old_files - current)
 
 
+def test_a_relabel_in_explore_shows_on_the_drawings_box_and_survives_finishing_again(
+        imported, demo_export):
+    drawing, anns = _label_like_the_export(imported, demo_export)
+    annotate.finish_drawing(imported, drawing["id"])
+    with _store(imported) as store:
+        dataset_id = store.dataset("demo")["id"]
+        crop = store.drawing_crops(dataset_id, drawing["id"])[0]
+        store.relabel(crop["id"], (crop["label"] + 1) % 3)
+    relabelled = (crop["label"] + 1) % 3
+    shown = {b.id: b for b in annotate.boxes(imported, drawing["id"])}
+    assert shown[crop["box_id"]].class_index == relabelled
+    assert annotate.finish_drawing(imported, drawing["id"]) == len(anns)
+    with _store(imported) as store:
+        again = store.drawing_crops(dataset_id, drawing["id"])[0]
+    assert (again["id"], again["label"]) == (crop["id"], relabelled)
+    drawn = annotate.labelled_drawings(imported, "demo", "valid")[-1]  # what a refit learns
+    x, y = (json.loads(crop["bbox"]) if isinstance(crop["bbox"], str) else crop["bbox"])[:2]
+    row = np.flatnonzero(np.isclose(drawn.boxes[:, 0], x) & np.isclose(drawn.boxes[:, 1], y))
+    assert drawn.classes[row[0]] == relabelled
+
+    chosen = (crop["label"] + 2) % 3  # a class chosen in the drawing itself wins from now on
+    annotate.set_class(imported, crop["box_id"], chosen)
+    assert {b.id: b for b in annotate.boxes(imported, drawing["id"])}[
+        crop["box_id"]].class_index == chosen
+    annotate.finish_drawing(imported, drawing["id"])
+    with _store(imported) as store:
+        assert store.drawing_crops(dataset_id, drawing["id"])[0]["label"] == chosen
+
+
 def test_removing_a_drawing_takes_its_crops_edits_and_copy_and_nothing_else(imported,
                                                                            demo_export):
     drawing, anns = _label_like_the_export(imported, demo_export)

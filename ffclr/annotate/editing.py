@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Iterator
 
-from ffclr.annotate.boxes import Box, checked_bbox, describe, last_person_batch, replay
+from ffclr.annotate.boxes import (Box, checked_bbox, class_name, describe, last_person_batch,
+                                  replay)
 from ffclr.annotate.drawings import drawing_path
 from ffclr.detection.boxes import box_iou, xywh_to_xyxy
 from ffclr.errors import FfclrError
@@ -42,8 +44,21 @@ def _check_class(class_names: list[str], class_index) -> int:
 
 
 def boxes(workspace: Workspace, drawing_id: int) -> list[Box]:
-    with _drawing(workspace, drawing_id) as (store, _, names):
-        return replay(store.annotation_edits(drawing_id), names)
+    """The drawing's boxes now. A finished box whose crop was relabelled since (in Explore or
+    the Data tab) shows the crop's label, the one the export and refits use; finishing the
+    drawing again keeps that label unless the box's class is changed here."""
+    with _drawing(workspace, drawing_id) as (store, drawing, names):
+        found = replay(store.annotation_edits(drawing_id), names)
+        relabelled = {c["box_id"]: (c["class_index"], c["label"])
+                      for c in store.drawing_crops(drawing["dataset_id"], drawing_id)
+                      if c["label"] != c["class_index"]}
+    return [_with_crop_label(box, relabelled.get(box.id), names) for box in found]
+
+
+def _with_crop_label(box: Box, crop: tuple[int, int] | None, names: list[str]) -> Box:
+    if crop is None or crop[0] != box.class_index:
+        return box
+    return replace(box, class_index=crop[1], class_name=class_name(names, crop[1]))
 
 
 def _current(edits: list[dict], names: list[str], box_id: int) -> Box:
