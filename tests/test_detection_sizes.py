@@ -28,8 +28,7 @@ def test_fit_learns_each_class_size_and_the_spread_around_it():
 def test_a_box_of_its_class_size_keeps_its_score_and_other_sizes_lose_it():
     prior = SizePrior(np.log([[20.0, 10.0], [40.0, 40.0]]), np.array([0.1, 0.1]))
     boxes = _boxes([[20, 10], [40, 40], [10, 10], [20, 10]])
-    likely = prior.likelihood(boxes, np.array([0, 1, 1, 1]), np.array([0.95, 0.9, 0.9, 0.9]),
-                              min_score=0.9)
+    likely = prior.likelihood(boxes, np.array([0, 1, 1, 1]), scale=0.0)
     assert np.allclose(likely[:2], 1.0)
     assert likely[2] < 1e-6 and likely[3] < 1e-3
 
@@ -39,16 +38,37 @@ def test_the_prior_follows_a_drawing_drawn_at_another_scale():
     classes = np.array([0, 0, 1, 1, 1, 0])
     native = _boxes([[20, 10], [20, 10], [40, 40], [40, 40], [40, 40], [10, 5]])
     scores = np.array([0.95, 0.97, 0.99, 0.92, 0.96, 0.95])
-    at_native = prior.likelihood(native, classes, scores, min_score=0.9)
+    kept, at_native = prior.rescore(native, classes, scores, min_score=0.9)
+    assert np.array_equal(kept, native)  # shrink 0: the boxes stay as they are
     twice = native * 2
-    at_twice = prior.likelihood(twice, classes, scores, min_score=0.9)
+    at_twice = prior.rescore(twice, classes, scores, min_score=0.9)[1] / scores
+    at_native = at_native / scores
     assert np.allclose(at_twice, at_native)
     assert np.allclose(at_twice[:5], 1.0) and at_twice[5] < 1e-6
     assert np.isclose(SizePrior.drawing_scale(prior.deviation(twice, classes), scores, 0.9),
                       np.log(2))
     # no detection sure enough to read the scale from: the training drawings' scale
-    nothing_confident = prior.likelihood(twice, classes, scores * 0.5, min_score=0.9)
+    nothing_confident = prior.rescore(twice, classes, scores * 0.5, min_score=0.9)[1] / (
+        scores * 0.5)
     assert np.all(nothing_confident[:5] < 1e-6) and np.isclose(nothing_confident[5], 1.0)
+
+
+def test_shrink_is_the_share_of_the_way_to_the_class_size_that_fits_the_labels_best():
+    """Labelled sizes scatter around the class's size, and each box's size around its label's
+    by as much: halfway between the box and the class is the best guess."""
+    rng = np.random.default_rng(1)
+    truth_log = np.log(30.0) + rng.normal(0, 0.1, (4000, 2))
+    box_log = truth_log + rng.normal(0, 0.1, (4000, 2))
+    truth, boxes = _boxes(np.exp(truth_log)), _boxes(np.exp(box_log))
+    classes, drawing = np.zeros(4000, int), np.arange(4000) // 100
+    prior = SizePrior.fit(truth, classes, n_classes=1).fit_shrink(boxes, truth, classes, drawing)
+    assert np.allclose(prior.shrink, 0.5, atol=0.06)
+    one = SizePrior(np.log([[30.0, 30.0]]), np.array([0.1, 0.1]), np.array([0.5, 0.0]))
+    moved = one.towards_class_size(np.array([[100, 50, 140, 70]], float), np.array([0]), 0.0)
+    assert np.allclose(moved, [[120 - np.sqrt(1200) / 2, 50, 120 + np.sqrt(1200) / 2, 70]])
+    at_twice = one.towards_class_size(np.array([[100, 50, 140, 70]], float), np.array([0]),
+                                      np.log(2))
+    assert np.allclose(at_twice[0, 2] - at_twice[0, 0], np.sqrt(40 * 60))
 
 
 def _detector(prior) -> Detector:

@@ -46,7 +46,8 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
     })
     if detector.size_prior is not None:
         arrays.update({"size_prior/log_size": detector.size_prior.log_size,
-                       "size_prior/spread": detector.size_prior.spread})
+                       "size_prior/spread": detector.size_prior.spread,
+                       "size_prior/shrink": detector.size_prior.shrink})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta, default=float)), **arrays)
@@ -109,7 +110,8 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
                                     arrays["pixel_filter/coef"],
                                     arrays["pixel_filter/intercept"],
                                     float(meta["pixel_filter_threshold"]))
-        size_prior = (SizePrior(arrays["size_prior/log_size"], arrays["size_prior/spread"])
+        size_prior = (SizePrior(arrays["size_prior/log_size"], arrays["size_prior/spread"],
+                                arrays.get("size_prior/shrink", np.zeros(2)))
                       if "size_prior/log_size" in arrays else None)
         return Detector(encoder=encoder, probe=probe, class_names=list(meta["class_names"]),
                         category_ids=[int(i) for i in meta["category_ids"]],

@@ -46,7 +46,7 @@ def labelled_ink(images: list, config) -> Iterator[tuple[np.ndarray, object]]:
     readable drawing of `images`, from the detector's proposals (`config`: DetectorConfig)."""
     from ffclr.detection.training import LabelledSplit, StreamedDrawings, matched_ink
 
-    for _, found, item in StreamedDrawings(LabelledSplit([], [], images), config):
+    for found, item in StreamedDrawings(LabelledSplit([], [], images), config).labelled_ink():
         ink = np.full((len(item.boxes), 4), np.nan)
         rows, extents = matched_ink(found, item.boxes)
         ink[rows] = extents

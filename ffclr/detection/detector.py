@@ -2,7 +2,8 @@
 
 Pipeline: stroke proposals (ink extents) → agnostic margins give annotator-style boxes →
 raw-pixel filter keeps the likely symbols → encoder features → probe with a background class →
-class-specific margins around the ink extent → score × the class's size prior → class-wise NMS.
+class-specific margins around the ink extent → size prior (score × how likely the box's size is
+for its class; the box pulled towards that size) → class-wise NMS.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ class DetectorConfig:
     pixels_in_probe: bool = True
     """The probe also sees the pixel filter's 16 × 16 pixels beside the encoder's features."""
     size_prior: bool = True
-    """Scores are multiplied by how likely the box's size is for its class (`sizes.py`)."""
+    """Scores are multiplied by how likely the box's size is for its class, and boxes pulled
+    towards that size (`sizes.py`)."""
     scale_min_score: float = 0.9
     """The size prior reads a drawing's scale from its detections scoring at least this."""
 
@@ -165,10 +167,11 @@ def detections_from_scores(detector: Detector, image_size: tuple[int, int], core
     symbol = proba[:, : detector.background_index]
     classes = symbol.argmax(axis=1)
     scores = symbol[np.arange(len(classes)), classes]
-    boxes = clip_boxes(detector.margins.apply(cores, classes), *image_size)
+    boxes = detector.margins.apply(cores, classes)
     if detector.size_prior is not None:
-        scores = scores * detector.size_prior.likelihood(boxes, classes, scores,
-                                                         detector.config.scale_min_score)
+        boxes, scores = detector.size_prior.rescore(boxes, classes, scores,
+                                                    detector.config.scale_min_score)
+    boxes = clip_boxes(boxes, *image_size)
     ok = (scores >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     rows = np.flatnonzero(ok)
     rows = rows[batched_nms(boxes[rows], scores[rows], classes[rows], detector.config.nms_iou)]

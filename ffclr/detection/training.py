@@ -86,23 +86,37 @@ def matched_ink(found: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nd
     return rows, found[iou.argmax(axis=1)[rows]]
 
 
-def _fit_margins(drawings, n_classes: int) -> MarginModel:
-    cores, targets, labels = [], [], []
-    for image, found, item in drawings:
-        rows, ink = matched_ink(found, item.boxes)
-        cores.append(ink)
-        targets.append(item.boxes[rows])
-        labels.append(item.classes[rows])
-    if not sum(len(c) for c in cores):
+@dataclass
+class MatchedBoxes:
+    """Labelled boxes of the training drawings that a stroke group matches (`matched_ink`)."""
+
+    ink: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+    drawing: np.ndarray
+    """Index of the drawing each comes from."""
+
+
+def _matched_boxes(drawings: "StreamedDrawings") -> MatchedBoxes:
+    ink, boxes, classes, drawing = [], [], [], []
+    for index, (found, item) in enumerate(drawings.labelled_ink()):
+        rows, extents = matched_ink(found, item.boxes)
+        ink.append(extents)
+        boxes.append(item.boxes[rows])
+        classes.append(item.classes[rows])
+        drawing.append(np.full(len(rows), index))
+    if not sum(len(rows) for rows in ink):
         raise FfclrError("no labelled box matches any stroke group: are these line drawings?")
-    return MarginModel.fit(np.concatenate(cores), np.concatenate(targets),
-                           np.concatenate(labels), n_classes)
+    return MatchedBoxes(*(np.concatenate(parts) for parts in (ink, boxes, classes, drawing)))
 
 
-def _fit_size_prior(drawings: "StreamedDrawings", n_classes: int) -> SizePrior:
+def _fit_size_prior(drawings: "StreamedDrawings", matched: MatchedBoxes, margins: MarginModel,
+                    n_classes: int) -> SizePrior:
     items = drawings.labelled()
-    return SizePrior.fit(np.concatenate([item.boxes.reshape(-1, 4) for item in items]),
-                         np.concatenate([item.classes for item in items]), n_classes)
+    prior = SizePrior.fit(np.concatenate([item.boxes.reshape(-1, 4) for item in items]),
+                          np.concatenate([item.classes for item in items]), n_classes)
+    return prior.fit_shrink(margins.apply(matched.ink, matched.classes), matched.boxes,
+                            matched.classes, matched.drawing)
 
 
 def fit_detector(checkpoint: str | os.PathLike, export: str | os.PathLike, split: str = "train",
@@ -136,15 +150,16 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
     if not drawings:
         raise FfclrError(f"none of the {len(data.images)} labelled drawings could be read")
     report(0, 4, f"{len(drawings)} drawings, {sum(len(d[2].boxes) for d in drawings)} boxes")
-    margins = _fit_margins(drawings, n_classes)
+    matched = _matched_boxes(drawings)
+    margins = MarginModel.fit(matched.ink, matched.boxes, matched.classes, n_classes)
     pixel_filter, proposals = _fit_pixel_filter(drawings, margins, config, n_classes, rng)
     report(1, 4, "pixel filter fitted")
 
     detector = Detector(encoder=encoder, probe=None, class_names=data.class_names,
                         category_ids=data.category_ids, margins=margins,
                         pixel_filter=pixel_filter, score_threshold=0.5, config=config,
-                        size_prior=_fit_size_prior(drawings, n_classes) if config.size_prior
-                        else None)
+                        size_prior=_fit_size_prior(drawings, matched, margins, n_classes)
+                        if config.size_prior else None)
     report(2, 4, "embedding the probe's training crops")
     features, labels = _probe_training_crops(detector, drawings, proposals, rng)
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
@@ -179,6 +194,10 @@ class StreamedDrawings(Sequence):
     def labelled(self) -> list[LabelledImage]:
         """The labels of the readable drawings (no image is read)."""
         return [item for item, _ in self._kept]
+
+    def labelled_ink(self) -> list[tuple[np.ndarray, LabelledImage]]:
+        """(ink extents, labels) of the readable drawings (no image is read)."""
+        return [(found, item) for item, found in self._kept]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
