@@ -16,10 +16,10 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from ffclr.detection.boxes import box_iou, clip_boxes, xywh_to_xyxy
+from ffclr.detection.boxes import xywh_to_xyxy
 from ffclr.detection.crops import crop_pixels
-from ffclr.detection.detector import (Detection, Detector, detections_from_scores,
-                                      encoder_features, probe_features, select_candidates)
+from ffclr.detection.detector import (Detection, Detector, encoder_features, kept_candidates,
+                                      probe_features, select_candidates)
 from ffclr.eval.neighbours import l2_normalise
 
 Progress = Callable[[int, int, str], None]
@@ -85,9 +85,8 @@ def examine(detector: Detector, image, knn: KnnCheck | None = None) -> DrawingEv
                                None if knn is None else np.zeros(0, np.int64))
     features = probe_features(detector, image, candidates.boxes)
     proba = detector.probe.predict_proba(features)
-    found = detections_from_scores(detector, image.size, candidates.cores, proba,
-                                   detector.config.min_score)
-    rows = _candidate_rows(detector, image.size, candidates.cores, proba, found)
+    rows, found = kept_candidates(detector, image.size, candidates.cores, proba,
+                                  detector.config.min_score)
     symbol = np.sort(proba[rows, :background], axis=1)
     margins = symbol[:, -1] - symbol[:, -2] if symbol.shape[1] > 1 else symbol[:, -1]
     encoded = l2_normalise(features[:, :detector.encoder.feature_dim])
@@ -100,15 +99,6 @@ def examine(detector: Detector, image, knn: KnnCheck | None = None) -> DrawingEv
         knn_classes[rows_shown] = knn.classes(
             image, xywh_to_xyxy([found[i].bbox for i in rows_shown]), detector.class_names)
     return DrawingEvidence(found, margins, embedding.astype(np.float32), knn_classes)
-
-
-def _candidate_rows(detector: Detector, size, cores, proba, found: list[Detection]) -> np.ndarray:
-    """The candidate row each detection came from: same class, the same box."""
-    classes = proba[:, : detector.background_index].argmax(axis=1)
-    boxes = clip_boxes(detector.margins.apply(cores, classes), *size)
-    iou = box_iou(xywh_to_xyxy([d.bbox for d in found]), boxes)
-    iou[np.array([d.class_index for d in found])[:, None] != classes[None, :]] = -1.0
-    return iou.argmax(axis=1) if len(found) else np.zeros(0, np.int64)
 
 
 def labelled_embedding(detector: Detector, image, boxes: np.ndarray) -> np.ndarray | None:

@@ -160,10 +160,11 @@ def score_candidates(detector: Detector, image: Image.Image, candidates: Candida
     return detector.probe.predict_proba(probe_features(detector, image, candidates.boxes))
 
 
-def detections_from_scores(detector: Detector, image_size: tuple[int, int], cores: np.ndarray,
-                           proba: np.ndarray, min_score: float) -> list[Detection]:
+def kept_candidates(detector: Detector, image_size: tuple[int, int], cores: np.ndarray,
+                    proba: np.ndarray, min_score: float) -> tuple[np.ndarray, list[Detection]]:
+    """(the candidate row of each detection, the detections best first) of one drawing."""
     if len(cores) == 0:
-        return []
+        return np.zeros(0, np.int64), []
     symbol = proba[:, : detector.background_index]
     classes = symbol.argmax(axis=1)
     scores = symbol[np.arange(len(classes)), classes]
@@ -175,10 +176,16 @@ def detections_from_scores(detector: Detector, image_size: tuple[int, int], core
     ok = (scores >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     rows = np.flatnonzero(ok)
     rows = rows[batched_nms(boxes[rows], scores[rows], classes[rows], detector.config.nms_iou)]
-    return [Detection(bbox=tuple(round(float(v), 2) for v in (b[0], b[1], b[2] - b[0], b[3] - b[1])),
-                      class_index=int(k), class_name=detector.class_names[k],
-                      category_id=int(detector.category_ids[k]), score=round(float(s), 5))
-            for b, k, s in zip(boxes[rows], classes[rows], scores[rows])]
+    return rows, [Detection(bbox=tuple(round(float(v), 2)
+                                       for v in (b[0], b[1], b[2] - b[0], b[3] - b[1])),
+                            class_index=int(k), class_name=detector.class_names[k],
+                            category_id=int(detector.category_ids[k]), score=round(float(s), 5))
+                  for b, k, s in zip(boxes[rows], classes[rows], scores[rows])]
+
+
+def detections_from_scores(detector: Detector, image_size: tuple[int, int], cores: np.ndarray,
+                           proba: np.ndarray, min_score: float) -> list[Detection]:
+    return kept_candidates(detector, image_size, cores, proba, min_score)[1]
 
 
 def detect_image(detector: Detector, image: str | os.PathLike | Image.Image,
