@@ -120,6 +120,35 @@ def test_queue_holds_the_drawings_not_yet_annotated(with_drawings, detector_file
         label_queue(workspace, "demo", detector_file, order="smart")
 
 
+def test_a_rebuilt_queue_detects_only_what_the_detector_has_not_seen(with_drawings,
+                                                                      detector_file,  # noqa: F811
+                                                                      monkeypatch, tmp_path):
+    import shutil
+
+    from ffclr.annotate import queue
+
+    workspace, ids = with_drawings
+    examined = []
+    real = queue.examine
+    monkeypatch.setattr(queue, "examine", lambda *a, **k: examined.append(1) or real(*a, **k))
+    first = label_queue(workspace, "demo", detector_file)
+    assert len(examined) == len(ids)
+    kept = sorted((workspace.cache / "queue-evidence").glob("*.npz"))
+    assert len(kept) == len(ids)
+    again = label_queue(workspace, "demo", detector_file)
+    assert len(examined) == len(ids)
+    assert [(i.drawing_id, i.score, i.reason) for i in again] == \
+        [(i.drawing_id, i.score, i.reason) for i in first]
+
+    kept[0].write_bytes(b"not a cache")  # a damaged entry is detected again
+    label_queue(workspace, "demo", detector_file)
+    assert len(examined) == len(ids) + 1
+    other = tmp_path / "other.npz"  # another detector file: its own entries
+    shutil.copy(detector_file, other)
+    label_queue(workspace, "demo", other)
+    assert len(examined) == 2 * len(ids) + 1
+
+
 def _wait(condition, seconds: float):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

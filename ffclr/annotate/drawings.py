@@ -196,8 +196,8 @@ def drawings(workspace: Workspace, dataset: str) -> list[dict]:
             edits = store.annotation_edits(row["id"])
             boxes = replay(edits, names)
             finished = row["annotated_at"]
-            rows.append({key: row[key] for key in ("id", "file_name", "path", "width", "height",
-                                                   "split", "status")}
+            rows.append({key: row[key] for key in ("id", "file_name", "path", "sha256", "width",
+                                                   "height", "split", "status")}
                         | {"n_boxes": len(boxes), "n_accepted": sum(b.accepted for b in boxes),
                            "edited_since_finish": bool(finished and edits
                                                        and edits[-1]["time"] > finished)})

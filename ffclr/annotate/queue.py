@@ -11,7 +11,7 @@ annotated or already ahead of it in the queue.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Hashable
 
 import numpy as np
@@ -20,6 +20,7 @@ from ffclr.detection.boxes import xywh_to_xyxy
 from ffclr.detection.crops import crop_pixels
 from ffclr.detection.detector import (Detection, Detector, encoder_features, kept_candidates,
                                       probe_features, select_candidates)
+from ffclr.annotate.evidence_cache import EVIDENCE_FOLDER, EvidenceCache
 from ffclr.eval.neighbours import l2_normalise
 
 Progress = Callable[[int, int, str], None]
@@ -92,13 +93,19 @@ def examine(detector: Detector, image, knn: KnnCheck | None = None) -> DrawingEv
     encoded = l2_normalise(features[:, :detector.encoder.feature_dim])
     shown = [r for r, d in zip(rows, found) if d.score >= detector.score_threshold]
     embedding = encoded[shown].mean(axis=0) if shown else encoded.mean(axis=0)
-    knn_classes = None
-    if knn is not None:
-        rows_shown = [i for i, d in enumerate(found) if d.score >= detector.score_threshold]
-        knn_classes = np.full(len(found), -1, np.int64)
-        knn_classes[rows_shown] = knn.classes(
-            image, xywh_to_xyxy([found[i].bbox for i in rows_shown]), detector.class_names)
-    return DrawingEvidence(found, margins, embedding.astype(np.float32), knn_classes)
+    evidence = DrawingEvidence(found, margins, embedding.astype(np.float32))
+    return evidence if knn is None else with_knn(evidence, detector, image, knn)
+
+
+def with_knn(evidence: DrawingEvidence, detector: Detector, image, knn: KnnCheck
+             ) -> DrawingEvidence:
+    """The evidence with the kNN vote's class of each shown box (`knn_classes`)."""
+    found = evidence.detections
+    rows_shown = [i for i, d in enumerate(found) if d.score >= detector.score_threshold]
+    knn_classes = np.full(len(found), -1, np.int64)
+    knn_classes[rows_shown] = knn.classes(
+        image, xywh_to_xyxy([found[i].bbox for i in rows_shown]), detector.class_names)
+    return replace(evidence, knn_classes=knn_classes)
 
 
 def labelled_embedding(detector: Detector, image, boxes: np.ndarray) -> np.ndarray | None:
@@ -230,17 +237,35 @@ def label_queue(workspace, dataset: str, detector_path: str | os.PathLike,
     detector = load_detector(detector_path)
     knn = knn_check(workspace, dataset, checkpoint) if checkpoint else None
     evidence = dict(evidence or {})
+    kept = EvidenceCache(workspace.cache / EVIDENCE_FOLDER, detector_path)
     for done, row in enumerate(todo):
         if row["id"] not in evidence:
-            image = _read(workspace, row)
-            if image is not None:
-                evidence[row["id"]] = examine(detector, image, knn)
+            found = _evidence(workspace, row, detector, knn, kept)
+            if found is not None:
+                evidence[row["id"]] = found
         if progress:
             progress(done + 1, len(todo), f"examined {row['file_name']}")
     labelled = _labelled_embeddings(workspace, detector,
                                     [d for d in rows if d["status"] == "annotated"])
     return rank({d["id"]: evidence[d["id"]] for d in todo if d["id"] in evidence},
                 detector.score_threshold, labelled)
+
+
+def _evidence(workspace, row: dict, detector: Detector, knn: KnnCheck | None,
+              kept: EvidenceCache) -> DrawingEvidence | None:
+    """The drawing's evidence, the detector's part from the cache when this detector has seen
+    these bytes before; None when the drawing cannot be read."""
+    found, image = kept.load(row["sha256"], detector), None
+    if found is None:
+        image = _read(workspace, row)
+        if image is None:
+            return None
+        found = examine(detector, image, None)
+        kept.save(row["sha256"], found)
+    if knn is None:
+        return found
+    image = image or _read(workspace, row)
+    return None if image is None else with_knn(found, detector, image, knn)
 
 
 def _read(workspace, row: dict):
