@@ -229,9 +229,7 @@ def remove_drawing(workspace: Workspace, drawing_id: int) -> dict:
         crops = [inside(root, root / row["path"])
                  for row in store.drawing_crops(drawing["dataset_id"], drawing_id)]
         store.remove_drawing(drawing_id)
-        shared = any(other["path"] == drawing["path"] for other in store.drawings(
-            drawing["dataset_id"]))
-    for path in crops + ([] if shared else [image]):
+    for path in [*crops, image]:
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
     return {"file_name": drawing["file_name"], "crops": len(crops)}

@@ -18,11 +18,11 @@ EVIDENCE_FOLDER = "queue-evidence"
 
 class EvidenceCache:
     def __init__(self, folder: Path, detector_path: str | os.PathLike):
-        stat = Path(detector_path).resolve().stat()
+        detector_file = Path(detector_path).resolve()
+        stat = detector_file.stat()
         self.folder = folder
         self.detector = hashlib.sha256(
-            f"{Path(detector_path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-        ).hexdigest()[:24]
+            f"{detector_file}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
 
     def path(self, drawing_sha: str) -> Path:
         return self.folder / f"{self.detector}-{drawing_sha[:40]}.npz"

@@ -264,7 +264,8 @@ def _evidence(workspace, row: dict, detector: Detector, knn: KnnCheck | None,
         kept.save(row["sha256"], found)
     if knn is None:
         return found
-    image = image or _read(workspace, row)
+    if image is None:
+        image = _read(workspace, row)
     return None if image is None else with_knn(found, detector, image, knn)
 
 
