@@ -254,3 +254,24 @@ def test_fitting_holds_one_drawing_at_a_time_and_skips_unreadable_ones(tiny_chec
         broken.unlink()
     assert 1 <= most[0] <= 2
     assert detector.info["images"] == len(data.images) - 1
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_detection_features_use_bf16_only_where_the_cpu_runs_it_natively(
+        detector, monkeypatch, native_bf16):
+    """Without native bf16, oneDNN emulates it several times slower than full precision."""
+    import torch
+
+    import ffclr.model.embed as embed
+    from ffclr.detection.detector import encoder_features
+
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    monkeypatch.setattr(embed, "cpu_bf16_supported", lambda: native_bf16)
+    found = encoder_features(detector.encoder, pixels)
+    encoder = detector.encoder
+    full = embed.embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
+                             channels_last=True).numpy()
+    bf16 = embed.embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
+                             dtype=torch.bfloat16, channels_last=True).numpy()
+    assert not np.array_equal(full, bf16)
+    np.testing.assert_array_equal(found, bf16 if native_bf16 else full)

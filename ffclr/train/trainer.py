@@ -18,7 +18,7 @@ import torch
 from ffclr.data.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 from ffclr.errors import FfclrError
 from ffclr.model.checkpoint import model_state_dict
-from ffclr.model.embed import autocast
+from ffclr.model.embed import autocast, cpu_bf16_supported
 from ffclr.model.networks import SimCLRModel
 from ffclr.train import distributed
 from ffclr.train.augment import PRESETS, augment, sample_params, slice_params
@@ -36,14 +36,6 @@ def pick_device(config: PretrainConfig, ctx: distributed.DistContext) -> torch.d
     if not config.disable_cuda and torch.cuda.is_available():
         return torch.device("cuda", ctx.local_rank if ctx.enabled else config.gpu_index)
     return torch.device("cpu")
-
-
-def cpu_bf16_supported() -> bool:
-    try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def autocast_dtype(config: PretrainConfig, device: torch.device) -> torch.dtype | None:
