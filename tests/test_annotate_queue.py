@@ -149,6 +149,29 @@ def test_a_rebuilt_queue_detects_only_what_the_detector_has_not_seen(with_drawin
     assert len(examined) == 2 * len(ids) + 1
 
 
+def test_annotated_drawings_are_embedded_once_per_set_of_boxes(with_drawings,
+                                                                detector_file,  # noqa: F811
+                                                                monkeypatch):
+    from ffclr.annotate import queue
+
+    workspace, ids = with_drawings
+    embedded = []
+    real = queue.labelled_embedding
+    monkeypatch.setattr(queue, "labelled_embedding",
+                        lambda *a, **k: embedded.append(1) or real(*a, **k))
+    box = annotate.add_box(workspace, ids[0], (5, 5, 20, 20), 0)
+    annotate.finish_drawing(workspace, ids[0])
+    first = label_queue(workspace, "demo", detector_file)
+    again = label_queue(workspace, "demo", detector_file)
+    assert len(embedded) == 1
+    assert [(i.drawing_id, i.score) for i in again] == [(i.drawing_id, i.score) for i in first]
+    annotate.move_box(workspace, box.id, (8, 8, 20, 20))
+    label_queue(workspace, "demo", detector_file)
+    assert len(embedded) == 2
+    points = list((workspace.cache / "queue-evidence").glob("*-labelled-*.npy"))
+    assert len(points) == 1, "the point of the earlier boxes is replaced"
+
+
 def _wait(condition, seconds: float):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

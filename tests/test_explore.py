@@ -74,9 +74,13 @@ def test_embeddings_cached_and_recomputed_when_a_crop_changes(tmp_path, workspac
     assert changed.name == "red_0.png"
     changed.write_bytes(crops.paths[0].read_bytes())
     os.utime(changed, ns=(1, 1))
+    other = embed_crop_set(crops, write_checkpoint(tmp_path / "other.pth.tar"), workspace)
+    first.cache_file.with_suffix(".umap.npy").write_bytes(b"layout of the old crops")
     third = embed_crop_set(crops, ckpt, workspace)
     assert not third.cached and third.key != first.key
     assert np.allclose(third.features[0], third.features[4], atol=1e-5)
+    assert not first.cache_file.exists() and not first.cache_file.with_suffix(".umap.npy").exists()
+    assert third.cache_file.is_file() and other.cache_file.is_file()
 
 
 def test_umap_layout_is_cached_beside_the_embeddings(tmp_path, workspace, monkeypatch):

@@ -68,8 +68,7 @@ def test_a_damaged_embedding_cache_is_recomputed(tmp_path, how):
     assert not again.cached and np.allclose(again.features, first.features, atol=1e-5)
     assert embed_crop_set(crops, checkpoint, workspace).cached
     # three crops: the layout is computed without UMAP itself, so the test stays fast
-    layout_file = workspace.cache / "embeddings" / f"{first.key}.umap.npy"
-    layout_file.parent.mkdir(parents=True, exist_ok=True)
+    layout_file = again.cache_file.with_suffix(".umap.npy")
     layout_file.write_bytes(b"\x93NUMPY truncated")
     assert again.umap(workspace).shape == (len(crops), 2)
     assert np.load(layout_file).shape == (len(crops), 2)

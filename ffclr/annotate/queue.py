@@ -246,7 +246,7 @@ def label_queue(workspace, dataset: str, detector_path: str | os.PathLike,
         if progress:
             progress(done + 1, len(todo), f"examined {row['file_name']}")
     labelled = _labelled_embeddings(workspace, detector,
-                                    [d for d in rows if d["status"] == "annotated"])
+                                    [d for d in rows if d["status"] == "annotated"], kept)
     return rank({d["id"]: evidence[d["id"]] for d in todo if d["id"] in evidence},
                 detector.score_threshold, labelled)
 
@@ -281,18 +281,24 @@ def _read(workspace, row: dict):
         return None
 
 
-def _labelled_embeddings(workspace, detector: Detector, annotated: list[dict]) -> list[np.ndarray]:
+def _labelled_embeddings(workspace, detector: Detector, annotated: list[dict],
+                         kept: EvidenceCache) -> list[np.ndarray]:
+    """Where each annotated drawing's boxes lie in embedding space (kept per set of boxes)."""
     from ffclr.annotate import boxes as current_boxes
 
     found = []
     for row in annotated:
-        image = _read(workspace, row)
-        if image is None:
-            continue
         xyxy = xywh_to_xyxy([b.bbox for b in current_boxes(workspace, row["id"])])
-        point = labelled_embedding(detector, image, xyxy)
-        if point is not None:
-            found.append(point)
+        if len(xyxy) == 0:
+            continue
+        point = kept.load_point(row["sha256"], xyxy)
+        if point is None:
+            image = _read(workspace, row)
+            point = None if image is None else labelled_embedding(detector, image, xyxy)
+            if point is None:
+                continue
+            kept.save_point(row["sha256"], xyxy, point)
+        found.append(point)
     return found
 
 

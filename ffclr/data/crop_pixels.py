@@ -30,6 +30,7 @@ from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
+CROPS_FOLDER = "crops"
 MAX_WORKERS = 8
 CHUNK = 1024
 """Crops decoded and written per step of a cache build (bounds its memory)."""
@@ -132,7 +133,7 @@ def _cache_for(workspace: Workspace, dataset: str, image_size: int) -> PixelCach
         row = store.dataset(dataset)
     if row is None:
         return None
-    return PixelCache(workspace.cache / "crops" / str(row["id"]), image_size)
+    return PixelCache(workspace.cache / CROPS_FOLDER / str(row["id"]), image_size)
 
 
 def _stat(path: str) -> tuple[int, int]:

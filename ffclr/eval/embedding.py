@@ -4,9 +4,10 @@ Features are taken before the projection head, in batches, with the model in eva
 `torch.inference_mode`, from exactly the preprocessing the encoder was trained with
 (`ffclr.data.preprocess`); an imported dataset's crops are read, batch by batch, from its pixel
 cache (`ffclr.data.crop_pixels`), other crops decoded batch by batch. The cache file
-`<workspace>/cache/embeddings/<key>.npz` is keyed by the checkpoint (path, size, mtime) and the
-crop files (paths, sizes, mtimes): any change there gives a new key. Labels are not part of
-it, so relabelling reuses the features.
+`<workspace>/cache/embeddings/<owner>-<key>.npz` is keyed by the checkpoint (path, size, mtime)
+and the crop files (paths, sizes, mtimes): any change there gives a new key, and the new file
+replaces the older ones of the same checkpoint and crop set (`ffclr.derived_files`). Labels are
+not part of it, so relabelling reuses the features.
 """
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ import numpy as np
 from ffclr.data.crop_pixels import crop_pixels, decode_images, from_store
 from ffclr.data.cropset import CropSet
 from ffclr.data.npz_files import READ_ERRORS
+from ffclr.derived_files import Owner
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
 BATCH_SIZE = 256
+EMBEDDINGS_FOLDER = "embeddings"
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Embeddings:
     """(N, feature_dim) float32, in the crop set's order."""
     crop_set: CropSet
     key: str
+    checkpoint: Path
     cache_file: Path | None = None
     cached: bool = False
 
@@ -41,7 +45,8 @@ class Embeddings:
         """The 2-D UMAP layout of these features, cached beside them."""
         from ffclr.eval.explore import umap_2d
 
-        path = workspace.cache / "embeddings" / f"{self.key}.umap.npy"
+        path = embeddings_owner(workspace, self.checkpoint, self.crop_set).path(
+            self.key, ".umap.npy")
         try:
             layout = np.load(path, allow_pickle=False)
             if layout.shape == (len(self.features), 2):
@@ -118,13 +123,14 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
                    progress: Progress | None = None) -> Embeddings:
     """Features of every crop of `crop_set` from the checkpoint's backbone, from cache if fresh."""
     key = cache_key(checkpoint, crop_set)
-    path = workspace.cache / "embeddings" / f"{key}.npz"
+    owner = embeddings_owner(workspace, checkpoint, crop_set)
+    path = owner.path(key, ".npz")
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
                 features = data["features"]
             if len(features) == len(crop_set):
-                return Embeddings(features, crop_set, key, path, cached=True)
+                return Embeddings(features, crop_set, key, Path(checkpoint), path, cached=True)
         except READ_ERRORS:
             pass
     if encoder is None:
@@ -132,9 +138,48 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
 
         encoder = load_encoder(checkpoint)
     features = _embed_crops(crop_set, encoder, workspace, batch_size, progress)
+    owner.claim()
     _atomic_save(path, lambda tmp: np.savez(tmp, features=features,
                                             paths=np.array([str(p) for p in crop_set.paths])))
-    return Embeddings(features, crop_set, key, path, cached=False)
+    owner.supersede([path, path.with_suffix(".umap.npy")])
+    return Embeddings(features, crop_set, key, Path(checkpoint), path, cached=False)
+
+
+def embeddings_owner(workspace: Workspace, checkpoint: str | os.PathLike, crop_set: CropSet
+                     ) -> Owner:
+    """The group of a checkpoint's features of one crop set (a dataset and its splits, or a
+    folder of crops): features computed again after its crops changed replace the older ones."""
+    source = {"checkpoint": str(Path(checkpoint).resolve()), "dataset": crop_set.dataset,
+              "splits": sorted(set(crop_set.splits)),
+              "root": None if crop_set.dataset else _common_folder(crop_set.paths)}
+    return Owner(workspace.cache / EMBEDDINGS_FOLDER, source)
+
+
+def embeddings_alive(workspace: Workspace) -> Callable[[dict], bool]:
+    """Whether a group's checkpoint and crops still exist (for `prune_orphans`)."""
+    datasets = _dataset_names(workspace)
+
+    def alive(source: dict) -> bool:
+        checkpoint, dataset, root = (source.get("checkpoint"), source.get("dataset"),
+                                     source.get("root"))
+        if not isinstance(checkpoint, str) or not Path(checkpoint).is_file():
+            return False
+        if dataset is not None:
+            return dataset in datasets
+        return isinstance(root, str) and Path(root).is_dir()
+    return alive
+
+
+def _dataset_names(workspace: Workspace) -> set[str]:
+    if not workspace.db_path.exists():
+        return set()
+    with workspace.open_store() as store:
+        return {d["name"] for d in store.datasets()}
+
+
+def _common_folder(paths: Sequence) -> str | None:
+    folders = {str(Path(p).resolve().parent) for p in paths}
+    return os.path.commonpath(sorted(folders)) if folders else None
 
 
 def _atomic_save(path: Path, write: Callable[[Path], None]) -> None:
