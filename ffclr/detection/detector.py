@@ -131,8 +131,8 @@ def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray 
 
 
 def encoder_features(encoder, pixels: np.ndarray) -> np.ndarray:
-    """(N, feature_dim) float32 features of uint8 crops, channels-last, in bf16 on a CPU that
-    runs it natively: fitting and detection both use it, so the probe sees the same features."""
+    """(N, feature_dim) float32 features of uint8 crops, in bf16 on a CPU that runs it natively:
+    fitting and detection both use it, so the probe sees the same features."""
     import torch
 
     from ffclr.model.embed import cpu_bf16_supported, embed_uint8
@@ -142,7 +142,7 @@ def encoder_features(encoder, pixels: np.ndarray) -> np.ndarray:
     device = next(encoder.model.parameters()).device
     dtype = torch.bfloat16 if device.type == "cpu" and cpu_bf16_supported() else None
     return embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std, device=device,
-                       dtype=dtype, batch_size=128, channels_last=True).numpy()
+                       dtype=dtype, batch_size=128).numpy()
 
 
 def probe_features(detector: Detector, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
