@@ -25,6 +25,23 @@ def test_knn_is_cosine_scale_invariant_and_accurate_on_clusters():
     assert np.allclose(np.linalg.norm(l2_normalise(x), axis=1), 1.0, atol=1e-6)
 
 
+def test_a_memory_kept_unit_gives_the_same_neighbours_without_normalising_it(monkeypatch):
+    import ffclr.eval.neighbours as neighbours
+
+    x, _ = clusters([20, 20, 20])
+    memory = np.asarray(x * np.arange(1, len(x) + 1)[:, None], np.float32)
+    expected = neighbours.cosine_neighbours(x[:5] * 3.0, memory, 4)
+    unit = l2_normalise(memory)
+    normalised = []
+    real = neighbours.l2_normalise
+    monkeypatch.setattr(neighbours, "l2_normalise",
+                        lambda f: normalised.append(len(f)) or real(f))
+    found = neighbours.cosine_neighbours(x[:5] * 3.0, unit, 4, unit_memory=True)
+    assert normalised == [5], "only the queries are normalised"
+    assert np.array_equal(found[0], expected[0])
+    assert np.allclose(found[1], expected[1], atol=1e-6)
+
+
 def test_k_is_chosen_leave_one_out_on_training_rows():
     rng = np.random.default_rng(0)
     big = rng.normal([1.0, 0.0], 0.05, size=(60, 2))

@@ -89,7 +89,8 @@ def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k
         return results
     features = embed_images(images, encoder)
     proba = probe.predict_proba(features)
-    nearest, similarities = cosine_neighbours(features, reference.features, n_neighbours)
+    nearest, similarities = cosine_neighbours(features, reference.features, n_neighbours,
+                                              unit_memory=True)
     for row, index in enumerate(rows):
         result = results[index]
         best = np.argsort(-proba[row], kind="stable")[:top_k]

@@ -17,15 +17,18 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
 
 
 def cosine_neighbours(queries: np.ndarray, memory: np.ndarray, k: int, *,
-                      leave_one_out: bool = False, chunk: int = CHUNK
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      leave_one_out: bool = False, chunk: int = CHUNK,
+                      unit_memory: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Indices into `memory` and cosine similarities of each query's `k` nearest rows, nearest
     first (ties: lower index first).
 
     `leave_one_out`: the queries are `memory` itself, and a row is never its own neighbour.
-    `k` is capped at the number of candidates.
+    `k` is capped at the number of candidates. `unit_memory`: `memory` is float32 with
+    L2-normalised rows already (kept so by its owner), so a few queries against a large memory
+    cost one product and no copy of it.
     """
-    queries, memory = l2_normalise(queries), l2_normalise(memory)
+    queries = l2_normalise(queries)
+    memory = memory if unit_memory else l2_normalise(memory)
     k = max(0, min(k, len(memory) - int(leave_one_out)))
     indices = np.zeros((len(queries), k), np.int64)
     similarities = np.zeros((len(queries), k), np.float32)

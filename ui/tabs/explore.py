@@ -16,7 +16,7 @@ from ffclr.data.cropset import load_dataset_split
 from ffclr.errors import FfclrError
 from ffclr.eval.embedding import embed_crop_set
 from ffclr.eval.explore import label_issues, outlier_scores, suspicion_order
-from ffclr.eval.neighbours import cosine_neighbours
+from ffclr.eval.neighbours import cosine_neighbours, l2_normalise
 from ffclr.workspace import Workspace
 from ui.common import (Context, checkpoint_and_dataset_updates, checkpoint_choices,
                        dataset_choices, file_url, guard, md_code, md_text, ok_md, open_store,
@@ -45,6 +45,7 @@ class ExploreMap:
     class_names: list[str]
     coords: np.ndarray
     features: np.ndarray
+    """L2-normalised float32 rows (the map only compares them by cosine)."""
     outlier_distance: np.ndarray
     quality: np.ndarray
     suggested: np.ndarray
@@ -116,7 +117,8 @@ def compute_map(workspace: Workspace, checkpoint: str | None, dataset: str | Non
         crop_ids=[int(c) for c in crop_set.crop_ids], paths=list(crop_set.paths),
         splits=[crops[c]["split"] if c in crops else "" for c in crop_set.crop_ids],
         sources=[crops[c]["source_image"] if c in crops else "" for c in crop_set.crop_ids],
-        class_names=list(crop_set.class_names), coords=coords, features=features,
+        class_names=list(crop_set.class_names), coords=coords,
+        features=l2_normalise(features),
         outlier_distance=distance, quality=issues.quality, suggested=issues.suggested,
         flagged=issues.is_issue, order=suspicion_order(issues, distance)))
 
@@ -170,7 +172,7 @@ def crop_details(workspace: Workspace, emap: ExploreMap, crop_id: int) -> dict:
         dataset = store.dataset_by_id(crop["dataset_id"])
         edits = store.label_edits(int(crop_id))
     nearest, similarities = cosine_neighbours(emap.features[i:i + 1], emap.features,
-                                              N_NEIGHBOURS + 1)
+                                              N_NEIGHBOURS + 1, unit_memory=True)
     others = [(j, sim) for j, sim in zip(nearest[0], similarities[0]) if j != i][:N_NEIGHBOURS]
     labels = tools.map_labels(workspace, emap.dataset, [emap.crop_ids[j] for j, _ in others])
     neighbours = [(str(emap.paths[j]), tools.neighbour_caption(emap, j, label, sim))

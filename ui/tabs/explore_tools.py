@@ -275,7 +275,8 @@ def similar_crops(workspace: Workspace, emap: ExploreMap, query: np.ndarray,
                   ) -> tuple[list[int], list[tuple[str, str]]]:
     """The `k` crops of the map nearest to the feature vector `query` (cosine), never the crop
     `exclude`: (their ids, gallery items captioned with the similarity to 3 digits)."""
-    nearest, sims = cosine_neighbours(np.asarray(query)[None], emap.features, k + 1)
+    nearest, sims = cosine_neighbours(np.asarray(query)[None], emap.features, k + 1,
+                                      unit_memory=True)
     found = [(int(j), float(s)) for j, s in zip(nearest[0], sims[0])
              if exclude is None or emap.crop_ids[j] != exclude][:k]
     labels = map_labels(workspace, emap.dataset, [emap.crop_ids[j] for j, _ in found])
