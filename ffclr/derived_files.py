@@ -73,22 +73,25 @@ def owner_groups(folder: Path) -> Iterator[tuple[str, dict | None]]:
         yield name, source if isinstance(source, dict) else None
 
 
-def prune_orphans(folder: Path, alive: Callable[[dict], bool]) -> list[Path]:
+def prune_orphans(folder: Path, alive: Callable[[dict], bool], unowned: bool = True
+                  ) -> list[Path]:
     """Remove every file of `folder` whose group's source is gone (`alive` is False or the
-    description is unreadable), and every file that belongs to no described group (written by
-    an earlier version, or a write that was interrupted); the paths removed."""
+    description is unreadable) and, with `unowned`, every file that belongs to no described
+    group (written by an earlier version, or left by an interrupted write); the paths removed."""
     if not folder.is_dir():
         return []
-    live = {name for name, source in owner_groups(folder) if source is not None and alive(source)}
+    groups = dict(owner_groups(folder))
+    live = {name for name, source in groups.items() if source is not None and alive(source)}
     removed = []
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.is_symlink():
             continue
         name = path.name[:-len(OWNER_SUFFIX)] if path.name.endswith(OWNER_SUFFIX) \
             else path.name.split("-", 1)[0]
-        if name not in live and not _recent_temporary(path):
-            path.unlink(missing_ok=True)
-            removed.append(path)
+        if name in live or _recent_temporary(path) or (not unowned and name not in groups):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
 
 

@@ -41,8 +41,10 @@ def usage(workspace: Workspace) -> list[CacheUsage]:
     return sorted(found, key=lambda u: -u.bytes)
 
 
-def prune(workspace: Workspace) -> PruneReport:
-    """Remove the cache files whose source is gone; what was removed."""
+def prune(workspace: Workspace, unowned: bool = True) -> PruneReport:
+    """Remove the cache files whose source is gone and, with `unowned`, those that name no
+    source (written before files named theirs; embeddings among them are adopted by their
+    next use otherwise); what was removed."""
     from ffclr.annotate.evidence_cache import EVIDENCE_FOLDER, evidence_alive
     from ffclr.derived_files import prune_orphans
     from ffclr.eval.embedding import EMBEDDINGS_FOLDER, embeddings_alive
@@ -55,7 +57,7 @@ def prune(workspace: Workspace) -> PruneReport:
                           (EVIDENCE_FOLDER, evidence_alive)):
         sizes = {p: _size(p) for p in (cache / folder).glob("*")} if (cache / folder).is_dir() \
             else {}
-        removed = prune_orphans(cache / folder, alive)
+        removed = prune_orphans(cache / folder, alive, unowned)
         report.files += len(removed)
         report.bytes += sum(sizes.get(p, 0) for p in removed)
     for stale in _orphan_crop_folders(workspace):

@@ -114,3 +114,24 @@ def test_cache_command_reports_usage_and_prunes(tmp_path, workspace, capsys):
     out = capsys.readouterr().out
     assert out.startswith("pruned 2 files") and "cache/embeddings/: 0 files" in out
     assert not embeddings.cache_file.exists()
+
+
+def test_features_cached_before_files_named_their_source_are_adopted_not_recomputed(
+        tmp_path, workspace):
+    checkpoint = write_checkpoint(tmp_path / "c.pth.tar")
+    crops = load_crop_set(write_folder(tmp_path / "crops", {"red": 2, "blue": 2}), workspace)
+    first = embed_crop_set(crops, checkpoint, workspace)
+    folder = first.cache_file.parent
+    bare = folder / f"{first.key}.npz"
+    first.cache_file.rename(bare)
+    for owner_file in folder.glob("*.owner.json"):
+        owner_file.unlink()
+    other = folder / f"{'1' * 24}.npz"
+    other.write_bytes(b"features of a checkpoint no file names")
+
+    assert prune(workspace, unowned=False).files == 0 and bare.exists()
+    again = embed_crop_set(crops, checkpoint, workspace)
+    assert again.cached and again.cache_file == first.cache_file and not bare.exists()
+    assert np.array_equal(again.features, first.features)
+    assert prune(workspace).files == 1 and not other.exists()
+    assert embed_crop_set(crops, checkpoint, workspace).cached

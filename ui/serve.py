@@ -82,11 +82,12 @@ def launch_kwargs(workspace: Workspace, limits: Limits) -> dict:
 
 def build_served_app(workspace: Workspace, limits: Limits):
     """The app built for serving: upload folder prepared and the cache pruned of what outlived
-    its source first, queue bounded."""
+    its source first (files from before the cache named their source stay: `ffclr cache
+    --prune` removes them), queue bounded."""
     from ffclr.workspace_cache import prune
 
     prepare_upload_folder(workspace)
-    prune(workspace)
+    prune(workspace, unowned=False)
     from ui.build import build_app
 
     return build_app(workspace, queue_size=limits.queue_size)

@@ -125,6 +125,7 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
     key = cache_key(checkpoint, crop_set)
     owner = embeddings_owner(workspace, checkpoint, crop_set)
     path = owner.path(key, ".npz")
+    _adopt_unowned(owner, key)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -153,6 +154,16 @@ def embeddings_owner(workspace: Workspace, checkpoint: str | os.PathLike, crop_s
               "splits": sorted(set(crop_set.splits)),
               "root": None if crop_set.dataset else _common_folder(crop_set.paths)}
     return Owner(workspace.cache / EMBEDDINGS_FOLDER, source)
+
+
+def _adopt_unowned(owner: Owner, key: str) -> None:
+    """Features and layout cached under their bare key (before files named their source) are
+    renamed into the owner's group rather than computed again."""
+    for suffix in (".npz", ".umap.npy"):
+        unowned = owner.folder / f"{key}{suffix}"
+        if unowned.is_file() and not owner.path(key, suffix).exists():
+            owner.claim()
+            os.replace(unowned, owner.path(key, suffix))
 
 
 def embeddings_alive(workspace: Workspace) -> Callable[[dict], bool]:
