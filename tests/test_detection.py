@@ -192,6 +192,20 @@ def test_accept_threshold_is_the_deepest_cut_that_keeps_the_precision():
                                                                  "accept_recall": 0.0})
 
 
+def test_accept_threshold_never_falls_under_the_threshold_of_the_boxes_shown():
+    from ffclr.detection.training import _thresholds
+
+    scores, hits = np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 1, 1, 0], bool)
+    shown, accept, info = _thresholds(scores, hits, n_truth=10, precision_min=0.7)
+    assert shown == accept == 0.7
+    assert info["accept_precision"] == 1.0 and info["accept_recall"] == 0.3
+    shown, accept, info = _thresholds(scores, hits, n_truth=10, precision_min=0.99)
+    assert (shown, accept) == (0.7, 0.7)
+    scores, hits = np.array([0.9, 0.8, 0.7, 0.6, 0.5]), np.array([1, 0, 1, 1, 1], bool)
+    shown, accept, info = _thresholds(scores, hits, n_truth=4, precision_min=0.9)
+    assert (shown, accept) == (0.5, 0.9) and info["accept_recall"] == 0.25
+
+
 def test_accept_threshold_and_size_prior_travel_with_the_artifact(detector, tmp_path):
     from dataclasses import replace
 

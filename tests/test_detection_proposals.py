@@ -77,7 +77,8 @@ def test_detections_are_clipped_to_the_drawing_and_empty_ones_dropped():
     proba = np.array([[0.70, 0.10, 0.20], [0.50, 0.10, 0.40], [0.10, 0.80, 0.10],
                       [0.05, 0.30, 0.65],  # background most likely: a horn at 0.30 all the same
                       [0.01, 0.005, 0.985]])  # under min_score
-    detections = detections_from_scores(detector, (100, 80), cores, proba, min_score=0.02)
+    detections = detections_from_scores(detector, Image.new("RGB", (100, 80), "white"), cores,
+                                        proba, min_score=0.02)
     assert [(d.bbox, d.class_name, d.category_id, d.score) for d in detections] == [
         ((0.0, 0.0, 25.0, 25.0), "bell", 11, 0.7),
         ((85.0, 65.0, 15.0, 15.0), "bell", 11, 0.5),

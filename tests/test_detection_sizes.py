@@ -1,6 +1,7 @@
 """The size prior: each class's box size learned from labelled boxes, centred on each drawing's
 own scale, and what it does to the detections (no model)."""
 import numpy as np
+from PIL import Image
 
 from ffclr.detection.boxes import MarginModel
 from ffclr.detection.detector import Detector, detections_from_scores
@@ -87,9 +88,10 @@ def test_the_whole_symbol_wins_over_half_of_it_and_a_symbol_with_its_wire():
                       [200, 10, 230, 40]], float)
     proba = np.array([[0.90, 0.0, 0.10], [0.93, 0.0, 0.07], [0.92, 0.0, 0.08],
                       [0.95, 0.0, 0.05], [0.97, 0.0, 0.03]])
-    plain = detections_from_scores(_detector(None), (300, 300), cores, proba, 0.02)
+    blank = Image.new("RGB", (300, 300), "white")
+    plain = detections_from_scores(_detector(None), blank, cores, proba, 0.02)
     assert {d.bbox for d in plain} == {(200.0, 10.0, 30.0, 30.0), (100.0, 100.0, 4.0, 4.0),
                                        (10.0, 10.0, 18.0, 30.0), (10.0, 10.0, 42.0, 30.0)}
-    found = detections_from_scores(_detector(prior), (300, 300), cores, proba, 0.02)
+    found = detections_from_scores(_detector(prior), blank, cores, proba, 0.02)
     assert [d.bbox for d in found] == [(200.0, 10.0, 30.0, 30.0), (10.0, 10.0, 30.0, 30.0)]
     assert found[1].score == 0.9

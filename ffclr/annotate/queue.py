@@ -86,7 +86,7 @@ def examine(detector: Detector, image, knn: KnnCheck | None = None) -> DrawingEv
                                None if knn is None else np.zeros(0, np.int64))
     features = probe_features(detector, image, candidates.boxes)
     proba = detector.probe.predict_proba(features)
-    rows, found = kept_candidates(detector, image.size, candidates.cores, proba,
+    rows, found = kept_candidates(detector, image, candidates.cores, proba,
                                   detector.config.min_score)
     symbol = np.sort(proba[rows, :background], axis=1)
     margins = symbol[:, -1] - symbol[:, -2] if symbol.shape[1] > 1 else symbol[:, -1]

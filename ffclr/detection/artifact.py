@@ -48,6 +48,9 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
         arrays.update({"size_prior/log_size": detector.size_prior.log_size,
                        "size_prior/spread": detector.size_prior.spread,
                        "size_prior/shrink": detector.size_prior.shrink})
+    if detector.refiner is not None:
+        arrays.update({"refiner/coef": detector.refiner.coef,
+                       "refiner/intercept": detector.refiner.intercept})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta, default=float)), **arrays)
@@ -62,9 +65,13 @@ def _optional_float(value) -> float | None:
 def _config_from(raw: dict):
     from ffclr.detection.detector import DetectorConfig
     from ffclr.detection.proposals import ProposalConfig
+    from ffclr.detection.refine import RefinerConfig
 
     proposals = ProposalConfig(**{k: tuple(v) if isinstance(v, list) else v
                                   for k, v in raw.pop("proposals").items()})
+    if "refinement" in raw:
+        refinement = raw.pop("refinement")
+        raw["refinement"] = None if refinement is None else RefinerConfig(**refinement)
     return DetectorConfig(proposals=proposals, **raw)
 
 
@@ -76,6 +83,7 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
     from ffclr.detection.boxes import MarginModel
     from ffclr.detection.detector import Detector
     from ffclr.detection.scoring import LinearScorer
+    from ffclr.detection.refine import BoxRefiner
     from ffclr.detection.sizes import SizePrior
     from ffclr.model.networks import FeatureExtractor, SimCLRModel
     from ffclr.eval.probe import Probe
@@ -113,13 +121,21 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
         size_prior = (SizePrior(arrays["size_prior/log_size"], arrays["size_prior/spread"],
                                 arrays.get("size_prior/shrink", np.zeros(2)))
                       if "size_prior/log_size" in arrays else None)
+        config = _config_from(dict(meta["config"]))
+        refiner = None
+        if "refiner/coef" in arrays and config.refinement is not None:
+            refiner = BoxRefiner(arrays["refiner/coef"], arrays["refiner/intercept"],
+                                 config.refinement)
+            if refiner.coef.shape != (refiner.n_inputs(len(meta["class_names"])), 4):
+                raise ValueError(f"refiner weights of shape {refiner.coef.shape} do not fit "
+                                 f"its {config.refinement.grid}-cell grid")
         return Detector(encoder=encoder, probe=probe, class_names=list(meta["class_names"]),
                         category_ids=[int(i) for i in meta["category_ids"]],
                         margins=MarginModel(arrays["margins"]), pixel_filter=pixel_filter,
                         score_threshold=float(meta["score_threshold"]),
                         accept_threshold=_optional_float(meta.get("accept_threshold")),
-                        config=_config_from(dict(meta["config"])), info=meta.get("info", {}),
-                        size_prior=size_prior)
+                        config=config, info=meta.get("info", {}),
+                        size_prior=size_prior, refiner=refiner)
     except FfclrError:
         raise
     except (*READ_ERRORS, TypeError, RuntimeError) as exc:

@@ -3,7 +3,8 @@
 Pipeline: stroke proposals (ink extents) → agnostic margins give annotator-style boxes →
 raw-pixel filter keeps the likely symbols → encoder features → probe with a background class →
 class-specific margins around the ink extent → size prior (score × how likely the box's size is
-for its class; the box pulled towards that size) → class-wise NMS.
+for its class; the box pulled towards that size) → box refinement (each side moved as the ink
+around it says, `refine.py`) → class-wise NMS.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ffclr.detection.boxes import MarginModel, batched_nms, clip_boxes
 from ffclr.detection.crops import CROP_PADDING, crop_pixels
 from ffclr.detection.images import MAX_PIXELS, read_drawing
 from ffclr.detection.proposals import ProposalConfig, dedupe_indices, stroke_proposals
+from ffclr.detection.refine import BoxRefiner, RefinerConfig, drawing_ink
 from ffclr.detection.scoring import LinearScorer, pixel_features
 from ffclr.detection.sizes import SizePrior
 
@@ -53,6 +55,8 @@ class DetectorConfig:
     towards that size (`sizes.py`)."""
     scale_min_score: float = 0.9
     """The size prior reads a drawing's scale from its detections scoring at least this."""
+    refinement: RefinerConfig | None = field(default_factory=RefinerConfig)
+    """How the box refiner is fitted and reads the ink (None: no refinement)."""
 
 
 @dataclass
@@ -92,6 +96,9 @@ class Detector:
     size_prior: SizePrior | None = None
     """Each class's box size on the training drawings (None: scores are the probe's alone, as
     for a detector saved before it existed)."""
+    refiner: BoxRefiner | None = None
+    """Moves each box's sides towards the annotators' box (None: boxes stay as the margins and
+    the size prior make them, as for a detector saved before it existed)."""
 
     @property
     def background_index(self) -> int:
@@ -160,7 +167,7 @@ def score_candidates(detector: Detector, image: Image.Image, candidates: Candida
     return detector.probe.predict_proba(probe_features(detector, image, candidates.boxes))
 
 
-def kept_candidates(detector: Detector, image_size: tuple[int, int], cores: np.ndarray,
+def kept_candidates(detector: Detector, image: Image.Image, cores: np.ndarray,
                     proba: np.ndarray, min_score: float) -> tuple[np.ndarray, list[Detection]]:
     """(the candidate row of each detection, the detections best first) of one drawing."""
     if len(cores) == 0:
@@ -172,7 +179,11 @@ def kept_candidates(detector: Detector, image_size: tuple[int, int], cores: np.n
     if detector.size_prior is not None:
         boxes, scores = detector.size_prior.rescore(boxes, classes, scores,
                                                     detector.config.scale_min_score)
-    boxes = clip_boxes(boxes, *image_size)
+    live = np.flatnonzero(scores >= min_score)
+    if detector.refiner is not None and len(live):
+        ink = drawing_ink(image, detector.config.proposals.ink_threshold)
+        boxes[live] = detector.refiner.apply(ink, boxes[live], classes[live])
+    boxes = clip_boxes(boxes, *image.size)
     ok = (scores >= min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     rows = np.flatnonzero(ok)
     rows = rows[batched_nms(boxes[rows], scores[rows], classes[rows], detector.config.nms_iou)]
@@ -183,9 +194,9 @@ def kept_candidates(detector: Detector, image_size: tuple[int, int], cores: np.n
                   for b, k, s in zip(boxes[rows], classes[rows], scores[rows])]
 
 
-def detections_from_scores(detector: Detector, image_size: tuple[int, int], cores: np.ndarray,
+def detections_from_scores(detector: Detector, image: Image.Image, cores: np.ndarray,
                            proba: np.ndarray, min_score: float) -> list[Detection]:
-    return kept_candidates(detector, image_size, cores, proba, min_score)[1]
+    return kept_candidates(detector, image, cores, proba, min_score)[1]
 
 
 def detect_image(detector: Detector, image: str | os.PathLike | Image.Image,
@@ -205,7 +216,7 @@ def detect_rgb(detector: Detector, image: Image.Image, min_score: float | None =
     candidates = select_candidates(detector, image)
     proba = score_candidates(detector, image, candidates) if len(candidates.boxes) else \
         np.zeros((0, detector.background_index + 1))
-    return detections_from_scores(detector, image.size, candidates.cores, proba,
+    return detections_from_scores(detector, image, candidates.cores, proba,
                                   max(threshold, detector.config.min_score))
 
 

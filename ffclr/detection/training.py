@@ -1,11 +1,11 @@
-"""`fit_detector` / `fit_labelled`: learn margins, the pixel filter, the probe with its background
-class and the score threshold from one labelled split of a COCO export, or from any list of
-labelled drawings."""
+"""`fit_detector` / `fit_labelled`: learn margins, the pixel filter, the size prior, the box
+refiner, the probe with its background class and the score threshold from one labelled split of
+a COCO export, or from any list of labelled drawings."""
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +17,7 @@ from ffclr.detection.detector import (Detector, DetectorConfig, detections_from_
                                       select_candidates)
 from ffclr.detection.images import read_drawing
 from ffclr.detection.proposals import stroke_proposals
+from ffclr.detection.refine import BoxRefiner, design, drawing_ink, side_moves
 from ffclr.detection.scoring import LinearScorer, fit_background_probe, pixel_features
 from ffclr.detection.sizes import SizePrior
 from ffclr.errors import FfclrError
@@ -161,11 +162,21 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
                         size_prior=_fit_size_prior(drawings, matched, margins, n_classes)
                         if config.size_prior else None)
     report(2, 4, "embedding the probe's training crops")
-    features, labels = _probe_training_crops(detector, drawings, proposals, rng)
+    features, labels, origin = _probe_training_crops(detector, drawings, proposals, rng)
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
     report(3, 4, "probe fitted")
+    examples = _refiner_examples(detector, drawings) if config.refinement is not None else {}
+    detector.refiner = _fit_refiner(examples, config, exclude=())
+    held_out = _held_out_drawings(len(drawings), rng)
+    judge = detector
+    if len(held_out) < len(drawings):
+        kept = ~np.isin(origin, held_out)
+        judge = replace(detector, refiner=_fit_refiner(examples, config, exclude=held_out),
+                        probe=fit_background_probe(features[kept], labels[kept],
+                                                   data.class_names, config.probe_c))
     detector.score_threshold, detector.accept_threshold, detector.info = _choose_threshold(
-        detector, drawings, rng)
+        judge, drawings, held_out)
+    detector.info["threshold_held_out"] = judge is not detector
     detector.info.update({"images": len(drawings), "training_crops": int(len(labels)),
                           "background_crops": int(np.sum(labels == n_classes)),
                           "checkpoint": str(checkpoint)})
@@ -245,14 +256,63 @@ def _filter_threshold(pixel_filter: LinearScorer, drawings, proposals, recall: f
     return float(np.quantile(best_logits, 1 - recall))
 
 
+def _refiner_examples(detector: Detector, drawings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(inputs, side moves) per drawing index for the box refiner: the drawing's detections
+    (before refinement) that find a labelled box of their class (IoU ≥ `min_iou`), as
+    detection will hand them to it."""
+    config = detector.config.refinement
+    examples = {}
+    for index, (image, found, item) in enumerate(drawings):
+        cand = select_candidates(detector, image, found)
+        if not len(cand.boxes) or not len(item.boxes):
+            continue
+        detections = detections_from_scores(detector, image, cand.cores,
+                                            score_candidates(detector, image, cand),
+                                            detector.config.min_score)
+        boxes = xywh_to_xyxy([d.bbox for d in detections])
+        classes = np.array([d.class_index for d in detections], np.int64)
+        iou = _truth_iou(boxes, item.boxes)
+        iou[classes[:, None] != item.classes[None, :]] = 0.0
+        rows = np.flatnonzero(iou.max(axis=1, initial=0.0) >= config.min_iou)
+        if len(rows):
+            truth = item.boxes[iou[rows].argmax(axis=1)]
+            ink = drawing_ink(image, detector.config.proposals.ink_threshold)
+            inputs = design(ink.windows(boxes[rows], config), boxes[rows], classes[rows],
+                            len(detector.class_names))
+            examples[index] = (inputs.astype(np.float32), side_moves(boxes[rows], truth))
+    return examples
+
+
+def _fit_refiner(examples: dict, config: DetectorConfig, exclude) -> BoxRefiner | None:
+    """The box refiner fitted on the examples of every drawing but `exclude`'s (None when
+    refinement is off or no example is left)."""
+    left_out = {int(index) for index in exclude}
+    kept = [pair for index, pair in examples.items() if index not in left_out]
+    if config.refinement is None or not kept:
+        return None
+    return BoxRefiner.fit(np.concatenate([inputs for inputs, _ in kept]).astype(np.float64),
+                          np.concatenate([moves for _, moves in kept]), config.refinement)
+
+
+def _held_out_drawings(n_drawings: int, rng, max_images: int = 12) -> np.ndarray:
+    """Drawings the thresholds are chosen on, left out of the probe and refiner that choose
+    them (scores and boxes on drawings a model learned from are optimistic): up to
+    `max_images`, a quarter of the drawings at most; all of them (in-sample) under 4."""
+    order = rng.permutation(n_drawings)
+    if n_drawings < 4:
+        return order
+    return np.sort(order[:min(max_images, n_drawings // 4)])
+
+
 def _probe_training_crops(detector: Detector, drawings, proposals, rng
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of the crops the probe learns from: every labelled box, candidates
-    matching them, background candidates and, where the candidates hold too little background,
-    easy background proposals; embedded drawing by drawing."""
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, labels and drawing index of the crops the probe learns from: every labelled
+    box, candidates matching them, background candidates and, where the candidates hold too
+    little background, easy background proposals; embedded drawing by drawing."""
     config, background = detector.config, detector.background_index
-    features, labels = [], []
-    for (image, found, item), (_, boxes, proposal_iou) in zip(drawings, proposals):
+    features, labels, origin = [], [], []
+    for index, ((image, found, item), (_, boxes, proposal_iou)) in enumerate(
+            zip(drawings, proposals)):
         groups = [(item.boxes, item.classes)]
         cand = select_candidates(detector, image, found)
         rows, cand_labels = _candidate_examples(cand.boxes, item, config, background, rng)
@@ -266,7 +326,8 @@ def _probe_training_crops(detector: Detector, drawings, proposals, rng
             if len(group_boxes):
                 features.append(probe_features(detector, image, group_boxes))
                 labels.append(group_labels)
-    return np.concatenate(features), np.concatenate(labels)
+                origin.append(np.full(len(group_labels), index))
+    return np.concatenate(features), np.concatenate(labels), np.concatenate(origin)
 
 
 def _candidate_examples(boxes: np.ndarray, item: LabelledImage, config: DetectorConfig,
@@ -288,11 +349,11 @@ def _candidate_examples(boxes: np.ndarray, item: LabelledImage, config: Detector
     return np.array(rows, np.int64), np.array(labels, np.int64)
 
 
-def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
+def _choose_threshold(detector: Detector, drawings, rows: np.ndarray
                       ) -> tuple[float, float | None, dict]:
-    """On some training drawings (IoU ≥ 0.5, same class): the score maximising F1, and the
-    lowest score whose detections and above reach `config.accept_precision`."""
-    rows = rng.permutation(len(drawings))[:max_images]
+    """On the training drawings `rows` (IoU ≥ 0.5, same class): the score maximising F1, and
+    the lowest score whose detections and above reach `config.accept_precision`, never under
+    the first (what is accepted in one action is among the boxes shown)."""
     scores, hits, n_truth = [], [], 0
     for i in rows:
         image, found, item = drawings[i]
@@ -300,7 +361,7 @@ def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
         cand = select_candidates(detector, image, found)
         if len(cand.boxes) == 0:
             continue
-        detections = detections_from_scores(detector, image.size, cand.cores,
+        detections = detections_from_scores(detector, image, cand.cores,
                                             score_candidates(detector, image, cand),
                                             detector.config.min_score)
         hit, _ = match_detections(xywh_to_xyxy([d.bbox for d in detections]),
@@ -310,11 +371,20 @@ def _choose_threshold(detector: Detector, drawings, rng, max_images: int = 12
         hits.extend(hit.tolist())
     if not scores:
         return 0.5, None, {"threshold_f1": None}
-    scores, hits = np.array(scores), np.array(hits)
+    threshold, accept, info = _thresholds(np.array(scores), np.array(hits), n_truth,
+                                          detector.config.accept_precision)
+    return threshold, accept, info | {"threshold_images": int(len(rows))}
+
+
+def _thresholds(scores: np.ndarray, hits: np.ndarray, n_truth: int, precision_min: float
+                ) -> tuple[float, float | None, dict]:
+    """(the F1 threshold, the accept threshold never under it, their figures)."""
     threshold, info = _best_f1_threshold(scores, hits, n_truth)
-    accept, accept_info = _precise_threshold(scores, hits, n_truth,
-                                             detector.config.accept_precision)
-    return threshold, accept, info | accept_info | {"threshold_images": int(len(rows))}
+    accept, accept_info = _precise_threshold(scores, hits, n_truth, precision_min)
+    if accept is not None and accept < threshold:
+        accept, accept_info = threshold, {"accept_precision": info["threshold_precision"],
+                                          "accept_recall": info["threshold_recall"]}
+    return threshold, accept, info | accept_info
 
 
 def _best_f1_threshold(scores: np.ndarray, hits: np.ndarray, n_truth: int) -> tuple[float, dict]:
