@@ -100,13 +100,14 @@ def test_weights_that_do_not_fit_the_grid_are_refused(detector, tmp_path):
 
 
 def test_thresholds_are_chosen_on_drawings_the_probe_and_refiner_did_not_learn_from(detector):
-    from ffclr.detection.training import _held_out_drawings
+    from ffclr.detection.training import _threshold_folds
 
     rng = np.random.default_rng(0)
-    assert sorted(_held_out_drawings(3, rng).tolist()) == [0, 1, 2]
-    held = _held_out_drawings(9, rng)
-    assert len(held) == 2 == len(set(held.tolist())) and held.max() < 9
-    assert len(_held_out_drawings(102, rng)) == 12
-    assert detector.info["threshold_held_out"] is (detector.info["images"] >= 4)
-    assert detector.info["threshold_images"] == len(_held_out_drawings(detector.info["images"],
-                                                                       rng))
+    assert [fold.tolist() for fold in _threshold_folds(5, rng)] == [[0, 1, 2, 3, 4]]
+    folds = _threshold_folds(10, rng)
+    assert len(folds) == 4 and sorted(np.concatenate(folds).tolist()) == list(range(10))
+    folds = _threshold_folds(102, rng)
+    judged = np.concatenate(folds)
+    assert len(judged) == 48 == len(set(judged.tolist())) and max(map(len, folds)) == 12
+    assert detector.info["threshold_held_out"] is (detector.info["images"] >= 8)
+    assert detector.info["threshold_images"] == min(detector.info["images"], 48)

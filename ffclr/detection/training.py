@@ -13,8 +13,7 @@ import numpy as np
 
 from ffclr.detection.boxes import MarginModel, box_iou, match_detections, xywh_to_xyxy
 from ffclr.detection.detector import (Detector, DetectorConfig, detections_from_scores,
-                                      probe_features, propose, score_candidates,
-                                      select_candidates)
+                                      probe_features, propose, select_candidates)
 from ffclr.detection.images import read_drawing
 from ffclr.detection.proposals import stroke_proposals
 from ffclr.detection.refine import BoxRefiner, design, drawing_ink, side_moves
@@ -150,37 +149,48 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
     drawings = StreamedDrawings(data, config)
     if not drawings:
         raise FfclrError(f"none of the {len(data.images)} labelled drawings could be read")
-    report(0, 4, f"{len(drawings)} drawings, {sum(len(d[2].boxes) for d in drawings)} boxes")
+    report(0, 5, f"{len(drawings)} drawings, {sum(len(d[2].boxes) for d in drawings)} boxes")
     matched = _matched_boxes(drawings)
     margins = MarginModel.fit(matched.ink, matched.boxes, matched.classes, n_classes)
     pixel_filter, proposals = _fit_pixel_filter(drawings, margins, config, n_classes, rng)
-    report(1, 4, "pixel filter fitted")
+    report(1, 5, "pixel filter fitted")
 
     detector = Detector(encoder=encoder, probe=None, class_names=data.class_names,
                         category_ids=data.category_ids, margins=margins,
                         pixel_filter=pixel_filter, score_threshold=0.5, config=config,
                         size_prior=_fit_size_prior(drawings, matched, margins, n_classes)
                         if config.size_prior else None)
-    report(2, 4, "embedding the probe's training crops")
+    report(2, 5, "embedding the probe's training crops")
     features, labels, origin = _probe_training_crops(detector, drawings, proposals, rng)
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
-    report(3, 4, "probe fitted")
-    examples = _refiner_examples(detector, drawings) if config.refinement is not None else {}
+    report(3, 5, "probe fitted; learning the box refiner from its detections")
+    folds = _threshold_folds(len(drawings), rng)
+    judged = {int(i) for fold in folds for i in fold}
+    examples, judged_candidates = _detect_training_drawings(detector, drawings, judged)
     detector.refiner = _fit_refiner(examples, config, exclude=())
-    held_out = _held_out_drawings(len(drawings), rng)
-    judge = detector
-    if len(held_out) < len(drawings):
-        kept = ~np.isin(origin, held_out)
-        judge = replace(detector, refiner=_fit_refiner(examples, config, exclude=held_out),
-                        probe=fit_background_probe(features[kept], labels[kept],
-                                                   data.class_names, config.probe_c))
-    detector.score_threshold, detector.accept_threshold, detector.info = _choose_threshold(
-        judge, drawings, held_out)
-    detector.info["threshold_held_out"] = judge is not detector
+    report(4, 5, f"choosing the thresholds on {len(judged)} held-out drawings")
+    scores, hits, n_truth = [], [], 0
+    for fold in folds:
+        judge = detector
+        if len(fold) < len(drawings):
+            kept = ~np.isin(origin, fold)
+            judge = replace(detector, refiner=_fit_refiner(examples, config, exclude=fold),
+                            probe=fit_background_probe(features[kept], labels[kept],
+                                                       data.class_names, config.probe_c))
+        for index in fold:
+            fold_scores, fold_hits = _judge_drawing(judge, drawings[index],
+                                                    judged_candidates.get(int(index)))
+            scores.extend(fold_scores)
+            hits.extend(fold_hits)
+            n_truth += len(drawings.labelled()[index].boxes)
+    detector.score_threshold, detector.accept_threshold, detector.info = _thresholds(
+        np.array(scores), np.array(hits, bool), n_truth, config.accept_precision)
+    detector.info.update({"threshold_images": len(judged),
+                          "threshold_held_out": len(folds[0]) < len(drawings)})
     detector.info.update({"images": len(drawings), "training_crops": int(len(labels)),
                           "background_crops": int(np.sum(labels == n_classes)),
                           "checkpoint": str(checkpoint)})
-    report(4, 4, f"score threshold {detector.score_threshold:.2f}")
+    report(5, 5, f"score threshold {detector.score_threshold:.2f}")
     return detector
 
 
@@ -256,18 +266,26 @@ def _filter_threshold(pixel_filter: LinearScorer, drawings, proposals, recall: f
     return float(np.quantile(best_logits, 1 - recall))
 
 
-def _refiner_examples(detector: Detector, drawings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """(inputs, side moves) per drawing index for the box refiner: the drawing's detections
-    (before refinement) that find a labelled box of their class (IoU ≥ `min_iou`), as
-    detection will hand them to it."""
+def _detect_training_drawings(detector: Detector, drawings, judged: set[int]
+                              ) -> tuple[dict, dict]:
+    """One pass of the (unrefined) detector over the training drawings: the box refiner's
+    examples, (inputs, side moves) per drawing index: the detections that find a labelled box
+    of their class (IoU ≥ `min_iou`), as detection will hand them to it; and, for the drawings
+    in `judged`, their candidates with what the probe reads for each, to score them again with
+    probes fitted without them."""
     config = detector.config.refinement
-    examples = {}
+    examples, candidates = {}, {}
     for index, (image, found, item) in enumerate(drawings):
         cand = select_candidates(detector, image, found)
-        if not len(cand.boxes) or not len(item.boxes):
+        if not len(cand.boxes):
+            continue
+        read = probe_features(detector, image, cand.boxes)
+        if index in judged:
+            candidates[index] = (cand, read)
+        if config is None or not len(item.boxes):
             continue
         detections = detections_from_scores(detector, image, cand.cores,
-                                            score_candidates(detector, image, cand),
+                                            detector.probe.predict_proba(read),
                                             detector.config.min_score)
         boxes = xywh_to_xyxy([d.bbox for d in detections])
         classes = np.array([d.class_index for d in detections], np.int64)
@@ -280,7 +298,7 @@ def _refiner_examples(detector: Detector, drawings) -> dict[int, tuple[np.ndarra
             inputs = design(ink.windows(boxes[rows], config), boxes[rows], classes[rows],
                             len(detector.class_names))
             examples[index] = (inputs.astype(np.float32), side_moves(boxes[rows], truth))
-    return examples
+    return examples, candidates
 
 
 def _fit_refiner(examples: dict, config: DetectorConfig, exclude) -> BoxRefiner | None:
@@ -294,14 +312,31 @@ def _fit_refiner(examples: dict, config: DetectorConfig, exclude) -> BoxRefiner 
                           np.concatenate([moves for _, moves in kept]), config.refinement)
 
 
-def _held_out_drawings(n_drawings: int, rng, max_images: int = 12) -> np.ndarray:
-    """Drawings the thresholds are chosen on, left out of the probe and refiner that choose
-    them (scores and boxes on drawings a model learned from are optimistic): up to
-    `max_images`, a quarter of the drawings at most; all of them (in-sample) under 4."""
+def _threshold_folds(n_drawings: int, rng, max_images: int = 48, n_folds: int = 4
+                     ) -> list[np.ndarray]:
+    """The training drawings the thresholds are chosen on, in folds: each fold is judged by a
+    probe and a refiner fitted without it (a model's scores and boxes on drawings it learned
+    from are optimistic). Up to `max_images` drawings; under 2 × `n_folds` drawings, all of
+    them in one in-sample fold."""
     order = rng.permutation(n_drawings)
-    if n_drawings < 4:
-        return order
-    return np.sort(order[:min(max_images, n_drawings // 4)])
+    if n_drawings < 2 * n_folds:
+        return [np.sort(order)]
+    return [np.sort(fold) for fold in np.array_split(order[:max_images], n_folds)]
+
+
+def _judge_drawing(judge: Detector, drawing, candidates) -> tuple[list[float], list[bool]]:
+    """(score, whether it found a labelled box of its class) of each detection `judge` makes
+    on one training drawing from its kept candidates."""
+    image, _, item = drawing
+    if candidates is None:
+        return [], []
+    cand, read = candidates
+    detections = detections_from_scores(judge, image, cand.cores, judge.probe.predict_proba(read),
+                                        judge.config.min_score)
+    hit, _ = match_detections(xywh_to_xyxy([d.bbox for d in detections]),
+                              np.array([d.class_index for d in detections], np.int64),
+                              item.boxes, item.classes)
+    return [d.score for d in detections], hit.tolist()
 
 
 def _probe_training_crops(detector: Detector, drawings, proposals, rng
@@ -349,36 +384,12 @@ def _candidate_examples(boxes: np.ndarray, item: LabelledImage, config: Detector
     return np.array(rows, np.int64), np.array(labels, np.int64)
 
 
-def _choose_threshold(detector: Detector, drawings, rows: np.ndarray
-                      ) -> tuple[float, float | None, dict]:
-    """On the training drawings `rows` (IoU ≥ 0.5, same class): the score maximising F1, and
-    the lowest score whose detections and above reach `config.accept_precision`, never under
-    the first (what is accepted in one action is among the boxes shown)."""
-    scores, hits, n_truth = [], [], 0
-    for i in rows:
-        image, found, item = drawings[i]
-        n_truth += len(item.boxes)
-        cand = select_candidates(detector, image, found)
-        if len(cand.boxes) == 0:
-            continue
-        detections = detections_from_scores(detector, image, cand.cores,
-                                            score_candidates(detector, image, cand),
-                                            detector.config.min_score)
-        hit, _ = match_detections(xywh_to_xyxy([d.bbox for d in detections]),
-                                  np.array([d.class_index for d in detections], np.int64),
-                                  item.boxes, item.classes)
-        scores.extend(d.score for d in detections)
-        hits.extend(hit.tolist())
-    if not scores:
-        return 0.5, None, {"threshold_f1": None}
-    threshold, accept, info = _thresholds(np.array(scores), np.array(hits), n_truth,
-                                          detector.config.accept_precision)
-    return threshold, accept, info | {"threshold_images": int(len(rows))}
-
-
 def _thresholds(scores: np.ndarray, hits: np.ndarray, n_truth: int, precision_min: float
                 ) -> tuple[float, float | None, dict]:
-    """(the F1 threshold, the accept threshold never under it, their figures)."""
+    """(the F1 threshold, the accept threshold never under it, their figures); 0.5 and None
+    when there is no detection to choose from."""
+    if not len(scores):
+        return 0.5, None, {"threshold_f1": None}
     threshold, info = _best_f1_threshold(scores, hits, n_truth)
     accept, accept_info = _precise_threshold(scores, hits, n_truth, precision_min)
     if accept is not None and accept < threshold:
