@@ -45,7 +45,11 @@ def run_fit(args) -> int:
                    **detector.info}
         store.finish_run(run_id, "finished", summary=summary)
     info = detector.info
+    accept = detector.accept_threshold
+    judged = (f"{info.get('threshold_images', 0)} held-out drawings"
+              if info.get("threshold_held_out") else "the training drawings themselves")
     print(f"fitted on {info['images']} drawings of {args.split!r} ({info['training_crops']} crops, "
           f"{info['background_crops']} background); score threshold "
-          f"{detector.score_threshold:.2f}; saved {path}")
+          f"{detector.score_threshold:.2f}, accept-all threshold "
+          f"{'none' if accept is None else f'{accept:.2f}'} (chosen on {judged}); saved {path}")
     return 0
