@@ -35,12 +35,9 @@ class Owner:
     def claim(self) -> None:
         """Write the description beside the group's files (written aside, then renamed)."""
         target = self.folder / f"{self.name}{OWNER_SUFFIX}"
-        if target.is_file():
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.source, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, target)
+        if not target.is_file():
+            write_aside(target, lambda tmp: tmp.write_text(json.dumps(self.source, sort_keys=True),
+                                                           encoding="utf-8"))
 
     def files(self, prefix: str = "") -> list[Path]:
         """The group's files whose key starts with `prefix`."""
@@ -58,6 +55,19 @@ class Owner:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def write_aside(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` to a hidden file beside `path`, then renamed over it: a reader never sees
+    half a file; on failure the hidden file is removed and the error raised."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def owner_groups(folder: Path) -> Iterator[tuple[str, dict | None]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ffclr.data.npz_files import READ_ERRORS
-from ffclr.derived_files import Owner
+from ffclr.derived_files import Owner, write_aside
 
 EVIDENCE_FOLDER = "queue-evidence"
 
@@ -88,12 +88,9 @@ class EvidenceCache:
 
     def _write(self, path: Path, write) -> bool:
         """Written aside then renamed; a cache that cannot be written is skipped (False)."""
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
         try:
             self.owner.claim()
-            write(tmp)
-            os.replace(tmp, path)
+            write_aside(path, write)
             return True
         except OSError:
-            tmp.unlink(missing_ok=True)
             return False

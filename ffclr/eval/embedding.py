@@ -22,7 +22,7 @@ import numpy as np
 from ffclr.data.crop_pixels import crop_pixels, decode_images, from_store
 from ffclr.data.cropset import CropSet
 from ffclr.data.npz_files import READ_ERRORS
-from ffclr.derived_files import Owner
+from ffclr.derived_files import Owner, write_aside
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
@@ -54,7 +54,7 @@ class Embeddings:
         except READ_ERRORS:
             pass
         layout = umap_2d(self.features)
-        _atomic_save(path, lambda tmp: np.save(tmp, layout))
+        write_aside(path, lambda tmp: np.save(tmp, layout))
         return layout
 
 
@@ -140,7 +140,7 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
         encoder = load_encoder(checkpoint)
     features = _embed_crops(crop_set, encoder, workspace, batch_size, progress)
     owner.claim()
-    _atomic_save(path, lambda tmp: np.savez(tmp, features=features,
+    write_aside(path, lambda tmp: np.savez(tmp, features=features,
                                             paths=np.array([str(p) for p in crop_set.paths])))
     owner.supersede([path, path.with_suffix(".umap.npy")])
     return Embeddings(features, crop_set, key, Path(checkpoint), path, cached=False)
@@ -191,10 +191,3 @@ def _dataset_names(workspace: Workspace) -> set[str]:
 def _common_folder(paths: Sequence) -> str | None:
     folders = {str(Path(p).resolve().parent) for p in paths}
     return os.path.commonpath(sorted(folders)) if folders else None
-
-
-def _atomic_save(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
