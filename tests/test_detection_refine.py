@@ -76,7 +76,8 @@ def test_a_fitted_detector_refines_its_boxes_and_the_refiner_travels_with_it(det
     from ffclr.detection import load_detector, save_detector
 
     assert detector.refiner is not None
-    assert detector.refiner.coef.shape == (detector.refiner.n_inputs(len(detector.class_names)), 4)
+    assert detector.refiner.coef.shape == (
+        detector.refiner.config.grid ** 2 + len(detector.class_names) + 2, 4)
     again = load_detector(save_detector(detector, tmp_path / "d.npz"))
     assert np.array_equal(again.refiner.coef, detector.refiner.coef)
     assert np.array_equal(again.refiner.intercept, detector.refiner.intercept)

@@ -126,7 +126,7 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
         if "refiner/coef" in arrays and config.refinement is not None:
             refiner = BoxRefiner(arrays["refiner/coef"], arrays["refiner/intercept"],
                                  config.refinement)
-            if refiner.coef.shape != (refiner.n_inputs(len(meta["class_names"])), 4):
+            if refiner.coef.shape[1:] != (4,) or refiner.n_classes != len(meta["class_names"]):
                 raise ValueError(f"refiner weights of shape {refiner.coef.shape} do not fit "
                                  f"its {config.refinement.grid}-cell grid")
         return Detector(encoder=encoder, probe=probe, class_names=list(meta["class_names"]),

@@ -5,7 +5,8 @@ grew from may hold a stub of wire or miss a stroke, and the annotators frame a s
 own way. The refiner reads the ink around the box (a window twice its size, resampled to a
 `grid` × `grid` ink density) with the box's class and log size, and predicts each side's move
 in units of the box's width or height by ridge regression, fitted on the training drawings'
-candidates that match a labelled box (as R-CNN regresses its boxes from its features).
+detections that find a labelled box of their class (as R-CNN regresses its boxes from its
+features).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ffclr.detection.proposals import background_colour, ink_mask
+from ffclr.detection.sizes import log_sizes
 
 SUPERSAMPLE = 4
 """The window is resampled at this many samples per grid cell, then averaged per cell."""
@@ -70,10 +72,8 @@ class DrawingInk:
 def design(windows: np.ndarray, boxes: np.ndarray, classes: np.ndarray, n_classes: int
            ) -> np.ndarray:
     """The regression's inputs: ink windows, the class one-hot, log width and log height."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     one_hot = np.eye(n_classes)[np.asarray(classes, np.int64)]
-    sides = np.log(np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0))
-    return np.concatenate([windows, one_hot, sides], axis=1)
+    return np.concatenate([windows, one_hot, log_sizes(boxes)], axis=1)
 
 
 def side_moves(boxes: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -102,10 +102,8 @@ class BoxRefiner:
 
     @property
     def n_classes(self) -> int:
+        """The classes its weights were fitted for (after the grid's cells, before the sizes)."""
         return self.coef.shape[0] - self.config.grid ** 2 - 2
-
-    def n_inputs(self, n_classes: int) -> int:
-        return self.config.grid ** 2 + n_classes + 2
 
     def apply(self, ink: DrawingInk, boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """The boxes with each side moved as predicted; a side never crosses its opposite."""

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ffclr.detection.crops import crop_pixels
+from ffclr.detection.sizes import log_sizes
 
 BACKGROUND = "background"
 FILTER_SIZE = 16
@@ -21,8 +22,7 @@ FILTER_SIZE = 16
 def pixel_features(image: Image.Image, boxes: np.ndarray) -> np.ndarray:
     """(N, 16·16·3 + 2) float32: the crop's pixels in [0, 1] and log width, log height."""
     pixels = crop_pixels(image, boxes, FILTER_SIZE).reshape(len(boxes), -1) / 255.0
-    sides = np.log(np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0))
-    return np.concatenate([pixels, sides], axis=1).astype(np.float32)
+    return np.concatenate([pixels, log_sizes(boxes)], axis=1).astype(np.float32)
 
 
 @dataclass

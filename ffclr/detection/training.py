@@ -178,16 +178,17 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
                             probe=fit_background_probe(features[kept], labels[kept],
                                                        data.class_names, config.probe_c))
         for index in fold:
-            fold_scores, fold_hits = _judge_drawing(judge, drawings[index],
+            image, _, item = drawings[index]
+            fold_scores, fold_hits = _judge_drawing(judge, image, item,
                                                     judged_candidates.get(int(index)))
             scores.extend(fold_scores)
             hits.extend(fold_hits)
-            n_truth += len(drawings.labelled()[index].boxes)
+            n_truth += len(item.boxes)
     detector.score_threshold, detector.accept_threshold, detector.info = _thresholds(
         np.array(scores), np.array(hits, bool), n_truth, config.accept_precision)
     detector.info.update({"threshold_images": len(judged),
-                          "threshold_held_out": len(folds[0]) < len(drawings)})
-    detector.info.update({"images": len(drawings), "training_crops": int(len(labels)),
+                          "threshold_held_out": len(folds[0]) < len(drawings),
+                          "images": len(drawings), "training_crops": int(len(labels)),
                           "background_crops": int(np.sum(labels == n_classes)),
                           "checkpoint": str(checkpoint)})
     report(5, 5, f"score threshold {detector.score_threshold:.2f}")
@@ -324,10 +325,10 @@ def _threshold_folds(n_drawings: int, rng, max_images: int = 48, n_folds: int = 
     return [np.sort(fold) for fold in np.array_split(order[:max_images], n_folds)]
 
 
-def _judge_drawing(judge: Detector, drawing, candidates) -> tuple[list[float], list[bool]]:
+def _judge_drawing(judge: Detector, image, item: LabelledImage, candidates
+                   ) -> tuple[list[float], list[bool]]:
     """(score, whether it found a labelled box of its class) of each detection `judge` makes
     on one training drawing from its kept candidates."""
-    image, _, item = drawing
     if candidates is None:
         return [], []
     cand, read = candidates
