@@ -149,7 +149,7 @@ def encoder_features(encoder, pixels: np.ndarray) -> np.ndarray:
     device = next(encoder.model.parameters()).device
     dtype = torch.bfloat16 if device.type == "cpu" and cpu_bf16_supported() else None
     return embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std, device=device,
-                       dtype=dtype, batch_size=128).numpy()
+                       dtype=dtype, batch_size=128, frozen=True).numpy()
 
 
 def probe_features(detector: Detector, image: Image.Image, boxes: np.ndarray) -> np.ndarray:

@@ -91,7 +91,7 @@ def _embed_batches(count: int, read: Callable[[int, int], np.ndarray], encoder, 
     for start in range(0, count, batch_size):
         pixels = read(start, start + batch_size)
         chunks.append(embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
-                                  batch_size=batch_size).numpy())
+                                  batch_size=batch_size, frozen=True).numpy())
         if progress:
             progress(min(start + batch_size, count), count, "embedding crops")
     if not chunks:

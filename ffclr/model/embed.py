@@ -3,9 +3,15 @@
 The training monitor, evaluation, classification and detection all call `embed_uint8`; they
 differ only in the device and autocast dtype they ask for (evaluation in full precision, the
 monitor in the training precision, detection in bf16 where the CPU runs it natively).
+An encoder that is no longer trained runs, on the CPU in full precision, as a frozen TorchScript
+copy (`frozen=True`): batch norms folded into the convolutions and weights prepacked for oneDNN,
+the same features within float rounding in much less time.
 """
 from __future__ import annotations
 
+import threading
+import warnings
+import weakref
 from contextlib import nullcontext
 from typing import Callable, Sequence
 
@@ -16,6 +22,9 @@ from torch import nn
 from ffclr.data.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 
 BATCH_SIZE = 256
+
+_frozen_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_frozen_lock = threading.Lock()
 
 
 def cpu_bf16_supported() -> bool:
@@ -33,11 +42,51 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
+def frozen_cpu_copy(backbone: nn.Module, image_size: int) -> nn.Module:
+    """`backbone` traced on a channels-last batch of `image_size` crops, frozen and optimised
+    for CPU inference; made once per backbone and kept while it lives. Its weights are the
+    backbone's at the first call, so only for an encoder that is not trained any more. Where
+    TorchScript cannot trace the backbone faithfully (or this torch has none), the backbone
+    itself.
+
+    TorchScript is deprecated in favour of `torch.compile`; here `torch.compile` with freezing
+    ran slower and compiles for tens of seconds on a cold start (docs/measurements.md, Scale).
+    """
+    with _frozen_lock:
+        frozen = _frozen_copies.get(backbone)
+        if frozen is None:
+            frozen = _freeze(backbone, image_size)
+            _frozen_copies[backbone] = frozen
+        return frozen
+
+
+def _freeze(backbone: nn.Module, image_size: int) -> nn.Module:
+    """A trace records one run: a backbone whose Python depends on its input would be frozen
+    wrong, so the copy is checked against the backbone on another batch, of another size."""
+    was_training = backbone.training
+    generator = torch.Generator().manual_seed(0)
+    example, check = (torch.randn((rows, 3, image_size, image_size), generator=generator)
+                      .contiguous(memory_format=torch.channels_last) for rows in (2, 3))
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            backbone.eval()
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(
+                torch.jit.trace(backbone, example, check_trace=False)))
+            same = torch.allclose(frozen(check).float(), backbone(check).float(),
+                                  rtol=1e-3, atol=1e-4)
+    except (AttributeError, RuntimeError, torch.jit.Error):
+        return backbone
+    finally:
+        backbone.train(was_training)
+    return frozen if same else backbone
+
+
 def embed_uint8(backbone: nn.Module, images: torch.Tensor | np.ndarray, *,
                 mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                 batch_size: int = BATCH_SIZE, normalise: bool = False,
-                channels_last: bool = True,
+                channels_last: bool = True, frozen: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """(N, feature_dim) float32 CPU features of uint8 (N, S, S, 3) crops.
 
@@ -45,10 +94,15 @@ def embed_uint8(backbone: nn.Module, images: torch.Tensor | np.ndarray, *,
     mode is restored), without gradients, under autocast to `dtype` when given. `normalise`
     L2-normalises each row. `channels_last` feeds the batch in that memory format, which
     oneDNN's CPU convolutions run faster (features equal to the other layout's within float
-    rounding). `progress(done, total)` is called after each batch.
+    rounding). `frozen` says the backbone's weights will not change: on the CPU in full
+    precision it then runs `frozen_cpu_copy(backbone)` (features equal within float rounding).
+    `progress(done, total)` is called after each batch.
     """
     images = torch.as_tensor(images)
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
+    model = backbone
+    if frozen and channels_last and device.type == "cpu" and dtype is None and len(images):
+        model = frozen_cpu_copy(backbone, int(images.shape[1]))
     was_training = backbone.training
     backbone.eval()
     chunks = []
@@ -58,7 +112,7 @@ def embed_uint8(backbone: nn.Module, images: torch.Tensor | np.ndarray, *,
                 x = to_model_input(images[start:start + batch_size].to(device), mean, std)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                features = backbone(x).float()
+                features = model(x).float()
                 if normalise:
                     features = nn.functional.normalize(features, dim=1)
                 chunks.append(features.cpu())
