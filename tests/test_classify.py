@@ -75,6 +75,19 @@ def test_unknown_threshold_is_a_percentile_of_leave_one_out_distances():
         build_reference(features[:1], np.array([0]), ["a"], ["x"])
 
 
+def test_unknown_threshold_beyond_the_calibration_rows_comes_from_a_sample_of_them():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(400, 8))
+    features[7] = features[3]
+    exact = nearest_other_distance(features)
+    sampled = nearest_other_distance(features, rows=150, seed=1)
+    assert sampled.shape == (150,)
+    assert set(np.round(sampled, 6)) <= set(np.round(exact, 6))
+    assert np.percentile(sampled, 50) == pytest.approx(np.percentile(exact, 50), rel=0.15)
+    with_duplicate = nearest_other_distance(features, rows=399, seed=0)
+    assert with_duplicate.min() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_classify_command_on_a_non_image(tmp_path, workspace, capsys):
     train = write_folder(tmp_path / "train", {"red": 5, "blue": 5})
     ckpt = write_checkpoint(tmp_path / "c.pth.tar")

@@ -101,3 +101,31 @@ def test_explore_command_lists_suspicious_crops(tmp_path, workspace, capsys):
     out = capsys.readouterr().out
     assert "18 crops" in out and out.count(str(crops)) == 4
     assert (tmp_path / "scores.csv").read_text().count("\n") == 19
+
+
+def test_a_split_is_read_from_the_cached_features_of_the_whole_dataset(
+        workspace, demo_export, tiny_checkpoint, monkeypatch):
+    import ffclr.eval.embedding as embedding
+    from ffclr.data.coco_import import import_export
+    from ffclr.data.cropset import load_dataset_split
+
+    import_export(demo_export, "demo", workspace)
+    whole = embed_crop_set(load_dataset_split("demo", None, workspace), tiny_checkpoint,
+                           workspace)
+    valid_set = load_dataset_split("demo", "valid", workspace)
+    computed = []
+    real_embed = embedding._embed_crops
+    monkeypatch.setattr(embedding, "_embed_crops",
+                        lambda *args: computed.append(len(args[0])) or real_embed(*args))
+    valid = embed_crop_set(valid_set, tiny_checkpoint, workspace)
+    assert computed == [] and valid.cached and valid.cache_file == whole.cache_file
+    row_of = {str(p): i for i, p in enumerate(whole.crop_set.paths)}
+    assert np.array_equal(valid.features,
+                          whole.features[[row_of[str(p)] for p in valid_set.paths]])
+    assert valid.umap(workspace).shape == (len(valid_set), 2)
+
+    train_crop = load_dataset_split("demo", "train", workspace).paths[0]
+    os.utime(train_crop, ns=(1, 1))
+    again = embed_crop_set(valid_set, tiny_checkpoint, workspace)
+    assert computed == [len(valid_set)] and not again.cached
+    assert np.allclose(again.features, valid.features, atol=1e-5)

@@ -25,6 +25,25 @@ def test_knn_is_cosine_scale_invariant_and_accurate_on_clusters():
     assert np.allclose(np.linalg.norm(l2_normalise(x), axis=1), 1.0, atol=1e-6)
 
 
+def test_neighbours_are_the_nearest_rows_in_order_ties_by_lower_index():
+    from ffclr.eval.neighbours import cosine_neighbours
+
+    rng = np.random.default_rng(0)
+    memory = rng.normal(size=(60, 5)).astype(np.float32)
+    memory[[10, 20, 30]] = memory[5]
+    for k, leave_one_out in ((1, False), (4, False), (4, True), (59, True)):
+        indices, sims = cosine_neighbours(memory, memory, k, leave_one_out=leave_one_out,
+                                          chunk=7)
+        full = l2_normalise(memory) @ l2_normalise(memory).T
+        if leave_one_out:
+            np.fill_diagonal(full, -np.inf)
+        expected = np.array([sorted(range(60), key=lambda j: (-full[i, j], j))[:k]
+                             for i in range(60)])
+        assert np.array_equal(indices, expected), (k, leave_one_out)
+        assert np.allclose(sims, np.take_along_axis(full, expected, axis=1), atol=1e-5)
+    assert cosine_neighbours(memory[5:6], memory, 3)[0][0].tolist() == [5, 10, 20]
+
+
 def test_a_memory_kept_unit_gives_the_same_neighbours_without_normalising_it(monkeypatch):
     import ffclr.eval.neighbours as neighbours
 

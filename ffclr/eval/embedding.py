@@ -7,7 +7,8 @@ cache (`ffclr.data.crop_pixels`), other crops decoded batch by batch. The cache 
 `<workspace>/cache/embeddings/<owner>-<key>.npz` is keyed by the checkpoint (path, size, mtime)
 and the crop files (paths, sizes, mtimes): any change there gives a new key, and the new file
 replaces the older ones of the same checkpoint and crop set (`ffclr.derived_files`). Labels are
-not part of it, so relabelling reuses the features.
+not part of it, so relabelling reuses the features. Some splits of a dataset whose splits are
+all cached together are read from that file.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISLNK
 from typing import Callable, Sequence
 
 import numpy as np
@@ -58,16 +60,26 @@ class Embeddings:
         return layout
 
 
-def _stat_key(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+def _stat_key(path: Path, folders: dict[Path, Path]) -> str:
+    """"<resolved path>|<size>|<mtime>" of a file; `folders` remembers each folder resolved,
+    so a crop costs one system call unless it is a symbolic link."""
+    stat = os.lstat(path)
+    if S_ISLNK(stat.st_mode):
+        resolved, stat = path.resolve(), path.stat()
+    else:
+        folder = folders.get(path.parent)
+        if folder is None:
+            folder = folders[path.parent] = path.parent.resolve()
+        resolved = folder / path.name
+    return f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def cache_key(checkpoint: str | os.PathLike, crop_set: CropSet) -> str:
-    digest = hashlib.sha256(_stat_key(Path(checkpoint)).encode())
+    folders: dict[Path, Path] = {}
+    digest = hashlib.sha256(_stat_key(Path(checkpoint), folders).encode())
     for path in crop_set.paths:
         try:
-            digest.update(_stat_key(Path(path)).encode())
+            digest.update(_stat_key(Path(path), folders).encode())
         except FileNotFoundError:
             raise FfclrError(f"{path}: crop file missing (re-import the dataset?)") from None
     return digest.hexdigest()[:24]
@@ -134,6 +146,11 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
                 return Embeddings(features, crop_set, key, Path(checkpoint), path, cached=True)
         except READ_ERRORS:
             pass
+    whole = _from_whole_dataset(crop_set, checkpoint, workspace)
+    if whole is not None:
+        owner.claim()
+        owner.supersede([path.with_suffix(".umap.npy")])
+        return Embeddings(whole[0], crop_set, key, Path(checkpoint), whole[1], cached=True)
     if encoder is None:
         from ffclr.model.checkpoint import load_encoder
 
@@ -144,6 +161,31 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
                                             paths=np.array([str(p) for p in crop_set.paths])))
     owner.supersede([path, path.with_suffix(".umap.npy")])
     return Embeddings(features, crop_set, key, Path(checkpoint), path, cached=False)
+
+
+def _from_whole_dataset(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: Workspace
+                        ) -> tuple[np.ndarray, Path] | None:
+    """(features, their file) of some splits of a dataset, taken from the fresh cached features
+    of all its splits when there are some (not copied: a split is read from the whole)."""
+    from ffclr.data.cropset import load_dataset_split
+
+    if crop_set.dataset is None:
+        return None
+    try:
+        whole = load_dataset_split(crop_set.dataset, None, workspace)
+        if len(whole) <= len(crop_set):
+            return None
+        path = embeddings_owner(workspace, checkpoint, whole).path(cache_key(checkpoint, whole),
+                                                                   ".npz")
+        with np.load(path, allow_pickle=False) as data:
+            features, paths = data["features"], data["paths"]
+    except (FfclrError, *READ_ERRORS):
+        return None
+    row_of = {str(p): row for row, p in enumerate(paths.tolist())}
+    rows = [row_of.get(str(p)) for p in crop_set.paths]
+    if len(features) != len(whole) or None in rows:
+        return None
+    return features[np.array(rows, np.int64)], path
 
 
 def embeddings_owner(workspace: Workspace, checkpoint: str | os.PathLike, crop_set: CropSet

