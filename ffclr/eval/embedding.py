@@ -166,17 +166,17 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
 def _from_whole_dataset(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: Workspace
                         ) -> tuple[np.ndarray, Path] | None:
     """(features, their file) of some splits of a dataset, taken from the fresh cached features
-    of all its splits when there are some (not copied: a split is read from the whole)."""
+    of all its splits when there are some (no file is written for the splits)."""
     from ffclr.data.cropset import load_dataset_split
 
     if crop_set.dataset is None:
         return None
     try:
         whole = load_dataset_split(crop_set.dataset, None, workspace)
-        if len(whole) <= len(crop_set):
+        owner = embeddings_owner(workspace, checkpoint, whole)
+        if len(whole) <= len(crop_set) or not owner.files():
             return None
-        path = embeddings_owner(workspace, checkpoint, whole).path(cache_key(checkpoint, whole),
-                                                                   ".npz")
+        path = owner.path(cache_key(checkpoint, whole), ".npz")
         with np.load(path, allow_pickle=False) as data:
             features, paths = data["features"], data["paths"]
     except (FfclrError, *READ_ERRORS):
