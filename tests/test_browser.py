@@ -125,7 +125,7 @@ MAP_JS = "document.querySelector('#explore-plot .js-plotly-plot')"
 POINT_XY_JS = """(crop) => { const gd = %s;
     const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
     for (const trace of gd.data) {
-      const k = trace.name === 'clicked' ? -1 : trace.customdata.indexOf(crop);
+      const k = trace.customdata.indexOf(crop);
       if (k >= 0) return [box.left + xa._offset + xa.l2p(trace.x[k]),
                           box.top + ya._offset + ya.l2p(trace.y[k])];
     }
@@ -141,11 +141,10 @@ def point_xy(page, crop_id: int) -> tuple[float, float]:
 
 
 def map_crops(page) -> list[list[int]]:
-    """The crop ids of each trace of the map but the clicked crop's ring, drawn with WebGL."""
+    """The crop ids of each trace of the map, drawn with WebGL."""
     return page.evaluate(f"""() => {{ const gd = {MAP_JS};
         if (!gd.querySelector('canvas')) return null;
-        return gd.data.filter((t) => t.name !== 'clicked' && t.type === 'scattergl')
-                      .map((t) => t.customdata); }}""")
+        return gd.data.filter((t) => t.type === 'scattergl').map((t) => t.customdata); }}""")
 
 
 def hover_hostile_point(page, crop_id: int) -> tuple[float, float]:
@@ -261,8 +260,11 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     wait_text(page, "explore-info", "Crop #")
     assert_names_are_text(page, "Explore (click)", "explore-info")
     crop_id = int(text_of(page, "explore-info").split("Crop #")[1].split()[0])
-    page.wait_for_function(f"(crop) => {{ const ring = {MAP_JS}.data.at(-1);"
-                           " return ring.name === 'clicked' && ring.customdata[0] === crop; }",
+    page.wait_for_function(f"(crop) => {{ const gd = {MAP_JS}, ring = (gd.layout.shapes || [])[0];"
+                           " const trace = gd.data.find((t) => t.customdata.includes(crop));"
+                           " const k = trace.customdata.indexOf(crop);"
+                           " return ring && ring.name === 'clicked'"
+                           " && ring.xanchor === trace.x[k] && ring.yanchor === trace.y[k]; }",
                            arg=crop_id)
     assert not page.locator("#umap-tooltip").is_visible(), "the tooltip outlived the click"
     hover_hostile_point(page, hostile_crop)

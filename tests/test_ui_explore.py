@@ -179,8 +179,14 @@ def test_hovering_a_point_asks_python_for_its_thumbnail_and_caption(explored, de
 
 
 def points_of(spec: dict) -> list[int]:
-    return [cid for trace in spec["data"] if trace["name"] != "clicked"
-            for cid in trace["customdata"]]
+    return [cid for trace in spec["data"] for cid in trace["customdata"]]
+
+
+def point_at(spec: dict, crop_id: int) -> tuple[float, float]:
+    """Where the figure draws crop `crop_id`, in data coordinates."""
+    trace = next(t for t in spec["data"] if crop_id in t["customdata"])
+    k = trace["customdata"].index(crop_id)
+    return trace["x"][k], trace["y"][k]
 
 
 def test_colour_by_every_option_covers_every_crop_without_plotly_hover_labels(explored):
@@ -278,14 +284,15 @@ def test_map_payload_is_small_per_point_and_grows_linearly():
     spec = json.loads(large)
     assert {t["type"] for t in spec["data"]} == {"scattergl"}
     assert set(spec) == {"data", "layout", "n_points", "hover", "ring"} and spec["n_points"] == 5_000
-    xs = np.concatenate([t["x"] for t in spec["data"] if t["name"] != "clicked"])
+    xs = np.concatenate([t["x"] for t in spec["data"]])
     steps = np.round(xs * 10 ** (DIGITS - 1), 6)
     assert np.allclose(steps, np.round(steps)) and len(set(xs.tolist())) > 1_000
-    [ring] = [t for t in spec["data"] if t["name"] == "clicked"]
-    assert ring["customdata"] == [100_003] and ring is spec["data"][-1]
+    [ring] = spec["layout"]["shapes"]
+    assert (ring["xanchor"], ring["yanchor"]) == point_at(spec, 100_003)
+    assert {k: v for k, v in ring.items() if k not in ("xanchor", "yanchor")} == spec["ring"]
     flagged = [t for t in spec["data"] if t["customdata"][0] == 100_000][0]
     assert flagged["marker"]["size"][0] == 11 and flagged["marker"]["line"]["width"][0] == 2
-    assert sum(len(t["selectedpoints"]) for t in spec["data"] if t["name"] != "clicked") == 100
+    assert sum(len(t["selectedpoints"]) for t in spec["data"]) == 100
 
 
 def test_neighbour_similarities_show_three_digits(explored):
@@ -430,10 +437,9 @@ def test_a_map_click_leaves_the_figure_to_the_browser_other_ways_to_a_crop_ring_
     shown = handlers["explore_show_selected"](emap.key, "label", [other], [other],
                                               gr.SelectData(None, {"index": 0, "value": None}))
     figure = json.loads(shown[-1])
-    ring = figure["data"][-1]
-    assert shown[1] == other and ring["name"] == "clicked" and ring["customdata"] == [other]
-    assert {k: v for k, v in ring.items() if k not in ("x", "y", "customdata")} == \
-        figure["ring"]
+    [ring] = figure["layout"]["shapes"]
+    assert shown[1] == other and (ring["xanchor"], ring["yanchor"]) == point_at(figure, other)
+    assert {k: v for k, v in ring.items() if k not in ("xanchor", "yanchor")} == figure["ring"]
 
 
 def test_computing_another_map_clears_the_previous_crop_and_selection(explored, handlers,

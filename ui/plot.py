@@ -97,13 +97,7 @@ function selectedIds(event) {
   return [...ids];
 }
 function ringAt(holder, point) {
-  const last = holder.data.length - 1, at = {x: [point.x], y: [point.y],
-                                             customdata: [point.customdata]};
-  if (last >= 0 && holder.data[last].name === 'clicked') {
-    Plotly.restyle(holder, {x: [at.x], y: [at.y], customdata: [at.customdata]}, [last]);
-  } else {
-    Plotly.addTraces(holder, {...holder._spec.ring, type: webgl ? 'scattergl' : 'scatter', ...at});
-  }
+  Plotly.relayout(holder, {shapes: [{...holder._spec.ring, xanchor: point.x, yanchor: point.y}]});
 }
 function bind(holder) {
   holder.on('plotly_click', (event) => {
@@ -250,17 +244,19 @@ def _scale_trace(colouring: Colouring, points: _Points) -> dict:
     return trace
 
 
-RING = {"type": "scattergl", "mode": "markers", "name": "clicked", "hoverinfo": "skip",
-        "marker": {"size": 18, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#ff2d55"}},
-        "unselected": {"marker": {"opacity": 1}}}
-"""The clicked crop's ring: the last trace, so WebGL draws it over the points; never dimmed by a
-selection. The browser moves it itself when a point is clicked on the map."""
+RING = {"type": "circle", "name": "clicked", "xref": "x", "yref": "y", "xsizemode": "pixel",
+        "ysizemode": "pixel", "x0": -9, "x1": 9, "y0": -9, "y1": 9, "layer": "above",
+        "line": {"width": 3, "color": "#ff2d55"}}
+"""The clicked crop's ring: a layout shape of fixed size in pixels, anchored at the point
+(`xanchor`, `yanchor`), drawn over the points and never dimmed by a selection. The browser
+moves it itself when a point is clicked; a shape moves without redrawing the points, where a
+ring trace made plotly redraw all of them (0.46 s against 0.03 s at 100,000 points, headless
+Chromium)."""
 
 
 def _ring(points: _Points, selected: int) -> dict:
     i = int(np.flatnonzero(points.ids == selected)[0])
-    return {**RING, "x": [float(points.xy[i, 0])], "y": [float(points.xy[i, 1])],
-            "customdata": [int(selected)]}
+    return {**RING, "xanchor": float(points.xy[i, 0]), "yanchor": float(points.xy[i, 1])}
 
 
 def scatter_spec(coords, crop_ids: list[int], colouring: Colouring,
@@ -284,9 +280,9 @@ def scatter_spec(coords, crop_ids: list[int], colouring: Colouring,
         traces = [_scale_trace(colouring, points)]
     else:
         traces = _category_traces(colouring, points)
-    if selected is not None and bool(np.any(ids == int(selected))):
-        traces.append(_ring(points, int(selected)))
-    layout = {"title": {"text": plotly_text(title), "x": 0.01, "xanchor": "left",
+    ringed = selected is not None and bool(np.any(ids == int(selected)))
+    layout = {"shapes": [_ring(points, int(selected))] if ringed else [],
+              "title": {"text": plotly_text(title), "x": 0.01, "xanchor": "left",
                         "yref": "container", "y": 1 - TITLE_TOP / HEIGHT, "yanchor": "middle",
                         "font": {"size": 14}},
               "height": HEIGHT, "margin": {"l": 30, "r": 10, "t": TITLE_TOP + 24, "b": 30},

@@ -37,7 +37,7 @@ DRAW_JS = """async () => { const gd = %s;
 redraws every trace; its event handlers stay), until the next frame is painted."""
 FIRST_POINT_JS = """() => { const gd = %s;
     const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
-    const trace = gd.data.find((t) => t.name !== 'clicked' && t.x.length);
+    const trace = gd.data.find((t) => t.x.length);
     const k = Math.floor(trace.x.length / 2);
     return [box.left + xa._offset + xa.l2p(trace.x[k]), box.top + ya._offset + ya.l2p(trace.y[k])];
     }""" % MAP
