@@ -129,3 +129,23 @@ def test_a_split_is_read_from_the_cached_features_of_the_whole_dataset(
     again = embed_crop_set(valid_set, tiny_checkpoint, workspace)
     assert computed == [len(valid_set)] and not again.cached
     assert np.allclose(again.features, valid.features, atol=1e-5)
+
+
+def test_the_encoder_runs_frozen_only_for_enough_crops(tmp_path, workspace, monkeypatch):
+    import torch
+
+    import ffclr.eval.embedding as embedding
+    import ffclr.model.embed as embed
+    from ffclr.model.checkpoint import load_encoder
+
+    crops = load_crop_set(write_folder(tmp_path / "crops", {"red": 4, "blue": 4}), workspace)
+    ckpt = write_checkpoint(tmp_path / "c.pth.tar")
+    few = load_encoder(ckpt)
+    monkeypatch.setattr(embedding, "FROZEN_MIN_CROPS", 9)
+    features = embed_crop_set(crops, ckpt, workspace, encoder=few).features
+    assert few.model not in embed._frozen_copies
+    many = load_encoder(ckpt)
+    monkeypatch.setattr(embedding, "FROZEN_MIN_CROPS", 8)
+    frozen = embedding._embed_crops(crops, many, workspace, 4, None)
+    assert isinstance(embed._frozen_copies.get(many.model), torch.jit.ScriptModule)
+    assert np.allclose(frozen, features, atol=1e-4)

@@ -31,6 +31,9 @@ from ffclr.workspace import Workspace
 Progress = Callable[[int, int, str], None]
 BATCH_SIZE = 256
 EMBEDDINGS_FOLDER = "embeddings"
+FROZEN_MIN_CROPS = 1024
+"""Crops from which the encoder runs as a frozen copy (`embed_uint8(frozen=True)`): making the
+copy takes about the time it saves on 500 crops."""
 
 
 @dataclass
@@ -103,7 +106,8 @@ def _embed_batches(count: int, read: Callable[[int, int], np.ndarray], encoder, 
     for start in range(0, count, batch_size):
         pixels = read(start, start + batch_size)
         chunks.append(embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
-                                  batch_size=batch_size, frozen=True).numpy())
+                                  batch_size=batch_size,
+                                  frozen=count >= FROZEN_MIN_CROPS).numpy())
         if progress:
             progress(min(start + batch_size, count), count, "embedding crops")
     if not chunks:
