@@ -5,6 +5,7 @@ group's source description (a checkpoint and a dataset, a detector file's path, 
 modification time) and that description is kept beside them in `<owner>.owner.json`. A newer
 file of the group can replace the older ones (`supersede`), and `orphans` finds the groups whose
 source is gone, given a test of the description written by the module that owns the cache.
+`write_aside` is how every derived file is written (caches, CSV and COCO files, detectors).
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from ffclr.derived_files import write_aside
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -28,16 +30,13 @@ def spreadsheet_text(value):
 
 def write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[Mapping]) -> Path:
     """Write `rows` (missing columns empty, extra keys ignored) to `path` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: spreadsheet_text(v) for k, v in row.items()})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    path = Path(path)
+    write_aside(path, write)
     return path

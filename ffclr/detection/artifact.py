@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ffclr.data.npz_files import READ_ERRORS, npz_path
+from ffclr.derived_files import write_aside
 from ffclr.errors import FfclrError
 
 FORMAT = "ffclr-detector"
@@ -51,10 +52,8 @@ def save_detector(detector, path: str | os.PathLike) -> Path:
     if detector.refiner is not None:
         arrays.update({"refiner/coef": detector.refiner.coef,
                        "refiner/intercept": detector.refiner.intercept})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta, default=float)), **arrays)
-    os.replace(tmp, path)
+    write_aside(path, lambda tmp: np.savez(tmp, meta=np.array(json.dumps(meta, default=float)),
+                                           **arrays))
     return path
 
 

@@ -6,6 +6,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ffclr.derived_files import write_aside
+
 
 def detections_to_coco(results, class_names: list[str], category_ids: list[int]) -> dict:
     """COCO dict from `detect_images` results: (file name, (width, height), detections) each.
@@ -34,8 +36,5 @@ def detections_to_coco(results, class_names: list[str], category_ids: list[int])
 
 def write_coco(coco: dict, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(coco, indent=1))
-    os.replace(tmp, path)
+    write_aside(path, lambda tmp: tmp.write_text(json.dumps(coco, indent=1)))
     return path
