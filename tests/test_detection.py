@@ -280,8 +280,6 @@ def test_fitting_holds_one_drawing_at_a_time_and_skips_unreadable_ones(tiny_chec
 def test_detection_features_use_bf16_only_where_the_cpu_runs_it_natively(
         detector, monkeypatch, native_bf16):
     """Without native bf16, oneDNN emulates it several times slower than full precision."""
-    import torch
-
     import ffclr.model.embed as embed
     from ffclr.detection.detector import encoder_features
 
@@ -290,10 +288,8 @@ def test_detection_features_use_bf16_only_where_the_cpu_runs_it_natively(
     found = encoder_features(detector.encoder, pixels)
     encoder = detector.encoder
     full = embed.embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std).numpy()
-    bf16 = embed.embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
-                             dtype=torch.bfloat16).numpy()
-    assert not np.allclose(full, bf16, atol=1e-4)
     if native_bf16:
-        np.testing.assert_array_equal(found, bf16)
+        assert not np.allclose(found, full, atol=1e-4)
+        assert np.linalg.norm(found - full) < 0.02 * np.linalg.norm(full)
     else:
         np.testing.assert_allclose(found, full, atol=1e-4)

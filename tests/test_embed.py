@@ -54,6 +54,26 @@ def test_a_frozen_encoder_gives_the_same_features_from_one_cached_copy():
     assert embed_uint8(backbone, images[:0], frozen=True).shape == (0, 512)
 
 
+def relative_error(found: torch.Tensor, expected: torch.Tensor) -> float:
+    return float(torch.linalg.norm(found - expected) / torch.linalg.norm(expected))
+
+
+def test_a_bf16_frozen_copy_is_kept_beside_the_full_precision_one_and_close_to_it():
+    torch.manual_seed(0)
+    backbone = FeatureExtractor(SimCLRModel("resnet18", out_dim=8))
+    images = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(4))
+    full = embed_uint8(backbone, images, mean=(0.5,) * 3, std=(0.25,) * 3)
+    bf16 = embed_uint8(backbone, images, mean=(0.5,) * 3, std=(0.25,) * 3, frozen=True,
+                       dtype=torch.bfloat16)
+    copy = frozen_cpu_copy(backbone, 32, torch.bfloat16)
+    assert isinstance(copy, torch.jit.ScriptModule) and copy is not frozen_cpu_copy(backbone, 32)
+    assert frozen_cpu_copy(backbone, 32, torch.bfloat16) is copy
+    assert bf16.dtype == torch.float32 and not torch.allclose(bf16, full, atol=1e-4)
+    assert relative_error(bf16, full) < 0.02
+    assert next(backbone.parameters()).dtype == torch.float32
+
+
 def test_a_backbone_torchscript_cannot_trace_runs_as_it_is():
     class Untraceable(torch.nn.Module):
         def __init__(self):
@@ -67,5 +87,8 @@ def test_a_backbone_torchscript_cannot_trace_runs_as_it_is():
     images = torch.randint(0, 256, (5, 8, 8, 3), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(3))
     assert frozen_cpu_copy(backbone, 8) is backbone
+    assert frozen_cpu_copy(backbone, 8, torch.bfloat16) is backbone
     frozen = embed_uint8(backbone, images, frozen=True)
     assert torch.equal(frozen, embed_uint8(backbone, images))
+    assert torch.equal(embed_uint8(backbone, images, frozen=True, dtype=torch.bfloat16),
+                       embed_uint8(backbone, images, dtype=torch.bfloat16))

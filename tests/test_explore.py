@@ -83,6 +83,22 @@ def test_embeddings_cached_and_recomputed_when_a_crop_changes(tmp_path, workspac
     assert third.cache_file.is_file() and other.cache_file.is_file()
 
 
+def test_features_of_another_precision_are_another_cache_entry(tmp_path, workspace,
+                                                               monkeypatch):
+    import ffclr.model.embed as embed
+
+    crops = load_crop_set(write_folder(tmp_path / "crops", {"red": 4, "blue": 4}), workspace)
+    ckpt = write_checkpoint(tmp_path / "ckpt.pth.tar")
+    monkeypatch.setattr(embed, "cpu_bf16_supported", lambda: False)
+    full = embed_crop_set(crops, ckpt, workspace)
+    monkeypatch.setattr(embed, "cpu_bf16_supported", lambda: True)
+    bf16 = embed_crop_set(crops, ckpt, workspace)
+    assert not bf16.cached and bf16.key != full.key
+    assert not np.allclose(bf16.features, full.features, atol=1e-4)
+    assert np.linalg.norm(bf16.features - full.features) < 0.02 * np.linalg.norm(full.features)
+    assert embed_crop_set(crops, ckpt, workspace).cached
+
+
 def test_umap_layout_is_cached_beside_the_embeddings(tmp_path, workspace, monkeypatch):
     crops = load_crop_set(write_folder(tmp_path / "crops", {"red": 6, "blue": 6}), workspace)
     embeddings = embed_crop_set(crops, write_checkpoint(tmp_path / "c.pth.tar"), workspace)
@@ -141,11 +157,12 @@ def test_the_encoder_runs_frozen_only_for_enough_crops(tmp_path, workspace, monk
     crops = load_crop_set(write_folder(tmp_path / "crops", {"red": 4, "blue": 4}), workspace)
     ckpt = write_checkpoint(tmp_path / "c.pth.tar")
     few = load_encoder(ckpt)
+    monkeypatch.setattr(embed, "cpu_bf16_supported", lambda: False)
     monkeypatch.setattr(embedding, "FROZEN_MIN_CROPS", 9)
     features = embed_crop_set(crops, ckpt, workspace, encoder=few).features
     assert few.model not in embed._frozen_copies
     many = load_encoder(ckpt)
     monkeypatch.setattr(embedding, "FROZEN_MIN_CROPS", 8)
     frozen = embedding._embed_crops(crops, many, workspace, 4, None)
-    assert isinstance(embed._frozen_copies.get(many.model), torch.jit.ScriptModule)
+    assert isinstance(embed._frozen_copies[many.model][None], torch.jit.ScriptModule)
     assert np.allclose(frozen, features, atol=1e-4)

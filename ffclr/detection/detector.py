@@ -138,18 +138,15 @@ def select_candidates(detector: Detector, image: Image.Image, cores: np.ndarray 
 
 
 def encoder_features(encoder, pixels: np.ndarray) -> np.ndarray:
-    """(N, feature_dim) float32 features of uint8 crops, in bf16 on a CPU that runs it natively:
-    fitting and detection both use it, so the probe sees the same features."""
-    import torch
-
-    from ffclr.model.embed import cpu_bf16_supported, embed_uint8
+    """(N, feature_dim) float32 features of uint8 crops, in `inference_dtype`: fitting and
+    detection both use it, so the probe sees the same features."""
+    from ffclr.model.embed import embed_uint8, inference_dtype
 
     if len(pixels) == 0:
         return np.zeros((0, encoder.feature_dim), np.float32)
     device = next(encoder.model.parameters()).device
-    dtype = torch.bfloat16 if device.type == "cpu" and cpu_bf16_supported() else None
     return embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std, device=device,
-                       dtype=dtype, batch_size=128, frozen=True).numpy()
+                       dtype=inference_dtype(device), batch_size=128, frozen=True).numpy()
 
 
 def probe_features(detector: Detector, image: Image.Image, boxes: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ Features are taken before the projection head, in batches, with the model in eva
 `torch.inference_mode`, from exactly the preprocessing the encoder was trained with
 (`ffclr.data.preprocess`); an imported dataset's crops are read, batch by batch, from its pixel
 cache (`ffclr.data.crop_pixels`), other crops decoded batch by batch. The cache file
-`<workspace>/cache/embeddings/<owner>-<key>.npz` is keyed by the checkpoint (path, size, mtime)
-and the crop files (paths, sizes, mtimes): any change there gives a new key, and the new file
+`<workspace>/cache/embeddings/<owner>-<key>.npz` is keyed by the checkpoint (path, size, mtime),
+the crop files (paths, sizes, mtimes) and the precision (`ffclr.model.embed.inference_dtype`:
+bf16 on a CPU that runs it natively): any change there gives a new key, and the new file
 replaces the older ones of the same checkpoint and crop set (`ffclr.derived_files`). Labels are
 not part of it, so relabelling reuses the features. Some splits of a dataset whose splits are
 all cached together are read from that file.
@@ -77,9 +78,13 @@ def _stat_key(path: Path, folders: dict[Path, Path]) -> str:
     return f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def cache_key(checkpoint: str | os.PathLike, crop_set: CropSet) -> str:
+def cache_key(checkpoint: str | os.PathLike, crop_set: CropSet, dtype=None) -> str:
+    """The features' key; `dtype` is the torch dtype they are computed in (None: full
+    precision, whose keys are those of caches written before the precision was in the key)."""
     folders: dict[Path, Path] = {}
     digest = hashlib.sha256(_stat_key(Path(checkpoint), folders).encode())
+    if dtype is not None:
+        digest.update(f"|{dtype}".encode())
     for path in crop_set.paths:
         try:
             digest.update(_stat_key(Path(path), folders).encode())
@@ -99,14 +104,16 @@ def images_to_batch(images: Sequence, image_size: int, workers: int = 4) -> np.n
 
 def _embed_batches(count: int, read: Callable[[int, int], np.ndarray], encoder, batch_size: int,
                    progress: Progress | None) -> np.ndarray:
-    """Features of `count` crops whose pixels `read(start, stop)` gives one batch at a time."""
+    """Features of `count` crops whose pixels `read(start, stop)` gives one batch at a time,
+    in `embedding_dtype(encoder)`."""
     from ffclr.model.embed import embed_uint8
 
+    dtype = embedding_dtype(encoder)
     chunks = []
     for start in range(0, count, batch_size):
         pixels = read(start, start + batch_size)
         chunks.append(embed_uint8(encoder.model, pixels, mean=encoder.mean, std=encoder.std,
-                                  batch_size=batch_size,
+                                  batch_size=batch_size, dtype=dtype,
                                   frozen=count >= FROZEN_MIN_CROPS).numpy())
         if progress:
             progress(min(start + batch_size, count), count, "embedding crops")
@@ -115,10 +122,22 @@ def _embed_batches(count: int, read: Callable[[int, int], np.ndarray], encoder, 
     return np.concatenate(chunks)
 
 
+def embedding_dtype(encoder=None):
+    """The dtype features are computed in: `inference_dtype` of the encoder's device (a
+    checkpoint's encoder is loaded on the CPU)."""
+    import torch
+
+    from ffclr.model.embed import inference_dtype
+
+    device = (next(encoder.model.parameters()).device if encoder is not None
+              else torch.device("cpu"))
+    return inference_dtype(device)
+
+
 def embed_images(images: Sequence, encoder, batch_size: int = BATCH_SIZE,
                  progress: Progress | None = None) -> np.ndarray:
-    """(N, feature_dim) float32 features of crops given as paths or PIL images, in full
-    precision; the images are decoded one batch at a time."""
+    """(N, feature_dim) float32 features of crops given as paths or PIL images, in
+    `embedding_dtype(encoder)`; the images are decoded one batch at a time."""
     return _embed_batches(len(images), lambda start, stop: images_to_batch(
         images[start:stop], encoder.image_size), encoder, batch_size, progress)
 
@@ -138,7 +157,8 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
                    encoder=None, batch_size: int = BATCH_SIZE,
                    progress: Progress | None = None) -> Embeddings:
     """Features of every crop of `crop_set` from the checkpoint's backbone, from cache if fresh."""
-    key = cache_key(checkpoint, crop_set)
+    dtype = embedding_dtype(encoder)
+    key = cache_key(checkpoint, crop_set, dtype)
     owner = embeddings_owner(workspace, checkpoint, crop_set)
     path = owner.path(key, ".npz")
     _adopt_unowned(owner, key)
@@ -150,7 +170,7 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
                 return Embeddings(features, crop_set, key, Path(checkpoint), path, cached=True)
         except READ_ERRORS:
             pass
-    whole = _from_whole_dataset(crop_set, checkpoint, workspace)
+    whole = _from_whole_dataset(crop_set, checkpoint, workspace, dtype)
     if whole is not None:
         owner.claim()
         owner.supersede([path.with_suffix(".umap.npy")])
@@ -167,8 +187,8 @@ def embed_crop_set(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: 
     return Embeddings(features, crop_set, key, Path(checkpoint), path, cached=False)
 
 
-def _from_whole_dataset(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: Workspace
-                        ) -> tuple[np.ndarray, Path] | None:
+def _from_whole_dataset(crop_set: CropSet, checkpoint: str | os.PathLike, workspace: Workspace,
+                        dtype=None) -> tuple[np.ndarray, Path] | None:
     """(features, their file) of some splits of a dataset, taken from the fresh cached features
     of all its splits when there are some (no file is written for the splits)."""
     from ffclr.data.cropset import load_dataset_split
@@ -180,7 +200,7 @@ def _from_whole_dataset(crop_set: CropSet, checkpoint: str | os.PathLike, worksp
         owner = embeddings_owner(workspace, checkpoint, whole)
         if len(whole) <= len(crop_set) or not owner.files():
             return None
-        path = owner.path(cache_key(checkpoint, whole), ".npz")
+        path = owner.path(cache_key(checkpoint, whole, dtype), ".npz")
         with np.load(path, allow_pickle=False) as data:
             features, paths = data["features"], data["paths"]
     except (FfclrError, *READ_ERRORS):

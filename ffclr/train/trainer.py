@@ -18,7 +18,7 @@ import torch
 from ffclr.data.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 from ffclr.errors import FfclrError
 from ffclr.model.checkpoint import model_state_dict
-from ffclr.model.embed import autocast, cpu_bf16_supported
+from ffclr.model.embed import autocast, inference_dtype
 from ffclr.model.networks import SimCLRModel
 from ffclr.train import distributed
 from ffclr.train.augment import PRESETS, augment, sample_params, slice_params
@@ -44,7 +44,7 @@ def autocast_dtype(config: PretrainConfig, device: torch.device) -> torch.dtype 
     if device.type == "cuda" and config.fp16_precision:
         return torch.float16
     if config.bf16 is None:
-        return torch.bfloat16 if device.type == "cpu" and cpu_bf16_supported() else None
+        return inference_dtype(device)
     return torch.bfloat16 if config.bf16 else None
 
 
