@@ -161,12 +161,13 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
                         size_prior=_fit_size_prior(drawings, matched, margins, n_classes)
                         if config.size_prior else None)
     report(2, 5, "embedding the probe's training crops")
-    features, labels, origin = _probe_training_crops(detector, drawings, proposals, rng)
+    features, labels, origin, candidates = _probe_training_crops(detector, drawings, proposals,
+                                                                 rng)
     detector.probe = fit_background_probe(features, labels, data.class_names, config.probe_c)
     report(3, 5, "probe fitted; learning the box refiner from its detections")
     folds = _threshold_folds(len(drawings), rng)
+    examples = _detect_training_drawings(detector, drawings, candidates)
     judged = {int(i) for fold in folds for i in fold}
-    examples, judged_candidates = _detect_training_drawings(detector, drawings, judged)
     detector.refiner = _fit_refiner(examples, config, exclude=())
     report(4, 5, f"choosing the thresholds on {len(judged)} held-out drawings")
     scores, hits, n_truth = [], [], 0
@@ -180,7 +181,7 @@ def fit_labelled(checkpoint: str | os.PathLike, data: LabelledSplit,
         for index in fold:
             image, _, item = drawings[index]
             fold_scores, fold_hits = _judge_drawing(judge, image, item,
-                                                    judged_candidates.get(int(index)))
+                                                    candidates.get(int(index)))
             scores.extend(fold_scores)
             hits.extend(fold_hits)
             n_truth += len(item.boxes)
@@ -267,23 +268,18 @@ def _filter_threshold(pixel_filter: LinearScorer, drawings, proposals, recall: f
     return float(np.quantile(best_logits, 1 - recall))
 
 
-def _detect_training_drawings(detector: Detector, drawings, judged: set[int]
-                              ) -> tuple[dict, dict]:
-    """One pass of the (unrefined) detector over the training drawings: the box refiner's
-    examples, (inputs, side moves) per drawing index: the detections that find a labelled box
-    of their class (IoU ≥ `min_iou`), as detection will hand them to it; and, for the drawings
-    in `judged`, their candidates with what the probe reads for each, to score them again with
-    probes fitted without them."""
+def _detect_training_drawings(detector: Detector, drawings, candidates: dict) -> dict:
+    """The box refiner's examples from one pass of the (unrefined) detector over the training
+    drawings' `candidates` (the probe's training pass embedded them): (inputs, side moves) per
+    drawing index, from the detections that find a labelled box of their class (IoU ≥
+    `min_iou`), as detection will hand them to it."""
     config = detector.config.refinement
-    examples, candidates = {}, {}
-    for index, (image, found, item) in enumerate(drawings):
-        cand = select_candidates(detector, image, found)
-        if not len(cand.boxes):
-            continue
-        read = probe_features(detector, image, cand.boxes)
-        if index in judged:
-            candidates[index] = (cand, read)
-        if config is None or not len(item.boxes):
+    examples = {}
+    if config is None:
+        return examples
+    for index, (cand, read) in candidates.items():
+        image, _, item = drawings[index]
+        if not len(item.boxes):
             continue
         detections = detections_from_scores(detector, image, cand.cores,
                                             detector.probe.predict_proba(read),
@@ -299,7 +295,7 @@ def _detect_training_drawings(detector: Detector, drawings, judged: set[int]
             inputs = design(ink.windows(boxes[rows], config), boxes[rows], classes[rows],
                             len(detector.class_names))
             examples[index] = (inputs.astype(np.float32), side_moves(boxes[rows], truth))
-    return examples, candidates
+    return examples
 
 
 def _fit_refiner(examples: dict, config: DetectorConfig, exclude) -> BoxRefiner | None:
@@ -341,29 +337,39 @@ def _judge_drawing(judge: Detector, image, item: LabelledImage, candidates
 
 
 def _probe_training_crops(detector: Detector, drawings, proposals, rng
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Features, labels and drawing index of the crops the probe learns from: every labelled
     box, candidates matching them, background candidates and, where the candidates hold too
-    little background, easy background proposals; embedded drawing by drawing."""
+    little background, easy background proposals; embedded drawing by drawing. Every
+    candidate is embedded, and each drawing's candidates are returned with what the probe reads
+    for them (by drawing index, drawings with candidates only), for the passes after the
+    probe's fit."""
     config, background = detector.config, detector.background_index
-    features, labels, origin = [], [], []
+    features, labels, origin, candidates = [], [], [], {}
     for index, ((image, found, item), (_, boxes, proposal_iou)) in enumerate(
             zip(drawings, proposals)):
-        groups = [(item.boxes, item.classes)]
         cand = select_candidates(detector, image, found)
         rows, cand_labels = _candidate_examples(cand.boxes, item, config, background, rng)
-        groups.append((cand.boxes[rows], cand_labels))
+        read = probe_features(detector, image, cand.boxes) if len(cand.boxes) else None
+        if read is not None:
+            candidates[index] = (cand, read)
+        groups = [(probe_features(detector, image, item.boxes), item.classes)
+                  if len(item.boxes) else None,
+                  (read[rows], cand_labels) if len(rows) else None]
         n_background = int(np.sum(cand_labels == background))
         if n_background < config.background_per_image // 2:
             easy = np.flatnonzero(proposal_iou.max(axis=1, initial=0.0) < 0.3)
             easy = rng.permutation(easy)[: config.background_per_image // 2 - n_background]
-            groups.append((boxes[easy], np.full(len(easy), background, np.int64)))
-        for group_boxes, group_labels in groups:
-            if len(group_boxes):
-                features.append(probe_features(detector, image, group_boxes))
-                labels.append(group_labels)
-                origin.append(np.full(len(group_labels), index))
-    return np.concatenate(features), np.concatenate(labels), np.concatenate(origin)
+            if len(easy):
+                groups.append((probe_features(detector, image, boxes[easy]),
+                               np.full(len(easy), background, np.int64)))
+        for group in groups:
+            if group is not None:
+                features.append(group[0])
+                labels.append(group[1])
+                origin.append(np.full(len(group[1]), index))
+    return (np.concatenate(features), np.concatenate(labels), np.concatenate(origin),
+            candidates)
 
 
 def _candidate_examples(boxes: np.ndarray, item: LabelledImage, config: DetectorConfig,
