@@ -353,9 +353,11 @@ def _probe_training_crops(detector: Detector, drawings, proposals, rng
         read = probe_features(detector, image, cand.boxes) if len(cand.boxes) else None
         if read is not None:
             candidates[index] = (cand, read)
-        groups = [(probe_features(detector, image, item.boxes), item.classes)
-                  if len(item.boxes) else None,
-                  (read[rows], cand_labels) if len(rows) else None]
+        groups = []
+        if len(item.boxes):
+            groups.append((probe_features(detector, image, item.boxes), item.classes))
+        if len(rows):
+            groups.append((read[rows], cand_labels))
         n_background = int(np.sum(cand_labels == background))
         if n_background < config.background_per_image // 2:
             easy = np.flatnonzero(proposal_iou.max(axis=1, initial=0.0) < 0.3)
@@ -363,11 +365,10 @@ def _probe_training_crops(detector: Detector, drawings, proposals, rng
             if len(easy):
                 groups.append((probe_features(detector, image, boxes[easy]),
                                np.full(len(easy), background, np.int64)))
-        for group in groups:
-            if group is not None:
-                features.append(group[0])
-                labels.append(group[1])
-                origin.append(np.full(len(group[1]), index))
+        for group_features, group_labels in groups:
+            features.append(group_features)
+            labels.append(group_labels)
+            origin.append(np.full(len(group_labels), index))
     return (np.concatenate(features), np.concatenate(labels), np.concatenate(origin),
             candidates)
 
