@@ -31,10 +31,12 @@ class DetectorConfig:
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     proposal_dedupe_iou: float = 0.8
     """Proposals whose boxes overlap this much after the margins are one proposal."""
-    max_candidates: int = 96
-    candidates_per_megapixel: int = 170
-    """At most max(max_candidates, this × megapixels) proposals reach the encoder (96 for the
-    0.56 MP median training drawing; a larger drawing gets as many per area)."""
+    max_candidates: int = 200
+    candidates_per_megapixel: int = 350
+    """At most max(max_candidates, this × megapixels) proposals that pass the pixel filter reach
+    the encoder (200 for the 0.56 MP median training drawing; a larger drawing gets as many per
+    area). A bound on time for drawings full of stroke groups: the densest valid schematic (59
+    symbols in 0.53 MP) passes 249, and a bound of 400 finds no more of its symbols."""
     min_candidates: int = 40
     """The pixel filter's best this many always reach the encoder, whatever their score."""
     nms_iou: float = 0.5
