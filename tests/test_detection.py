@@ -225,7 +225,7 @@ def test_bench_detect_reports_errors_sizes_and_the_accept_threshold(detector, de
     from ffclr.benchmarks import detect as bench
 
     monkeypatch.setattr(ffclr.detection, "fit_detector", lambda *a, **k: detector)
-    result = bench.evaluate_checkpoint(Path("tiny.pth.tar"), demo_export, 3, None)
+    result = bench.evaluate_checkpoint(Path("tiny.pth.tar"), demo_export, 3, None, (1.5,))
     errors = result["errors_at_threshold"]
     shown = sum(len([d for d in ffclr.detection.detect_image(detector, item.path)])
                 for item in _truth(demo_export, "valid").images[:3])
@@ -238,6 +238,11 @@ def test_bench_detect_reports_errors_sizes_and_the_accept_threshold(detector, de
     lines = "\n".join(bench.report_lines(result))
     assert "shown boxes at the threshold: hit" in lines and "by box side" in lines
     assert "labels' consistency" in lines and result["label_consistency"]["pairs"] >= 0
+    larger = result["resolutions"]["1.5"]
+    assert set(larger) == {"as_configured", "one_pass"}
+    assert all(0 <= v["mAP50"] <= 1 and v["seconds_per_schematic"] > 0 for v in larger.values())
+    assert "drawings resampled 1.5x: as configured mAP@50" in lines
+    assert larger["as_configured"]["mAP50"] != result["mAP50"]
 
 
 def test_fitting_holds_one_drawing_at_a_time_and_skips_unreadable_ones(tiny_checkpoint,

@@ -18,8 +18,7 @@ import numpy as np
 
 from ffclr.detection.boxes import xywh_to_xyxy
 from ffclr.detection.crops import crop_pixels
-from ffclr.detection.detector import (Detection, Detector, encoder_features, kept_candidates,
-                                      probe_features, select_candidates)
+from ffclr.detection.detector import Detection, Detector, detect_scored, encoder_features
 from ffclr.annotate.evidence_cache import EVIDENCE_FOLDER, EvidenceCache
 from ffclr.eval.neighbours import l2_normalise
 
@@ -78,20 +77,17 @@ class KnnCheck:
 
 
 def examine(detector: Detector, image, knn: KnnCheck | None = None) -> DrawingEvidence:
-    """One pass of the detector over a drawing (PIL image), keeping what the queue needs."""
-    background = detector.background_index
-    candidates = select_candidates(detector, image)
-    if len(candidates.boxes) == 0:
+    """What the detector makes of a drawing (PIL image), as detection makes it, keeping what the
+    queue needs."""
+    scored = detect_scored(detector, image)
+    found = scored.detections
+    if not found:
         return DrawingEvidence([], np.zeros(0), np.zeros(detector.encoder.feature_dim, np.float32),
                                None if knn is None else np.zeros(0, np.int64))
-    features = probe_features(detector, image, candidates.boxes)
-    proba = detector.probe.predict_proba(features)
-    rows, found = kept_candidates(detector, image, candidates.cores, proba,
-                                  detector.config.min_score)
-    symbol = np.sort(proba[rows, :background], axis=1)
+    symbol = np.sort(scored.proba[:, :detector.background_index], axis=1)
     margins = symbol[:, -1] - symbol[:, -2] if symbol.shape[1] > 1 else symbol[:, -1]
-    encoded = l2_normalise(features[:, :detector.encoder.feature_dim])
-    shown = [r for r, d in zip(rows, found) if d.score >= detector.score_threshold]
+    encoded = l2_normalise(scored.features[:, :detector.encoder.feature_dim])
+    shown = [r for r, d in enumerate(found) if d.score >= detector.score_threshold]
     embedding = encoded[shown].mean(axis=0) if shown else encoded.mean(axis=0)
     evidence = DrawingEvidence(found, margins, embedding.astype(np.float32))
     return evidence if knn is None else with_knn(evidence, detector, image, knn)

@@ -2,7 +2,8 @@
 score with pycocotools' COCOeval (mAP@50, mAP@[.5:.95], per-class AP, AR@100, AP and AR by box
 size), count the shown boxes' errors in the manner of TIDE, check that the accept-all threshold
 chosen on train holds on valid, time it, measure the recall of the proposals that bound it and
-how consistently the labels themselves box identical symbols (what bounds AR and mAP)."""
+how consistently the labels themselves box identical symbols (what bounds AR and mAP); with
+`--resolutions`, the same drawings resampled as if exported at another resolution."""
 from __future__ import annotations
 
 import contextlib
@@ -36,6 +37,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, help="only the first N valid schematics")
     parser.add_argument("--save-dir", type=Path, help="keep the fitted detectors here")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--resolutions", type=_factors, default=(),
+                        help="also detect on the valid drawings resampled by these factors (as "
+                             "if exported at another resolution, e.g. 0.75,1.5), with and "
+                             "without the second pass at the training scale")
+
+
+def _factors(text: str) -> tuple[float, ...]:
+    import argparse
+
+    try:
+        factors = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected factors like 0.75,1.5") from None
+    if not factors or any(not 0.25 <= f <= 4 for f in factors):
+        raise argparse.ArgumentTypeError(f"{text!r}: factors must lie between 0.25 and 4")
+    return factors
 
 
 def random_checkpoint(folder: Path) -> Path:
@@ -106,8 +123,44 @@ def accept_scores(detector, results, images) -> dict:
                      "holds": valid["precision"] >= target}
 
 
+def resolution_scores(detector, images, factors) -> dict:
+    """COCO scores and seconds per drawing on `images` (LabelledImage) resampled by each factor
+    (Lanczos, boxes scaled alike), for the detector as it is and, where it has one, without its
+    second pass at the training scale."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from ffclr.detection.detector import detect_rgb
+    from ffclr.detection.evaluation import labelled_scores
+    from ffclr.detection.images import read_drawing
+
+    variants = {"as_configured": detector}
+    if detector.config.rescale_beyond is not None:
+        variants["one_pass"] = replace(detector, config=replace(detector.config,
+                                                                rescale_beyond=None))
+    scores = {}
+    for factor in factors:
+        scaled = [replace(item, boxes=item.boxes * factor) for item in images]
+        row = {}
+        for name, variant in variants.items():
+            found, seconds = [], []
+            for item in images:
+                image = read_drawing(item.path)[0]
+                image = image.resize((max(1, round(image.width * factor)),
+                                      max(1, round(image.height * factor))), Image.LANCZOS)
+                started = time.perf_counter()
+                found.append(detect_rgb(variant, image, 0.0))
+                seconds.append(time.perf_counter() - started)
+            coco = labelled_scores(scaled, found, detector.class_names, detector.category_ids)
+            row[name] = {k: coco[k] for k in ("mAP50", "mAP", "mAP75", "AR100")} | {
+                "seconds_per_schematic": float(np.mean(seconds))}
+        scores[f"{factor:g}"] = row
+    return scores
+
+
 def evaluate_checkpoint(checkpoint: Path, export: Path, limit: int | None,
-                        save_dir: Path | None) -> dict:
+                        save_dir: Path | None, resolutions=()) -> dict:
     from ffclr.detection import detect_image, fit_detector, save_detector
     from ffclr.detection.training import read_labelled_split
 
@@ -144,7 +197,8 @@ def evaluate_checkpoint(checkpoint: Path, export: Path, limit: int | None,
                                                    detector.score_threshold),
             "accept": accept_scores(detector, results, images),
             "label_consistency": label_consistency(labelled_ink(images, detector.config)),
-            **proposal_recall(detector, images)}
+            **proposal_recall(detector, images),
+            "resolutions": resolution_scores(detector, images, resolutions)}
 
 
 def report_lines(result: dict) -> list[str]:
@@ -174,6 +228,11 @@ def report_lines(result: dict) -> list[str]:
         ap50 = "  -  " if row["AP50"] is None else f"{row['AP50']:.3f}"
         ap = "  -  " if row["AP"] is None else f"{row['AP']:.3f}"
         lines.append(f"    {row['name'][:48]:48s} {row['support']:4d} {ap50} {ap}")
+    for factor, row in result.get("resolutions", {}).items():
+        lines.append(f"  drawings resampled {factor}x: " + "; ".join(
+            f"{name.replace('_', ' ')} mAP@50 {v['mAP50']:.3f} mAP@[.5:.95] {v['mAP']:.3f} "
+            f"AR@100 {v['AR100']:.3f}, {v['seconds_per_schematic']:.2f} s"
+            for name, v in row.items()))
     return lines
 
 
@@ -207,7 +266,8 @@ def run(args) -> int:
         for checkpoint in args.checkpoint:
             path = random_checkpoint(Path(tmp)) if checkpoint == RANDOM else Path(checkpoint)
             print(f"fitting on {export / 'train'} with {checkpoint} ...", flush=True)
-            result = evaluate_checkpoint(path, export, args.limit, args.save_dir)
+            result = evaluate_checkpoint(path, export, args.limit, args.save_dir,
+                                         args.resolutions)
             result["checkpoint"] = checkpoint
             results.append(result)
             print("\n".join(report_lines(result)), flush=True)

@@ -62,12 +62,15 @@ def _optional_float(value) -> float | None:
 
 
 def _config_from(raw: dict):
+    """The saved `DetectorConfig`; a detector saved before the second pass at the training
+    drawings' scale existed keeps detecting in one pass."""
     from ffclr.detection.detector import DetectorConfig
     from ffclr.detection.proposals import ProposalConfig
     from ffclr.detection.refine import RefinerConfig
 
     proposals = ProposalConfig(**{k: tuple(v) if isinstance(v, list) else v
                                   for k, v in raw.pop("proposals").items()})
+    raw.setdefault("rescale_beyond", None)
     if "refinement" in raw:
         refinement = raw.pop("refinement")
         raw["refinement"] = None if refinement is None else RefinerConfig(**refinement)

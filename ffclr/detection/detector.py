@@ -4,7 +4,8 @@ Pipeline: stroke proposals (ink extents) → agnostic margins give annotator-sty
 raw-pixel filter keeps the likely symbols → encoder features → probe with a background class →
 class-specific margins around the ink extent → size prior (score × how likely the box's size is
 for its class; the box pulled towards that size) → box refinement (each side moved as the ink
-around it says, `refine.py`) → class-wise NMS.
+around it says, `refine.py`) → class-wise NMS; a drawing at another scale than the training
+drawings gets a second pass at their scale (`rescale.py`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ffclr.detection.crops import CROP_PADDING, crop_pixels
 from ffclr.detection.images import MAX_PIXELS, read_drawing
 from ffclr.detection.proposals import ProposalConfig, dedupe_indices, stroke_proposals
 from ffclr.detection.refine import BoxRefiner, RefinerConfig, drawing_ink
+from ffclr.detection.rescale import merged_passes, resampled, rescale_factor, scaled_back
 from ffclr.detection.scoring import LinearScorer, pixel_features
 from ffclr.detection.sizes import SizePrior
 
@@ -59,6 +61,11 @@ class DetectorConfig:
     """The size prior reads a drawing's scale from its detections scoring at least this."""
     refinement: RefinerConfig | None = field(default_factory=RefinerConfig)
     """How the box refiner is fitted and reads the ink (None: no refinement)."""
+    rescale_beyond: float | None = 1.16
+    """A drawing whose confident detections read more than this many times larger or smaller
+    than their classes' training boxes is detected again, resampled to the training drawings'
+    scale, and that pass adds the symbols the first did not show (`rescale.py`; None: one
+    pass)."""
 
 
 @dataclass
@@ -160,10 +167,24 @@ def probe_features(detector: Detector, image: Image.Image, boxes: np.ndarray) ->
     return features
 
 
-def score_candidates(detector: Detector, image: Image.Image, candidates: Candidates
-                     ) -> np.ndarray:
-    """(N, n_classes + 1) probe probabilities, background last."""
-    return detector.probe.predict_proba(probe_features(detector, image, candidates.boxes))
+def _classified_boxes(detector: Detector, cores: np.ndarray, proba: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes with their class's margins, best symbol class, its probability) per candidate."""
+    symbol = proba[:, : detector.background_index]
+    classes = symbol.argmax(axis=1)
+    return (detector.margins.apply(cores, classes), classes,
+            symbol[np.arange(len(classes)), classes])
+
+
+def drawing_scale(detector: Detector, cores: np.ndarray, proba: np.ndarray) -> float:
+    """The drawing's log scale against the training drawings, as the size prior reads it from
+    the scored candidates (0 without a size prior or candidates)."""
+    if detector.size_prior is None or len(cores) == 0:
+        return 0.0
+    boxes, classes, scores = _classified_boxes(detector, cores, proba)
+    prior = detector.size_prior
+    return prior.drawing_scale(prior.deviation(boxes, classes), scores,
+                               detector.config.scale_min_score)
 
 
 def kept_candidates(detector: Detector, image: Image.Image, cores: np.ndarray,
@@ -171,10 +192,7 @@ def kept_candidates(detector: Detector, image: Image.Image, cores: np.ndarray,
     """(the candidate row of each detection, the detections best first) of one drawing."""
     if len(cores) == 0:
         return np.zeros(0, np.int64), []
-    symbol = proba[:, : detector.background_index]
-    classes = symbol.argmax(axis=1)
-    scores = symbol[np.arange(len(classes)), classes]
-    boxes = detector.margins.apply(cores, classes)
+    boxes, classes, scores = _classified_boxes(detector, cores, proba)
     if detector.size_prior is not None:
         boxes, scores = detector.size_prior.rescore(boxes, classes, scores,
                                                     detector.config.scale_min_score)
@@ -209,14 +227,66 @@ def detect_image(detector: Detector, image: str | os.PathLike | Image.Image,
     return detect_rgb(detector, rgb_image, min_score)
 
 
+@dataclass
+class ScoredDetections:
+    """A drawing's detections down to the config's `min_score`, best first, with what the probe
+    read and said for each."""
+
+    detections: list[Detection]
+    features: np.ndarray
+    """(len(detections), D): what the probe read for each (`probe_features`)."""
+    proba: np.ndarray
+    """(len(detections), n_classes + 1): the probe's probabilities, background last."""
+    log_scale: float = 0.0
+    """The drawing's log scale against the training drawings, as the size prior read it."""
+
+    def take(self, rows) -> "ScoredDetections":
+        return ScoredDetections([self.detections[r] for r in rows], self.features[rows],
+                                self.proba[rows], self.log_scale)
+
+
+def _detect_once(detector: Detector, image: Image.Image) -> ScoredDetections:
+    candidates = select_candidates(detector, image)
+    if len(candidates.boxes) == 0:
+        return ScoredDetections([], np.zeros((0, 0), np.float32),
+                                np.zeros((0, detector.background_index + 1)))
+    features = probe_features(detector, image, candidates.boxes)
+    proba = detector.probe.predict_proba(features)
+    rows, found = kept_candidates(detector, image, candidates.cores, proba,
+                                  detector.config.min_score)
+    return ScoredDetections(found, features[rows], proba[rows],
+                            drawing_scale(detector, candidates.cores, proba))
+
+
+def detect_scored(detector: Detector, image: Image.Image) -> ScoredDetections:
+    """Every detection of a drawing (PIL image) down to the config's `min_score`; a drawing
+    whose scale the size prior reads beyond `rescale_beyond` gets the second pass
+    (`rescale.py`)."""
+    first = _detect_once(detector, image)
+    factor = rescale_factor(first.log_scale, detector.config.rescale_beyond)
+    at_training_scale = None if factor is None else resampled(image, factor)
+    if at_training_scale is None:
+        return first
+    second = _detect_once(detector, at_training_scale)
+    back, kept = scaled_back(second.detections, factor, image.size)
+    second = ScoredDetections(back, second.features[kept], second.proba[kept])
+    rows = merged_passes(first.detections, second.detections, detector.score_threshold,
+                         detector.config.nms_iou)
+    both = ScoredDetections(first.detections + second.detections,
+                            _stacked(first.features, second.features),
+                            np.concatenate([first.proba, second.proba]), first.log_scale)
+    return both.take(rows)
+
+
+def _stacked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a if len(b) == 0 else b if len(a) == 0 else np.concatenate([a, b])
+
+
 def detect_rgb(detector: Detector, image: Image.Image, min_score: float | None = None
                ) -> list[Detection]:
     threshold = detector.score_threshold if min_score is None else min_score
-    candidates = select_candidates(detector, image)
-    proba = score_candidates(detector, image, candidates) if len(candidates.boxes) else \
-        np.zeros((0, detector.background_index + 1))
-    return detections_from_scores(detector, image, candidates.cores, proba,
-                                  max(threshold, detector.config.min_score))
+    return [d for d in detect_scored(detector, image).detections
+            if d.score >= max(threshold, detector.config.min_score)]
 
 
 def detect_images(detector: Detector, images: list, min_score: float | None = None,
