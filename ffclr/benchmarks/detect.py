@@ -129,11 +129,10 @@ def resolution_scores(detector, images, factors) -> dict:
     second pass at the training scale."""
     from dataclasses import replace
 
-    from PIL import Image
-
     from ffclr.detection.detector import detect_rgb
     from ffclr.detection.evaluation import labelled_scores
     from ffclr.detection.images import read_drawing
+    from ffclr.detection.rescale import resampled
 
     variants = {"as_configured": detector}
     if detector.config.rescale_beyond is not None:
@@ -141,20 +140,24 @@ def resolution_scores(detector, images, factors) -> dict:
                                                                 rescale_beyond=None))
     scores = {}
     for factor in factors:
+        found = {name: [] for name in variants}
+        seconds = {name: [] for name in variants}
+        for item in images:
+            image = resampled(read_drawing(item.path)[0], factor)
+            if image is None:
+                raise FfclrError(f"{item.path.name}: resampled by {factor:g} it would exceed "
+                                 "the pixel limit")
+            for name, variant in variants.items():
+                started = time.perf_counter()
+                found[name].append(detect_rgb(variant, image, 0.0))
+                seconds[name].append(time.perf_counter() - started)
         scaled = [replace(item, boxes=item.boxes * factor) for item in images]
         row = {}
-        for name, variant in variants.items():
-            found, seconds = [], []
-            for item in images:
-                image = read_drawing(item.path)[0]
-                image = image.resize((max(1, round(image.width * factor)),
-                                      max(1, round(image.height * factor))), Image.LANCZOS)
-                started = time.perf_counter()
-                found.append(detect_rgb(variant, image, 0.0))
-                seconds.append(time.perf_counter() - started)
-            coco = labelled_scores(scaled, found, detector.class_names, detector.category_ids)
+        for name in variants:
+            coco = labelled_scores(scaled, found[name], detector.class_names,
+                                   detector.category_ids)
             row[name] = {k: coco[k] for k in ("mAP50", "mAP", "mAP75", "AR100")} | {
-                "seconds_per_schematic": float(np.mean(seconds))}
+                "seconds_per_schematic": float(np.mean(seconds[name]))}
         scores[f"{factor:g}"] = row
     return scores
 

@@ -248,7 +248,7 @@ class ScoredDetections:
 def _detect_once(detector: Detector, image: Image.Image) -> ScoredDetections:
     candidates = select_candidates(detector, image)
     if len(candidates.boxes) == 0:
-        return ScoredDetections([], np.zeros((0, 0), np.float32),
+        return ScoredDetections([], np.zeros((0, detector.probe.feature_dim), np.float32),
                                 np.zeros((0, detector.background_index + 1)))
     features = probe_features(detector, image, candidates.boxes)
     proba = detector.probe.predict_proba(features)
@@ -273,13 +273,9 @@ def detect_scored(detector: Detector, image: Image.Image) -> ScoredDetections:
     rows = merged_passes(first.detections, second.detections, detector.score_threshold,
                          detector.config.nms_iou)
     both = ScoredDetections(first.detections + second.detections,
-                            _stacked(first.features, second.features),
+                            np.concatenate([first.features, second.features]),
                             np.concatenate([first.proba, second.proba]), first.log_scale)
     return both.take(rows)
-
-
-def _stacked(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a if len(b) == 0 else b if len(a) == 0 else np.concatenate([a, b])
 
 
 def detect_rgb(detector: Detector, image: Image.Image, min_score: float | None = None

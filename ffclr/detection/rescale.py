@@ -73,7 +73,8 @@ def merged_passes(first: list[Detection], second: list[Detection], shown_thresho
     if not len(added):
         return np.arange(len(first))
     rows = np.concatenate([np.arange(len(first)), len(first) + added])
-    union = [(first + second)[r] for r in rows]
+    both = first + second
+    union = [both[r] for r in rows]
     keep = batched_nms(xywh_to_xyxy([d.bbox for d in union]).astype(np.float32),
                        np.array([d.score for d in union], np.float32),
                        np.array([d.class_index for d in union], np.int64), nms_iou)
