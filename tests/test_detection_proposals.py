@@ -31,6 +31,24 @@ def test_symbols_on_a_wire_are_proposed_at_their_ink_extent():
     assert (best > 0.95).all(), best
 
 
+def test_a_symbol_that_is_its_colours_only_ink_is_proposed_apart_from_what_it_touches():
+    """A small cyan symbol hangs from a white frame by a short white wire: only its own colour
+    layer (under 200 px of ink) separates it."""
+    rgb, _ = _drawing()
+    image = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(image)
+    draw.line([(218, 280), (218, 290)], fill=(230, 230, 230))
+    valve = (212, 291, 225, 315)
+    draw.rectangle([valve[0], valve[1], valve[2] - 1, valve[3] - 1], outline=(100, 215, 215))
+    draw.ellipse([214, 297, 222, 305], outline=(100, 215, 215))
+    rgb = np.asarray(image)
+    cyan = (np.abs(rgb.astype(int) - (100, 215, 215)).max(axis=2) < 30).sum()
+    assert 60 <= cyan < 200
+    target = np.array([valve], float)
+    assert box_iou(target, stroke_proposals(rgb)).max() > 0.95
+    assert box_iou(target, stroke_proposals(rgb, ProposalConfig(layer_min_pixels=200))).max() < 0.9
+
+
 def test_tiles_find_what_one_pass_finds():
     rgb, symbols = _drawing((900, 700))
     whole = stroke_proposals(rgb, ProposalConfig(max_side=60, tile=4096))

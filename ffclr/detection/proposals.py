@@ -26,9 +26,10 @@ class ProposalConfig:
     """Ink runs at least this long (horizontal or vertical) are wires, cut before grouping."""
     grow_radii: tuple[int, ...] = (0, 2, 4)
     """Ink closer than about twice this is grouped into one component."""
-    layer_min_pixels: int = 200
-    """A colour layer needs this much ink (per tile) to be grouped on its own."""
-    max_layers: int = 6
+    layer_min_pixels: int = 60
+    """A colour layer needs this much ink (per tile) to be grouped on its own: a drawing's only
+    symbol in its colour can be its whole layer."""
+    max_layers: int = 12
     min_side: float = 4.0
     max_side: float = 160.0
     """Ink extents outside [min_side, max_side] are not symbols."""
@@ -126,12 +127,18 @@ def dedupe(boxes: np.ndarray, iou: float) -> np.ndarray:
 def tile_proposals(rgb: np.ndarray, background: np.ndarray, config: ProposalConfig) -> np.ndarray:
     ink = ink_mask(rgb, background, config.ink_threshold)
     masks = [ink, *colour_layers(rgb, ink, config.layer_min_pixels, config.max_layers)]
-    found = []
+    found = [np.zeros((0, 4), np.float32)]
+    pad = max(config.grow_radii, default=0) + 1
     for mask in masks:
+        ys, xs = np.nonzero(mask)
+        if not len(ys):
+            continue
+        top, left = max(0, ys.min() - pad), max(0, xs.min() - pad)
+        inked = mask[top: ys.max() + pad + 1, left: xs.max() + pad + 1]
         for length in config.cut_lengths:
-            cut = cut_wires(mask, length)
+            cut = cut_wires(inked, length)
             for grow in config.grow_radii:
-                found.append(component_boxes(cut, grow))
+                found.append(component_boxes(cut, grow) + [left, top, left, top])
     boxes = np.concatenate(found)
     sides = boxes[:, 2:] - boxes[:, :2]
     ok = (sides.min(axis=1) >= config.min_side) & (sides.max(axis=1) <= config.max_side)
