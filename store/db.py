@@ -560,8 +560,13 @@ class Store(DrawingStore):
 
     # label edits (append-only)
 
-    def relabel(self, crop_id: int, new_class_index: int, note: str | None = None) -> int:
+    def relabel(self, crop_id: int, new_class_index: int, note: str | None = None) -> int | None:
+        """Append an edit giving the crop `new_class_index`; None (and nothing written) when it
+        already has it. The check and the write are one transaction, so two requests for the
+        same change append one edit."""
         with self.write() as conn:
+            if self._label(conn, crop_id) == new_class_index:
+                return None
             return self._append_edit(conn, crop_id, new_class_index, note)
 
     @staticmethod

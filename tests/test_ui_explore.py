@@ -93,6 +93,33 @@ def test_relabel_saves_at_once_recolours_and_undoes(explored):
         explore.relabel(workspace, crop_id, None)
 
 
+def test_the_same_relabel_sent_twice_at_once_saves_one_edit_and_one_undo_restores(explored):
+    """The dropdown fires `input` on pick and again on blur; the app serves two requests at a
+    time, so both can arrive together."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from ui.tabs import explore
+
+    workspace, checkpoint, emap = explored
+    crop_id = emap.crop_ids[1]
+    before = explore.current_labels(workspace, emap)[1]
+    new = (before + 1) % len(emap.class_names)
+    together = Barrier(2)
+
+    def pick(_):
+        together.wait()
+        return explore.relabel(workspace, crop_id, new)
+
+    with ThreadPoolExecutor(2) as pool:
+        messages = list(pool.map(pick, range(2)))
+    assert sorted(m is None for m in messages) == [False, True]
+    with workspace.open_store() as store:
+        assert [e["new_class_index"] for e in store.label_edits(crop_id)] == [new]
+    explore.undo(workspace, crop_id)
+    assert explore.current_labels(workspace, emap)[1] == before
+
+
 def test_next_and_previous_walk_the_suspicion_order(explored):
     from ui.tabs import explore
 

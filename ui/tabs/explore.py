@@ -214,10 +214,9 @@ def relabel(workspace: Workspace, crop_id: int | None, class_index: int | None) 
         crop = store.crop(int(crop_id))
         if crop is None:
             raise FfclrError(f"no crop #{crop_id}")
-        if int(crop["label"]) == int(class_index):
-            return None
         try:
-            store.relabel(int(crop_id), int(class_index), note="app")
+            if store.relabel(int(crop_id), int(class_index), note="app") is None:
+                return None
         except KeyError as exc:
             raise FfclrError(str(exc.args[0])) from None
         names = {c["class_index"]: c["name"] for c in store.classes(crop["dataset_id"])}
