@@ -127,6 +127,10 @@ def test_queue_in_both_orders_with_a_reason_for_each_drawing(annotating):
     rows = annotate.queue_table(sure)
     assert [row[0] for row in rows] == [1, 2, 3] and rows[0][1] == sure[0]["id"]
     assert {row[3] for row in rows} == {"train", "valid"}
+    assert annotate.queue_needed(workspace, "demo", [])  # a reloaded page: its queue is empty
+    assert not annotate.queue_needed(workspace, "demo", shuffled)
+    assert not annotate.queue_needed(workspace, None, [])
+    assert not annotate.queue_needed(workspace, "no such dataset", [])
     with pytest.raises(FfclrError, match="needs a detector"):
         annotate.queue_items(workspace, "demo", None, None, "uncertainty")
     with pytest.raises(FfclrError, match="pick a dataset"):

@@ -600,10 +600,7 @@ def _wire_queue(ws: Workspace, c: dict, queue: gr.State) -> None:
     outputs = [c["annotate_status"], queue, c["annotate_queue"]]
 
     def build_queue(dataset, detector, checkpoint, order, progress, before: str = "") -> tuple:
-        items = queue_items(ws, dataset, detector, checkpoint, order, _progress(progress))
-        message = (f"{count(len(items), 'drawing', 'drawings')} to label in {md_text(dataset)}"
-                   + (", least sure first." if order != "random" else ", in random order."))
-        return ok_md(before + message), items, queue_table(items)
+        return _built_queue(ws, dataset, detector, checkpoint, order, progress, before)
 
     @guard(len(outputs))
     def on_queue(dataset, detector, checkpoint, order, progress=gr.Progress()):
@@ -621,6 +618,23 @@ def _wire_queue(ws: Workspace, c: dict, queue: gr.State) -> None:
     c["annotate_add"].click(on_add, [*pickers, c["annotate_files"], c["annotate_folder"],
                                      c["annotate_split"]], [*outputs, c["annotate_files"]],
                             api_name="annotate_add")
+
+
+def _built_queue(ws: Workspace, dataset, detector, checkpoint, order, progress,
+                 before: str = "") -> tuple:
+    """(status, queue items, queue table) of the drawings left to label."""
+    items = queue_items(ws, dataset, detector, checkpoint, order, _progress(progress))
+    message = (f"{count(len(items), 'drawing', 'drawings')} to label in {md_text(dataset)}"
+               + (", least sure first." if order != "random" else ", in random order."))
+    return ok_md(before + message), items, queue_table(items)
+
+
+def queue_needed(workspace: Workspace, dataset: str | None, items: list[dict]) -> bool:
+    """Whether opening the tab should build the queue: it is empty (a new page or browser) and
+    the dataset has drawings left to label."""
+    if items or not dataset or dataset not in dataset_choices(workspace):
+        return False
+    return any(d["status"] != "annotated" for d in annotate.drawings(workspace, dataset))
 
 
 def _progress(progress):
@@ -654,7 +668,16 @@ def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, state: dict) -> None:
                           if checkpoint in [p for _, p in checkpoints] else ""))
 
     pickers = [c["annotate_dataset"], c["annotate_detector"], c["annotate_checkpoint"]]
-    tab.select(refresh, pickers, pickers, show_progress="hidden")
+    outputs = [c["annotate_status"], state["queue"], c["annotate_queue"]]
+
+    @guard(len(outputs))
+    def on_open(dataset, detector, checkpoint, order, items, progress=gr.Progress()):
+        if not queue_needed(ws, dataset, items):
+            return gr.skip(), gr.skip(), gr.skip()
+        return _built_queue(ws, dataset, detector, checkpoint, order, progress)
+
+    tab.select(refresh, pickers, pickers, show_progress="hidden").then(
+        on_open, [*pickers, c["annotate_order"], state["queue"]], outputs)
 
     def clear(dataset):
         return (None, None, [], [], "", "", "", gr.update(choices=class_choices(ws, dataset),
@@ -663,7 +686,8 @@ def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, state: dict) -> None:
     c["annotate_dataset"].change(
         guard(9, status_at=None)(clear), c["annotate_dataset"],
         [state["drawing"], state["selected"], state["queue"], c["annotate_queue"],
-         *_view_outputs(c)], show_progress="hidden")
+         *_view_outputs(c)], show_progress="hidden").then(
+        on_open, [*pickers, c["annotate_order"], state["queue"]], outputs)
     for event in (c["annotate_detector"].change, c["demo"].load):
         event(guard(1, status_at=None)(detector_threshold), c["annotate_detector"],
               c["annotate_threshold"], show_progress="hidden")
