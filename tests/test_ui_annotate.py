@@ -131,6 +131,13 @@ def test_queue_in_both_orders_with_a_reason_for_each_drawing(annotating):
     assert not annotate.queue_needed(workspace, "demo", shuffled)
     assert not annotate.queue_needed(workspace, None, [])
     assert not annotate.queue_needed(workspace, "no such dataset", [])
+    assert annotate.opening_queue(workspace, "demo", None, None, "random", shuffled, None) is None
+    status, items, table = annotate.opening_queue(workspace, "demo", None, None, "random", [], None)
+    assert {item["id"] for item in items} == ids and len(table) == len(ids)
+    assert f"{len(ids)} drawings to label" in status
+    status, items, table = annotate.opening_queue(workspace, "demo", None, None, "uncertainty", [],
+                                                  None)
+    assert "needs a detector" in status and items == [] == table
     with pytest.raises(FfclrError, match="needs a detector"):
         annotate.queue_items(workspace, "demo", None, None, "uncertainty")
     with pytest.raises(FfclrError, match="pick a dataset"):

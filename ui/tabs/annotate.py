@@ -321,11 +321,11 @@ def export_zip(workspace: Workspace, dataset: str | None) -> Path:
     """The dataset written as a Roboflow-style COCO export with the annotated drawings, zipped."""
     if not dataset:
         raise FfclrError("pick a dataset")
-    folder = result_folder(workspace, "annotate-exports")
-    export_coco(folder / "export", dataset, workspace)
-    archive = shutil.make_archive(str(folder / f"{safe_name(dataset)}-coco"), "zip",
-                                  folder / "export")
-    shutil.rmtree(folder / "export", ignore_errors=True)
+    with result_folder(workspace, "annotate-exports") as folder:
+        export_coco(folder / "export", dataset, workspace)
+        archive = shutil.make_archive(str(folder / f"{safe_name(dataset)}-coco"), "zip",
+                                      folder / "export")
+        shutil.rmtree(folder / "export", ignore_errors=True)
     return Path(archive)
 
 
@@ -629,6 +629,19 @@ def _built_queue(ws: Workspace, dataset, detector, checkpoint, order, progress,
     return ok_md(before + message), items, queue_table(items)
 
 
+def opening_queue(workspace: Workspace, dataset, detector, checkpoint, order, items: list[dict],
+                  progress) -> tuple | None:
+    """(status, queue items, queue table) to show when the tab opens or the dataset changes,
+    None when `queue_needed` says there is nothing to build; a queue that cannot be built (no
+    detector for the least-sure-first order) says why, with an empty queue."""
+    if not queue_needed(workspace, dataset, items):
+        return None
+    try:
+        return _built_queue(workspace, dataset, detector, checkpoint, order, progress)
+    except FfclrError as exc:
+        return error_md(str(exc)), [], []
+
+
 def queue_needed(workspace: Workspace, dataset: str | None, items: list[dict]) -> bool:
     """Whether opening the tab should build the queue: it is empty (a new page or browser) and
     the dataset has drawings left to label."""
@@ -638,6 +651,8 @@ def queue_needed(workspace: Workspace, dataset: str | None, items: list[dict]) -
 
 
 def _progress(progress):
+    if progress is None:
+        return None
     return lambda done, total, message: progress((done, total) if total else None, desc=message)
 
 
@@ -668,26 +683,27 @@ def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, state: dict) -> None:
                           if checkpoint in [p for _, p in checkpoints] else ""))
 
     pickers = [c["annotate_dataset"], c["annotate_detector"], c["annotate_checkpoint"]]
-    outputs = [c["annotate_status"], state["queue"], c["annotate_queue"]]
+    queue_outputs = [c["annotate_status"], state["queue"], c["annotate_queue"]]
 
-    @guard(len(outputs))
-    def on_open(dataset, detector, checkpoint, order, items, progress=gr.Progress()):
-        if not queue_needed(ws, dataset, items):
-            return gr.skip(), gr.skip(), gr.skip()
-        return _built_queue(ws, dataset, detector, checkpoint, order, progress)
+    @guard(6, status_at=3)
+    def on_tab(dataset, detector, checkpoint, order, items, progress=gr.Progress()):
+        updates = refresh(dataset, detector, checkpoint)
+        dataset, detector, checkpoint = (update["value"] for update in updates)
+        built = opening_queue(ws, dataset, detector, checkpoint, order, items, progress)
+        return (*updates, *(built or (gr.skip(), gr.skip(), gr.skip())))
 
-    tab.select(refresh, pickers, pickers, show_progress="hidden").then(
-        on_open, [*pickers, c["annotate_order"], state["queue"]], outputs)
+    tab.select(on_tab, [*pickers, c["annotate_order"], state["queue"]],
+               [*pickers, *queue_outputs], show_progress="hidden")
 
-    def clear(dataset):
-        return (None, None, [], [], "", "", "", gr.update(choices=class_choices(ws, dataset),
-                                                          value=None), None)
+    def on_dataset(dataset, detector, checkpoint, order, progress=gr.Progress()):
+        built = opening_queue(ws, dataset, detector, checkpoint, order, [], progress)
+        return (None, None, "", "", "", gr.update(choices=class_choices(ws, dataset), value=None),
+                None, *(built or (gr.skip(), [], [])))
 
     c["annotate_dataset"].change(
-        guard(9, status_at=None)(clear), c["annotate_dataset"],
-        [state["drawing"], state["selected"], state["queue"], c["annotate_queue"],
-         *_view_outputs(c)], show_progress="hidden").then(
-        on_open, [*pickers, c["annotate_order"], state["queue"]], outputs)
+        guard(10, status_at=7)(on_dataset), [*pickers, c["annotate_order"]],
+        [state["drawing"], state["selected"], *_view_outputs(c), *queue_outputs],
+        show_progress="hidden")
     for event in (c["annotate_detector"].change, c["demo"].load):
         event(guard(1, status_at=None)(detector_threshold), c["annotate_detector"],
               c["annotate_threshold"], show_progress="hidden")
