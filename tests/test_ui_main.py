@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from ffclr.errors import FfclrError
 from ui import main, serve
 
 
@@ -105,12 +106,16 @@ def test_result_folders_keep_only_the_newest(workspace):
 
     made = []
     for i in range(5):
-        folder = result_folder(workspace, "detections", keep=3)
-        (folder / "drawn.png").write_bytes(b"x")
+        with result_folder(workspace, "detections", keep=3) as folder:
+            (folder / "drawn.png").write_bytes(b"x")
         os.utime(folder, (1000 + i, 1000 + i))
         made.append(folder)
     kept = sorted(p for p in (workspace.cache / "detections").iterdir())
     assert kept == sorted(made[2:]) and all(p.parent == workspace.cache / "detections" for p in made)
+    with pytest.raises(FfclrError):
+        with result_folder(workspace, "detections", keep=3):
+            raise FfclrError("no drawing given")
+    assert sorted((workspace.cache / "detections").iterdir()) == sorted(made[3:])
 
 
 def test_the_first_start_opens_on_the_demo_data_and_never_touches_a_used_workspace(

@@ -157,17 +157,24 @@ def file_url(path: str | Path) -> str:
 # dropdown choices
 
 
-def result_folder(workspace: Workspace, kind: str, keep: int = 8) -> Path:
+@contextmanager
+def result_folder(workspace: Workspace, kind: str, keep: int = 8) -> Iterator[Path]:
     """A new folder under `cache/<kind>/` for one request's output files, removing all but the
     `keep` newest earlier ones (Gradio copies returned files to its own cache, and a few recent
-    folders outlive a slow download)."""
+    folders outlive a slow download). A request that fails inside the `with` leaves no folder
+    (an empty one would push a real result out)."""
     parent = workspace.cache / kind
     parent.mkdir(parents=True, exist_ok=True)
     earlier = sorted((p for p in parent.iterdir() if p.is_dir() and not p.is_symlink()),
                      key=lambda p: p.stat().st_mtime)
     for old in earlier[:max(len(earlier) - keep + 1, 0)]:
         shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=parent))
+    folder = Path(tempfile.mkdtemp(dir=parent))
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def dataset_choices(workspace: Workspace) -> list[str]:

@@ -249,9 +249,9 @@ def build_schematics(ctx: Context) -> None:
 
     @guard(4)
     def on_detect(detector, paths, progress=gr.Progress()):
-        out = result_folder(ws, "detections")
-        result = schematics.detect(ws, detector, paths, out,
-                                   lambda d, t, m: progress((d, t) if t else None, desc=m))
+        with result_folder(ws, "detections") as out:
+            result = schematics.detect(ws, detector, paths, out,
+                                       lambda d, t, m: progress((d, t) if t else None, desc=m))
         return (detect_message(result), result["drawn"], result["rows"] or None,
                 gr.DownloadButton(value=result["coco"], visible=True))
 

@@ -263,8 +263,9 @@ def selection_rows(workspace: Workspace, emap: ExploreMap, crop_ids: list[int]) 
 def export_selection(workspace: Workspace, emap: ExploreMap, crop_ids: list[int]) -> Path:
     """The selection as a CSV file (in a fresh folder under cache/explore/)."""
     _require(crop_ids)
-    path = result_folder(workspace, "explore") / f"selection-{len(crop_ids)}-crops.csv"
-    return write_csv(path, CSV_COLUMNS, selection_rows(workspace, emap, crop_ids))
+    with result_folder(workspace, "explore") as folder:
+        return write_csv(folder / f"selection-{len(crop_ids)}-crops.csv", CSV_COLUMNS,
+                         selection_rows(workspace, emap, crop_ids))
 
 
 # similarity search
