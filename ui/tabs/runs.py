@@ -56,10 +56,11 @@ def runs_table(workspace: Workspace, kind: str | None = None) -> list[list]:
 
 
 def run_choices(workspace: Workspace) -> list[tuple[str, int]]:
+    """Every run, newest first (as the table lists them)."""
     if not workspace.db_path.exists():
         return []
     with open_store(workspace) as store:
-        return [(run_label(r), r["id"]) for r in store.runs()]
+        return sorted(((run_label(r), r["id"]) for r in store.runs()), key=lambda c: -c[1])
 
 
 def run_details(workspace: Workspace, run_id: int | None) -> dict:
@@ -220,7 +221,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     c["runs_status"] = gr.Markdown(elem_id="runs-status")
     with gr.Row():
         with gr.Column():
-            c["runs_a"] = gr.Dropdown(label="Run", choices=run_choices(ws), elem_id="runs-a")
+            c["runs_a"] = gr.Dropdown(label="Run", choices=run_choices(ws), value=None,
+                                      elem_id="runs-a")
             with gr.Row():
                 c["runs_open_explore"] = gr.Button("Open checkpoint in Explore")
                 c["runs_open_probe"] = gr.Button("Open checkpoint in Probe")
@@ -230,7 +232,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 c["runs_delete"] = gr.Button("Delete run and its files", variant="stop",
                                              elem_id="runs-delete")
         with gr.Column():
-            c["runs_b"] = gr.Dropdown(label="Compare with", choices=run_choices(ws),
+            c["runs_b"] = gr.Dropdown(label="Compare with", choices=run_choices(ws), value=None,
                                       elem_id="runs-b")
             c["runs_compare"] = gr.Button("Compare side by side", elem_id="runs-compare")
     c["runs_compare_table"] = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
