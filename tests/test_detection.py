@@ -60,19 +60,20 @@ def test_match_threshold_is_inclusive_and_empty_inputs_match_nothing():
 def test_finds_the_known_symbols_of_a_schematic(detector, demo_export):
     """The mechanism end to end (proposals, margins, probe, NMS) on the drawings it was fitted
     on: nearly every symbol is boxed by some detection, and most are found with their class at
-    the detector's threshold (a random 16 px encoder's probe misses some: how well detection
-    generalises is measured by `python -m ffclr bench detect` on real data)."""
+    score 0.5 (a random 16 px encoder's probe misses some: how well detection generalises is
+    measured by `python -m ffclr bench detect` on real data). Found is read at a fixed score:
+    the threshold chosen on held-out folds of these few drawings, where such an encoder reaches
+    an F1 near 0.3, moves by tenths with any change of the proposals."""
     from ffclr.detection import detect_image
     from ffclr.detection.boxes import box_iou, xywh_to_xyxy
 
     train = _truth(demo_export, "train")
     found, boxed, total, false = 0, 0, 0, 0
     for item in train.images:
-        detections = detect_image(detector, item.path)
-        hit, matched = _match(detections, item)
+        matched = _match(detect_image(detector, item.path, min_score=0.5), item)[1]
         found += matched.sum()
         total += len(matched)
-        false += (~hit).sum()
+        false += (~_match(detect_image(detector, item.path), item)[0]).sum()
         every = xywh_to_xyxy([d.bbox for d in detect_image(detector, item.path, min_score=0.0)])
         boxed += (box_iou(item.boxes, every).max(axis=1) >= 0.5).sum()
     assert total >= 5
