@@ -35,7 +35,7 @@ def test_boxes_near_the_threshold_come_first_with_the_reason_said():
     items = rank({"sure": sure, "unsure": unsure}, THRESHOLD)
     assert [i.drawing_id for i in items] == ["unsure", "sure"]
     assert items[0].score > items[1].score
-    assert items[0].reason == "2 boxes near the threshold (0.50)."
+    assert items[0].reason == "2 boxes near the detection threshold (0.50)."
     assert items[1].reason == "The detector is sure of its 2 boxes."
 
 

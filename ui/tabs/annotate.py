@@ -32,7 +32,7 @@ from ui.common import (Context, checkpoint_choices, dataset_choices, error_md, f
                        imported_dataset, md_text, ok_md, open_store, result_folder, warn)
 
 ORDERS = [("Least sure first", "uncertainty"), ("Random", "random")]
-QUEUE_COLUMNS = ["#", "drawing", "file", "split", "boxes", "why here"]
+QUEUE_COLUMNS = ["#", "drawing", "file", "split", "boxes saved", "why here"]
 DEFAULT_THRESHOLD = 0.5
 KEYS_HELP = ("Keys: **a** accept the boxes above the threshold · **Delete** (**Backspace**) or "
              "**x** delete the "
