@@ -184,7 +184,8 @@ def reason(found: Uncertainty, threshold: float, redundancy: float | None) -> st
     drawing was labelled or queued before it)."""
     parts = []
     if found.near:
-        parts.append(f"{_count(found.near, 'box', 'boxes')} near the detection threshold ({threshold:.2f})")
+        parts.append(f"{_count(found.near, 'box', 'boxes')} near the detection threshold "
+                     f"({threshold:.2f})")
     if found.between:
         parts.append(f"{_count(found.between, 'box', 'boxes')} between two classes")
     if found.disagree:

@@ -599,18 +599,15 @@ def _wire_queue(ws: Workspace, c: dict, queue: gr.State) -> None:
                c["annotate_order"]]
     outputs = [c["annotate_status"], queue, c["annotate_queue"]]
 
-    def build_queue(dataset, detector, checkpoint, order, progress, before: str = "") -> tuple:
-        return _built_queue(ws, dataset, detector, checkpoint, order, progress, before)
-
     @guard(len(outputs))
     def on_queue(dataset, detector, checkpoint, order, progress=gr.Progress()):
-        return build_queue(dataset, detector, checkpoint, order, progress)
+        return _built_queue(ws, dataset, detector, checkpoint, order, progress)
 
     @guard(len(outputs) + 1)
     def on_add(dataset, detector, checkpoint, order, files, folder, split,
                progress=gr.Progress()):
         message = add_drawings(ws, dataset, files, folder, split)
-        return (*build_queue(dataset, detector, checkpoint, order, progress, message + " "),
+        return (*_built_queue(ws, dataset, detector, checkpoint, order, progress, message + " "),
                 None)
 
     c["annotate_queue_build"].click(on_queue, pickers, outputs, api_name="annotate_queue")
