@@ -429,3 +429,24 @@ def test_the_cli_labels_a_drawing_headless(imported, detector_file, demo_export,
     coco = json.loads((tmp_path / "out" / "test" / "_annotations.coco.json").read_text())
     assert sum(1 for a in coco["annotations"] if a["image_id"] == coco["images"][-1]["id"]) \
         == len(proposed) + 1
+
+
+def test_one_symbol_boxed_by_two_classes_is_proposed_once():
+    """Class-wise NMS keeps both boxes of a symbol read as two classes; the pre-annotation keeps
+    the likelier, and leaves boxes that merely touch or share a class apart."""
+    from ffclr.annotate.editing import ONE_SYMBOL_IOU, one_box_per_symbol
+    from ffclr.detection.detector import Detection
+
+    def found(bbox, k, score):
+        return Detection(bbox=bbox, class_index=k, class_name=f"c{k}", category_id=k + 1,
+                         score=score)
+
+    symbol = found((10, 10, 30, 30), 0, 0.9)
+    twin = found((11, 11, 30, 30), 1, 0.6)
+    neighbour = found((30, 10, 30, 30), 1, 0.8)
+    overlapping = found((22, 10, 30, 30), 2, 0.7)
+    iou = box_iou(xywh_to_xyxy([symbol.bbox]), xywh_to_xyxy([twin.bbox, overlapping.bbox]))[0]
+    assert iou[0] > ONE_SYMBOL_IOU > iou[1]
+    assert one_box_per_symbol([symbol, neighbour, overlapping, twin]) == \
+        [symbol, neighbour, overlapping]
+    assert one_box_per_symbol([twin]) == [twin] and one_box_per_symbol([]) == []

@@ -16,6 +16,9 @@ from ffclr.workspace import Workspace
 
 COVERED_IOU = 0.5
 """A re-run's detection overlapping a box a person kept this much is not proposed again."""
+ONE_SYMBOL_IOU = 0.7
+"""Detections of different classes overlapping this much box one symbol: only the likeliest is
+proposed (NMS is per class, so both survive it, and the labeller would delete one)."""
 
 
 @contextmanager
@@ -132,6 +135,18 @@ def undo(workspace: Workspace, drawing_id: int) -> str | None:
     return describe(undone, names) if undone else None
 
 
+def one_box_per_symbol(found: list) -> list:
+    """The detections (best first) without those overlapping a likelier one of another class by
+    more than `ONE_SYMBOL_IOU`."""
+    from ffclr.detection.boxes import batched_nms
+
+    if len(found) < 2:
+        return list(found)
+    keep = batched_nms(xywh_to_xyxy([d.bbox for d in found]), [d.score for d in found],
+                       [0] * len(found), ONE_SYMBOL_IOU)
+    return [found[i] for i in sorted(keep)]
+
+
 def _not_covered(found: list, kept: list) -> list:
     """The detections overlapping no box a person drew or accepted (IoU < `COVERED_IOU`)."""
     if not kept or not found:
@@ -164,7 +179,8 @@ def preannotate(workspace: Workspace, drawing_id: int, detector: str | os.PathLi
     index_of = {name: i for i, name in enumerate(names)}
     if not set(detector.class_names) & set(index_of):
         raise FfclrError("the detector knows none of this dataset's classes: fit one on it")
-    found = [d for d in detect_image(detector, path, min_score) if d.class_name in index_of]
+    found = one_box_per_symbol([d for d in detect_image(detector, path, min_score)
+                                if d.class_name in index_of])
     with _drawing(workspace, drawing_id) as (store, drawing, names):
         def plan(edits):
             current = replay(edits, names)

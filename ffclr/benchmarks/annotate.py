@@ -97,15 +97,16 @@ def drawing_actions(boxes: np.ndarray, classes: np.ndarray, truth_boxes: np.ndar
 
 
 def simulate(detector, images, evidence: list, threshold: float | None = None) -> dict:
-    """Actions per drawing of `images` (LabelledImage) pre-annotated with the boxes of
-    `evidence` (the queue's DrawingEvidence of each) scored at least `threshold` (default: the
-    detector's)."""
+    """Actions per drawing of `images` (LabelledImage) pre-annotated as the Annotate tab does
+    with the boxes of `evidence` (the queue's DrawingEvidence of each) scored at least
+    `threshold` (default: the detector's)."""
+    from ffclr.annotate.editing import one_box_per_symbol
     from ffclr.detection.boxes import xywh_to_xyxy
 
     threshold = detector.score_threshold if threshold is None else threshold
     per_drawing = []
     for item, found in zip(images, evidence):
-        shown = [d for d in found.detections if d.score >= threshold]
+        shown = one_box_per_symbol([d for d in found.detections if d.score >= threshold])
         row = drawing_actions(xywh_to_xyxy([d.bbox for d in shown]),
                               np.array([d.class_index for d in shown], np.int64),
                               item.boxes, item.classes)
