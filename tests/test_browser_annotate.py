@@ -1,7 +1,8 @@
 """The Annotate tab in headless Chromium, one drawing end to end: add it, open it from the queue
 (pre-annotated by a tiny detector whose majority class has the dataset's hostile name; the
-queue is listed again after a page reload), accept with `a`, select a box and delete it with `x`, draw a
-box, change its class in the dropdown, undo with `u`, Done, export the zip and import it again.
+queue is listed again after a page reload), accept with `a`, select a box and delete it with
+`x`, draw a box, change its class in the dropdown, undo with `u`, Done, export the zip and import
+it again.
 The dataset is the hostile-named demo export of tests/test_browser.py (its fixtures and helpers
 are reused), so the class named like HTML must read as text here too."""
 from __future__ import annotations

@@ -44,6 +44,8 @@ def test_relabel_then_export_then_import_round_trip(imported, demo_export, tmp_p
     assert main(["relabel", str(crop["id"]), new_name]) == 0
     assert main(["relabel", str(second["id"]), str(new_index)]) == 0
     assert f"{old_name} → {new_name}" in capsys.readouterr().out
+    assert main(["relabel", str(crop["id"]), new_name]) == 0
+    assert f"is already {new_name}: nothing recorded" in capsys.readouterr().out
     assert main(["relabel", str(crop["id"]), "no-such-class"]) == 1
     assert "not a class of this dataset" in capsys.readouterr().err
     assert main(["relabel", "999999", new_name]) == 1

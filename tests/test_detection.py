@@ -70,12 +70,13 @@ def test_finds_the_known_symbols_of_a_schematic(detector, demo_export):
     train = _truth(demo_export, "train")
     found, boxed, total, false = 0, 0, 0, 0
     for item in train.images:
-        matched = _match(detect_image(detector, item.path, min_score=0.5), item)[1]
+        every = detect_image(detector, item.path, min_score=0.0)
+        matched = _match([d for d in every if d.score >= 0.5], item)[1]
         found += matched.sum()
         total += len(matched)
-        false += (~_match(detect_image(detector, item.path), item)[0]).sum()
-        every = xywh_to_xyxy([d.bbox for d in detect_image(detector, item.path, min_score=0.0)])
-        boxed += (box_iou(item.boxes, every).max(axis=1) >= 0.5).sum()
+        false += (~_match([d for d in every if d.score >= detector.score_threshold], item)[0]).sum()
+        boxed += (box_iou(item.boxes, xywh_to_xyxy([d.bbox for d in every])).max(axis=1)
+                  >= 0.5).sum()
     assert total >= 5
     assert boxed / total >= 0.85, (boxed, total)
     assert found / total >= 0.7, (found, total)

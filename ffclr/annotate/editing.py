@@ -10,7 +10,7 @@ from typing import Iterator
 from ffclr.annotate.boxes import (Box, checked_bbox, class_name, describe, last_person_batch,
                                   replay)
 from ffclr.annotate.drawings import drawing_path
-from ffclr.detection.boxes import box_iou, xywh_to_xyxy
+from ffclr.detection.boxes import batched_nms, box_iou, xywh_to_xyxy
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
@@ -138,8 +138,6 @@ def undo(workspace: Workspace, drawing_id: int) -> str | None:
 def one_box_per_symbol(found: list) -> list:
     """The detections (best first) without those overlapping a likelier one of another class by
     more than `ONE_SYMBOL_IOU`."""
-    from ffclr.detection.boxes import batched_nms
-
     if len(found) < 2:
         return list(found)
     keep = batched_nms(xywh_to_xyxy([d.bbox for d in found]), [d.score for d in found],

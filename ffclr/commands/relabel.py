@@ -39,9 +39,8 @@ def run(args) -> int:
         classes = store.classes(crop["dataset_id"])
         new = resolve_class(args.new_class, classes)
         names = {c["class_index"]: c["name"] for c in classes}
-        if new["class_index"] == crop["label"]:
+        if store.relabel(args.crop_id, new["class_index"], note=args.note) is None:
             print(f"crop {args.crop_id} is already {new['name']}: nothing recorded")
             return 0
-        store.relabel(args.crop_id, new["class_index"], note=args.note)
     print(f"crop {args.crop_id} ({crop['path']}): {names.get(crop['label'])} → {new['name']}")
     return 0
