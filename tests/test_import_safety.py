@@ -114,6 +114,8 @@ def test_stale_staging_folders_of_a_killed_import_are_removed(imported, demo_exp
 def test_a_changed_export_needs_update_and_changes_nothing_without_it(imported, demo_export,
                                                                       tmp_path, capsys):
     before = snapshot(imported, "d")
+    with imported.open_store() as store:
+        runs_before = store.runs()
     changed = hostile.shifted_boxes(demo_export, tmp_path / "changed")
     shutil.rmtree(changed / "test")
     with pytest.raises(UpdateNeeded) as refused:
@@ -121,6 +123,8 @@ def test_a_changed_export_needs_update_and_changes_nothing_without_it(imported, 
     message = str(refused.value)
     assert "train: " in message and "changed" in message and "splits removed: test" in message
     assert snapshot(imported, "d") == before
+    with imported.open_store() as store:
+        assert store.runs() == runs_before  # a question, not a failed run
     assert main(["import", str(changed), "--name", "d"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert err.startswith("error: ") and "--update" in err and "would change" in err

@@ -459,7 +459,7 @@ def import_export(source: Path, name: str, workspace: Workspace, padding: float 
     """Import the export at `source` (folder or .zip) as dataset `name` of `workspace`.
 
     An existing dataset of that name is changed only with `update` (else `UpdateNeeded`, and
-    nothing changes). `recorded_source` is where the store says the export lives (default:
+    nothing changes, so no run is recorded). `recorded_source` is where the store says the export lives (default:
     `source`). Raises FfclrError when nothing could be imported; problems with single images or
     boxes are skipped and counted in the result instead.
     """
@@ -483,6 +483,9 @@ def import_export(source: Path, name: str, workspace: Workspace, padding: float 
         try:
             with open_export(source) as export:
                 result = job.run(export)
+        except UpdateNeeded:
+            store.delete_run(run_id)
+            raise
         except BaseException as exc:
             cancelled = isinstance(exc, KeyboardInterrupt)
             store.finish_run(run_id, "cancelled" if cancelled else "failed",
