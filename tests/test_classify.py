@@ -105,3 +105,13 @@ def test_classify_command_on_a_non_image(tmp_path, workspace, capsys):
                  str(tmp_path / "p.npz")]) == 0
     out = capsys.readouterr().out
     assert f"{good}: red" in out and "nearest training crops" in out
+
+
+def test_a_whole_schematic_among_symbols_is_refused_and_named(colour_setup, demo_export):
+    tmp_path, train, encoder, probe, reference = colour_setup
+    symbol(COLOURS["red"], np.random.default_rng(1)).save(tmp_path / "red.png")
+    drawing = sorted((demo_export / "train").glob("*.jpg"))[0]
+    red, whole = classify_images([tmp_path / "red.png", drawing], encoder, probe, reference)
+    assert red.label == "red"
+    assert whole.error.startswith(f"{drawing}: a whole schematic") and not whole.top
+    assert "Whole schematics" in whole.error

@@ -48,6 +48,16 @@ def test_classify_gives_top_k_neighbours_and_refuses_non_images(classifier, tmp_
     assert len(gallery) == 8 and gallery[0][0] == symbol  # the crop itself is its own nearest
 
 
+def test_a_whole_drawing_dropped_among_symbols_is_refused_by_its_name(classifier, demo_export):
+    workspace, run_id = classifier
+    drawing = sorted((demo_export / "valid").glob("*.jpg"))[0]
+    entries = classify.classify(workspace, run_id, [str(drawing)])
+    assert entries[0]["result"] is None
+    assert entries[0]["error"].startswith(f"{drawing.name}: a whole schematic (")
+    row = classify.result_rows(entries)[0]
+    assert row[1] == "refused" and str(drawing.parent) not in row[5]
+
+
 def test_classify_explains_what_is_missing(classifier):
     workspace, run_id = classifier
     with pytest.raises(FfclrError, match="drop one or more"):

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ffclr.data.ink import INK_THRESHOLD, background_colour, ink_mask
 from ffclr.detection.boxes import box_iou
 
 
 @dataclass(frozen=True)
 class ProposalConfig:
-    ink_threshold: int = 40
+    ink_threshold: int = INK_THRESHOLD
     """Max channel difference from the background colour above which a pixel is ink."""
     cut_lengths: tuple[int, ...] = (24, 48, 160)
     """Ink runs at least this long (horizontal or vertical) are wires, cut before grouping."""
@@ -36,20 +37,6 @@ class ProposalConfig:
     dedupe_iou: float = 0.9
     tile: int = 2048
     """Tile side for large drawings; tiles overlap by 2 × max_side."""
-
-
-def background_colour(rgb: np.ndarray) -> np.ndarray:
-    """The most common colour (quantised to 8 levels a channel, then averaged)."""
-    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))
-    sample = rgb[::step, ::step].reshape(-1, 3).astype(np.int32)
-    keys = (sample[:, 0] // 8) * 1024 + (sample[:, 1] // 8) * 32 + sample[:, 2] // 8
-    values, counts = np.unique(keys, return_counts=True)
-    return sample[keys == values[np.argmax(counts)]].mean(axis=0)
-
-
-def ink_mask(rgb: np.ndarray, background: np.ndarray, threshold: int) -> np.ndarray:
-    diff = np.abs(rgb.astype(np.int16) - np.round(background).astype(np.int16))
-    return diff.max(axis=2) > threshold
 
 
 def colour_layers(rgb: np.ndarray, ink: np.ndarray, min_pixels: int, max_layers: int

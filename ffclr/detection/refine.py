@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ffclr.detection.proposals import background_colour, ink_mask
+from ffclr.data.ink import background_colour, ink_mask
 from ffclr.detection.sizes import log_sizes
 
 SUPERSAMPLE = 4

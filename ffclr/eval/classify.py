@@ -14,10 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ffclr.data.stroke_scale import SCHEMATIC_STROKES, schematic_threshold, strokes_across
 from ffclr.errors import FfclrError
 from ffclr.eval.neighbours import cosine_neighbours, l2_normalise
 
 UNKNOWN_PERCENTILE = 99.0
+SCHEMATIC_SAMPLE = 200
+"""Training crops whose stroke widths across set the whole-schematic bar."""
 CALIBRATION_ROWS = 5_000
 """Training crops whose nearest-other distance calibrates the unknown-symbol flag (a sample
 beyond this many)."""
@@ -33,6 +36,9 @@ class Reference:
     class_names: list[str]
     unknown_distance: float
     """Cosine distance to the nearest training crop beyond which a query is flagged unknown."""
+    schematic_strokes: float = SCHEMATIC_STROKES
+    """Stroke widths across (`ffclr.data.stroke_scale`) from which an image is a whole
+    schematic rather than a symbol, set from a sample of the training crops."""
 
 
 def nearest_other_distance(features: np.ndarray, rows: int = CALIBRATION_ROWS,
@@ -56,7 +62,23 @@ def build_reference(features: np.ndarray, labels: np.ndarray, paths: Sequence,
     return Reference(features=l2_normalise(features), labels=np.asarray(labels),
                      paths=[str(p) for p in paths],
                      crop_ids=list(crop_ids) if crop_ids is not None else [None] * len(paths),
-                     class_names=list(class_names), unknown_distance=threshold)
+                     class_names=list(class_names), unknown_distance=threshold,
+                     schematic_strokes=schematic_threshold(symbols_across(paths)))
+
+
+def symbols_across(paths: Sequence, sample: int = SCHEMATIC_SAMPLE, seed: int = 0) -> np.ndarray:
+    """`strokes_across` of a sample of the crops at `paths`; unreadable ones are left out."""
+    from ffclr.data.preprocess import load_image_rgb
+
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(paths), min(sample, len(paths)), replace=False) if len(paths) else []
+    across = []
+    for index in picked:
+        try:
+            across.append(strokes_across(np.asarray(load_image_rgb(paths[index]))))
+        except FfclrError:
+            continue
+    return np.array(across)
 
 
 @dataclass
@@ -79,9 +101,10 @@ class ClassifyResult:
 
 def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k: int = 5,
                     n_neighbours: int = 5) -> list[ClassifyResult]:
-    """One result per input (path or PIL image), in order; unreadable files get `error` set."""
-    from ffclr.eval.embedding import embed_images
+    """One result per input (path or PIL image), in order; unreadable files and whole
+    schematics get `error` set."""
     from ffclr.data.preprocess import load_image_rgb
+    from ffclr.eval.embedding import embed_images
 
     if probe.class_names != reference.class_names:
         raise FfclrError("the probe and the reference crops come from datasets with different classes")
@@ -90,10 +113,18 @@ def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k
         name = str(item) if not hasattr(item, "size") else getattr(item, "filename", "") or "image"
         results.append(ClassifyResult(source=name))
         try:
-            images.append(load_image_rgb(item))
-            rows.append(len(results) - 1)
+            image = load_image_rgb(item)
         except FfclrError as exc:
             results[-1].error = str(exc)
+            continue
+        across = strokes_across(np.asarray(image))
+        if across >= reference.schematic_strokes:
+            results[-1].error = (f"{name}: a whole schematic ({image.width} × {image.height} px, "
+                                 f"{across:.0f} stroke widths across), not one symbol: find its "
+                                 "symbols under Whole schematics, or with python -m ffclr detect")
+            continue
+        images.append(image)
+        rows.append(len(results) - 1)
     if not images:
         return results
     features = embed_images(images, encoder)

@@ -89,7 +89,7 @@ def classify(workspace: Workspace, probe_run: int | None, files: list[str] | Non
                                   top_k=top_k, n_neighbours=8)
         for entry, result in zip(accepted, results):
             if result.error:
-                entry["error"] = f"{entry['file']}: {result.error}"
+                entry["error"] = f"{entry['file']}: {result.error.removeprefix(result.source + ': ')}"
             else:
                 entry["result"] = result
     return entries
