@@ -348,3 +348,37 @@ def test_newcomer_walkthrough(app, page, outside_requests):
     assert os.listdir(SHOTS)
     assert not outside_requests, \
         f"the page requested hosts other than 127.0.0.1: {outside_requests[:5]}"
+
+
+CUT_HEADERS_JS = """() => {
+    const brokenWord = (th) => {
+      const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (const word of node.textContent.matchAll(/\\S+/g)) {
+          const range = document.createRange();
+          range.setStart(node, word.index);
+          range.setEnd(node, word.index + word[0].length);
+          if (new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size > 1)
+            return true;
+        }
+      }
+      return false;
+    };
+    const clipped = (th) => [th, ...th.querySelectorAll('*')].some(
+      (el) => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1);
+    return [...document.querySelectorAll('th')].filter((th) => th.offsetParent)
+      .filter((th) => clipped(th) || brokenWord(th))
+      .map((th) => `${th.closest('[id]')?.id}: ${th.innerText.trim()}`);
+}"""
+
+
+def test_table_headers_fit_their_columns_on_a_small_laptop_screen(page):
+    """After the walkthrough filled them, no table header is cut off or broken inside a word at
+    1024 px."""
+    page.set_viewport_size({"width": 1024, "height": 800})
+    clipped = []
+    for tab in ("Data", "Explore", "Probe", "Classify", "Annotate", "Runs"):
+        open_tab(page, tab)
+        page.wait_for_timeout(500)
+        clipped += [f"{tab} · {header}" for header in page.evaluate(CUT_HEADERS_JS)]
+    assert clipped == []

@@ -98,7 +98,7 @@ def test_result_table_and_found_symbols_fit_their_boxes(workspace):
     from ui.build import build_app
     from ui_wiring import component
 
-    assert classify.RESULT_COLUMNS.index("probability (%)") == 2
+    assert classify.RESULT_COLUMNS.index("prob. (%)") == 2
     assert classify.RESULT_COLUMNS[-1].startswith("top-k")
     demo = build_app(workspace)
     table = component(demo, "classify-table")

@@ -25,6 +25,7 @@ CSS = """
 #umap-tooltip img { display: block; max-width: 96px; max-height: 96px; image-rendering: pixelated; }
 #pretrain-live { position: sticky; top: 8px; align-self: flex-start; }
 .ffclr-wrap td, .ffclr-wrap td * { overflow-wrap: anywhere; }
+.ffclr-wrap th, .ffclr-wrap th * { overflow-wrap: normal; word-break: keep-all; }
 #detect-drawn .thumbnail-item { aspect-ratio: auto; height: 660px; }
 """
 

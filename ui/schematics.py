@@ -13,6 +13,8 @@ from ffclr.workspace import Workspace
 from ui.common import check_image_upload, imported_dataset, open_store
 
 TABLE_COLUMNS = ["file", "class", "score", "x", "y", "width", "height"]
+TABLE_WIDTHS = ["20%", "30%", "10%", "9%", "9%", "11%", "11%"]
+"""Long file and class names wrap; the numbers keep room for their headers."""
 
 _DETECTORS: dict[tuple, object] = {}
 

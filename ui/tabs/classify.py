@@ -15,11 +15,11 @@ from ui.common import (GALLERY_COLUMNS, Context, check_image_upload,
                        md_code, md_text, ok_md, open_store, result_folder, user_message, warn)
 
 TOP_K = 5
-RESULT_COLUMNS = ["file", "prediction", "probability (%)", "unknown symbol",
+RESULT_COLUMNS = ["file", "prediction", "prob. (%)", "unknown symbol",
                   "distance to nearest crop", "top-k (or why refused)"]
 """The file and what matters about it first; the free text (top-k, a refusal's reason) last;
 every cell wraps within `RESULT_WIDTHS`."""
-RESULT_WIDTHS = ["20%", "20%", "11%", "10%", "11%", "28%"]
+RESULT_WIDTHS = ["15%", "18%", "11%", "14%", "14%", "28%"]
 DRAWING_HEIGHT = 720
 """Height (px) of the "Symbols found" gallery; each drawing's tile is a little lower (CSS
 `#detect-drawn .thumbnail-item` in ui/build.py, instead of Gradio's square tile as wide as the
@@ -236,7 +236,8 @@ def build_schematics(ctx: Context) -> None:
                                columns=1, height=DRAWING_HEIGHT, object_fit="contain",
                                elem_id="detect-drawn")
             table = gr.Dataframe(headers=schematics.TABLE_COLUMNS, interactive=False,
-                                 max_height=300, wrap=True, elem_id="detect-table")
+                                 max_height=300, wrap=True, elem_id="detect-table",
+                                 column_widths=schematics.TABLE_WIDTHS, elem_classes="ffclr-wrap")
 
     @guard(2)
     def on_fit(checkpoint_path, dataset_name, progress=gr.Progress()):

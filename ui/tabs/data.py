@@ -139,7 +139,7 @@ def overview_widths(headers: list[str]) -> list[str]:
     """Column widths of the class × split table: a narrow index, the class name (wrapped)
     given half, the counts sharing the rest, so a long class name never pushes them out."""
     counts = len(headers) - 2
-    return ["9%", "45%", *[f"{46 / counts:.1f}%"] * counts] if counts > 0 else []
+    return ["12%", "42%", *[f"{46 / counts:.1f}%"] * counts] if counts > 0 else []
 
 
 def class_choices(workspace: Workspace, name: str | None) -> list[tuple[str, int]]:

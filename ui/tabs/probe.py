@@ -19,7 +19,7 @@ SUMMARY_KEYS = (("top1", "top-1"), ("top5", "top-5"), ("balanced_accuracy", "bal
                 ("macro_f1", "macro-F1"))
 CLASS_COLUMNS = ["class", "n_train", "support", "f1", "precision", "recall"]
 """The class, how many crops it had to learn from and to be scored on, then the scores; the
-class name wraps within `CLASS_WIDTHS`."""
+class name wraps within `CLASS_WIDTHS` of the page's width, and the headers never wrap."""
 CLASS_WIDTHS = ["40%", "12%", "12%", "12%", "12%", "12%"]
 
 
@@ -122,16 +122,13 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                                            elem_id="probe-csv")
     c["probe_status"] = gr.Markdown(elem_id="probe-status")
     with gr.Row():
-        with gr.Column():
-            c["probe_summary"] = gr.Dataframe(headers=["metric", "probe", "majority baseline"],
-                                              interactive=False, elem_id="probe-summary")
-            c["probe_classes"] = gr.Dataframe(headers=CLASS_COLUMNS, label="Per class",
-                                              interactive=False, max_height=400, wrap=True,
-                                              column_widths=CLASS_WIDTHS,
-                                              elem_classes="ffclr-wrap",
-                                              elem_id="probe-classes")
-        with gr.Column():
-            c["probe_confusion"] = gr.Plot(label="Confusion matrix")
+        c["probe_summary"] = gr.Dataframe(headers=["metric", "probe", "majority baseline"],
+                                          interactive=False, elem_id="probe-summary")
+        c["probe_confusion"] = gr.Plot(label="Confusion matrix")
+    c["probe_classes"] = gr.Dataframe(headers=CLASS_COLUMNS, label="Per class",
+                                      interactive=False, max_height=400, wrap=True,
+                                      column_widths=CLASS_WIDTHS, elem_classes="ffclr-wrap",
+                                      elem_id="probe-classes")
 
     @guard(5)
     def on_run(checkpoint, dataset_name, train_split, test_split, method_name,

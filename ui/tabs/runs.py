@@ -14,7 +14,7 @@ from ui.common import (Context, checkpoint_choices, fmt_duration, guard, md_code
                        open_store, run_dataset, run_duration, run_label, short_text)
 
 RUN_COLUMNS = ["id", "kind", "name", "dataset", "status", "created", "duration", "key metrics"]
-RUN_WIDTHS = ["5%", "8%", "12%", "10%", "9%", "13%", "8%", "35%"]
+RUN_WIDTHS = ["5%", "8%", "12%", "10%", "9%", "13%", "10%", "33%"]
 KEY_SUMMARY = ("crops", "images", "top1", "top5", "macro_f1", "balanced_accuracy", "knn_top1",
                "epochs", "final_loss")
 KEY_METRICS = ("loss", "knn_top1", "views_per_s")
