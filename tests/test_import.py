@@ -372,6 +372,23 @@ def test_non_rgb_images_are_converted(export, workspace):
     assert deep[0, 0].tolist() == [255, 255, 255] and deep[0, -1].tolist() == [128, 128, 128]
 
 
+def test_categories_with_unusable_ids_or_fields_are_left_out_not_fatal(export, workspace):
+    def edit(data):
+        data["categories"][1]["supercategory"] = {"not": "text"}
+        data["categories"][2]["name"] = ["not", "text"]
+        data["categories"].append({"id": 2 ** 70, "name": "too-big", "supercategory": "symbols"})
+        data["annotations"].append({"id": 99, "image_id": 0, "category_id": 2 ** 70,
+                                    "bbox": [1, 1, 5, 5]})
+    for split in ("train", "valid"):
+        edit_annotations(export, split, edit)
+    result = import_export(export, "c", workspace)
+    assert result.splits["train"].skipped == result.splits["valid"].skipped == {
+        coco_import.UNKNOWN_CATEGORY: 1}
+    _, classes, _ = store_rows(workspace, "c")
+    assert [c["coco_id"] for c in classes] == [1, 2, 3]
+    assert "too-big" not in {c["name"] for c in classes}
+
+
 def test_bad_boxes_are_clipped_or_skipped_and_counted(export, workspace):
     add_image(export, "train", "boxes.png", Image.fromarray(pixels((50, 40), 7)), [
         (20, 1, [10, 10, 0, 5]),      # zero area

@@ -186,17 +186,23 @@ def _is_placeholder(cat_id, cat: dict, cats: dict, used: set) -> bool:
     """Roboflow's root category: unused, and the supercategory of the others (id 0 there)."""
     if cat_id in used:
         return False
-    supers = {c.get("supercategory") for i, c in cats.items() if i != cat_id}
-    return cat.get("name") in supers or (cat_id == 0 and cat.get("supercategory") in
-                                         (None, "", "none"))
+    supers = {c.get("supercategory") for i, c in cats.items()
+              if i != cat_id and isinstance(c.get("supercategory"), str)}
+    name, parent = cat.get("name"), cat.get("supercategory")
+    return (isinstance(name, str) and name in supers) or (
+        cat_id == 0 and (parent is None or parent in ("", "none")))
 
 
 def build_classes(cocos: dict[str, object], labels: dict[str, str]) -> list[dict]:
-    """One class list for all splits: the COCO categories by id, placeholder dropped."""
+    """One class list for all splits: the COCO categories by id, placeholder dropped; a category
+    whose id the store cannot hold (not text or a 64-bit integer) is left out, so its boxes are
+    skipped as of an unknown category."""
     cats: dict = {}
     seen_in: dict = {}
     for split, coco in cocos.items():
         for cat_id, cat in coco.cats.items():
+            if _storable_id(cat_id) is None:
+                continue
             name = utf8_text(cat.get("name", cat_id) if isinstance(cat, dict) else cat_id)
             if cat_id in cats and str(cats[cat_id].get("name", cat_id)) != name:
                 raise FfclrError(f"{labels[split]}: category id {cat_id} is {name!r} here but "
@@ -335,7 +341,7 @@ def _file_sha(path: Path) -> str:
 
 
 def _storable_id(value):
-    """An image id as the store can hold it: a 64-bit integer or text, else None."""
+    """An image or category id as the store can hold it: a 64-bit integer or text, else None."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value in _INT64 else None
     return utf8_text(value) if isinstance(value, str) else None
