@@ -1,13 +1,15 @@
 """Stroke proposals, margins, NMS and clipping to the drawing on hand-drawn arrays (no model)."""
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ffclr.detection.boxes import MarginModel, batched_nms, box_iou
 from ffclr.detection.crops import padded_boxes
 from ffclr.detection.detector import Detector, detections_from_scores
-from ffclr.detection.proposals import ProposalConfig, stroke_proposals
+from ffclr.detection.proposals import ProposalConfig, dedupe_indices, stroke_proposals
 
 BACKGROUND = (33, 40, 48)
 
@@ -107,3 +109,22 @@ def test_crops_at_or_past_the_edge_stay_inside_and_non_empty():
     boxes = np.array([[-5, -5, 3, 3], [98, 78, 120, 90], [150, 10, 160, 20]], float)
     crops = padded_boxes(boxes, 100, 80)
     assert crops.tolist() == [[0, 0, 4, 4], [96, 77, 100, 80], [99, 9, 100, 21]]
+
+
+def test_deduplication_keeps_the_earlier_box_and_never_holds_all_overlaps():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10.5], [20, 0, 30, 10],
+                      [0, 0, 10, 12]], np.float32)
+    assert dedupe_indices(boxes, 0.9).tolist() == [0, 3, 4]
+    rng = np.random.default_rng(1)
+    corners = rng.uniform(0, 2000, (5000, 2))
+    specks = np.concatenate([corners, corners + rng.uniform(5, 40, (5000, 2))], 1)
+    tracemalloc.start()
+    try:
+        kept = dedupe_indices(specks.astype(np.float32), 0.5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    overlaps = box_iou(specks[kept], specks[kept])
+    np.fill_diagonal(overlaps, 0)
+    assert overlaps.max() <= 0.5 and len(kept) > 4000
+    assert peak < 50 * 2**20  # the 5,000 × 5,000 overlaps alone would be 200 MB

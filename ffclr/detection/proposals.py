@@ -16,7 +16,6 @@ import numpy as np
 from scipy import ndimage
 
 from ffclr.data.ink import INK_THRESHOLD, background_colour, ink_mask
-from ffclr.detection.boxes import box_iou
 
 
 @dataclass(frozen=True)
@@ -92,19 +91,19 @@ def component_boxes(mask: np.ndarray, grow: int = 0) -> np.ndarray:
 
 def dedupe_indices(boxes: np.ndarray, iou: float) -> np.ndarray:
     """Indices of the boxes left after dropping each box that overlaps an earlier kept one by
-    more than `iou` (exact duplicates always go)."""
+    more than `iou` (exact duplicates always go). NMS with the earlier box as the better one:
+    torchvision's kernel never holds the N × N overlaps, so a drawing of noise with tens of
+    thousands of ink specks stays within memory."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
+    import torch
+    from torchvision.ops import nms
+
     _, first = np.unique(boxes, axis=0, return_index=True)
     first = np.sort(first)
-    overlaps = box_iou(boxes[first], boxes[first])
-    keep = np.ones(len(first), bool)
-    for i in range(len(first)):
-        if keep[i]:
-            dup = overlaps[i] > iou
-            dup[: i + 1] = False
-            keep &= ~dup
-    return first[keep]
+    earlier_first = torch.arange(len(first), 0, -1, dtype=torch.float32)
+    kept = nms(torch.as_tensor(boxes[first], dtype=torch.float32), earlier_first, iou).numpy()
+    return first[np.sort(kept)]
 
 
 def dedupe(boxes: np.ndarray, iou: float) -> np.ndarray:
