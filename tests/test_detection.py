@@ -1,6 +1,7 @@
 """Whole-drawing detection on the synthetic demo export, with a tiny random encoder."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -300,3 +301,38 @@ def test_detection_features_use_bf16_only_where_the_cpu_runs_it_natively(
         assert np.linalg.norm(found - full) < 0.02 * np.linalg.norm(full)
     else:
         np.testing.assert_allclose(found, full, atol=1e-4)
+
+
+def _with_meta(source: Path, out: Path, edit) -> Path:
+    """A copy of the detector file at `source` whose settings `edit` changed."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(str(np.load(io.BytesIO(members["meta.npy"]), allow_pickle=False)))
+    edit(meta)
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(json.dumps(meta)))
+    members["meta.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda m: m["config"].update(max_candidates="200"), "config.max_candidates"),
+    (lambda m: m["config"]["proposals"].update(grow_radii=-1), "config.proposals.grow_radii"),
+    (lambda m: m["config"]["proposals"].update(tile=20), "proposals' sides and tile"),
+    (lambda m: m["config"].update(rescale_beyond=2 ** 70), "config.rescale_beyond"),
+    (lambda m: m["encoder"].update(mean=[0.5, None, 0.5]), "encoder.mean"),
+    (lambda m: m.update(category_ids=[]), "category_ids"),
+])
+def test_a_detector_file_with_settings_out_of_type_or_range_is_refused_by_name(
+        detector_file, tmp_path, edit, named):
+    from ffclr.detection import load_detector
+
+    tampered = _with_meta(Path(detector_file), tmp_path / "tampered.npz", edit)
+    with pytest.raises(FfclrError, match="not a detector saved by ffclr") as refused:
+        load_detector(tampered)
+    assert named in str(refused.value) and "\n" not in str(refused.value)

@@ -4,6 +4,7 @@ code, and it no longer needs the checkpoint it was fitted from."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 from ffclr.data.npz_files import READ_ERRORS, npz_path
 from ffclr.derived_files import write_aside
 from ffclr.errors import FfclrError
+from ffclr.typed_fields import check_fields
 
 FORMAT = "ffclr-detector"
 VERSION = 1
@@ -68,13 +70,47 @@ def _config_from(raw: dict):
     from ffclr.detection.proposals import ProposalConfig
     from ffclr.detection.refine import RefinerConfig
 
+    saved = raw.pop("proposals")
+    if not isinstance(saved, dict):
+        raise ValueError("config.proposals: not a set of settings")
     proposals = ProposalConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in raw.pop("proposals").items()})
+                                  for k, v in saved.items()})
     raw.setdefault("rescale_beyond", None)
     if "refinement" in raw:
         refinement = raw.pop("refinement")
+        if not (refinement is None or isinstance(refinement, dict)):
+            raise ValueError("config.refinement: not a set of settings")
         raw["refinement"] = None if refinement is None else RefinerConfig(**refinement)
-    return DetectorConfig(proposals=proposals, **raw)
+    config = DetectorConfig(proposals=proposals, **raw)
+    check_fields(config, "config.")
+    p, r = config.proposals, config.refinement
+    for ok, what in (
+            (all(v >= 2 for v in p.cut_lengths) and p.cut_lengths, "proposals.cut_lengths"),
+            (p.ink_threshold < 255 and 1 <= p.max_layers <= 64, "proposals' ink and layers"),
+            (1 <= p.min_side <= p.max_side and p.tile > 2 * p.max_side, "proposals' sides and tile"),
+            (all(0 < v <= 1 for v in (p.dedupe_iou, config.proposal_dedupe_iou, config.nms_iou)),
+             "the overlaps"),
+            (config.max_candidates >= 1, "max_candidates"),
+            (r is None or (1 <= r.grid <= 256 and r.context <= 10), "refinement")):
+        if not ok:
+            raise ValueError(f"config: {what} out of range")
+    return config
+
+
+def _encoder_meta(enc) -> dict:
+    """The saved encoder's settings, checked: a crop side and three channel means and
+    deviations (finite; deviations positive)."""
+    size = enc.get("image_size") if isinstance(enc, dict) else None
+    if not (isinstance(size, int) and not isinstance(size, bool) and 8 <= size <= 1024):
+        raise ValueError(f"encoder.image_size: {size!r} is not a crop side of 8 to 1024 px")
+    for key, low in (("mean", -math.inf), ("std", 0.0)):
+        values = enc.get(key)
+        if not (isinstance(values, list) and len(values) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and v > low for v in values)):
+            raise ValueError(f"encoder.{key}: {values!r} is not three finite numbers"
+                             + (" above 0" if low == 0 else ""))
+    return enc
 
 
 def load_detector(path: str | os.PathLike, device: str = "cpu"):
@@ -102,7 +138,11 @@ def load_detector(path: str | os.PathLike, device: str = "cpu"):
             if meta.get("version", 0) > VERSION:
                 raise ValueError(f"format version {meta['version']} is newer than this ffclr")
             arrays = {k: data[k] for k in data.files if k != "meta"}
-        enc = meta["encoder"]
+        enc = _encoder_meta(meta["encoder"])
+        names, ids = meta["class_names"], meta["category_ids"]
+        if not (isinstance(names, list) and isinstance(ids, list) and names
+                and len(names) == len(ids) and all(isinstance(n, str) for n in names)):
+            raise ValueError("class_names and category_ids: not two lists of one entry a class")
         model = SimCLRModel(enc["arch"], out_dim=enc["out_dim"], small_stem=enc["small_stem"])
         model.load_state_dict({k.removeprefix("encoder/"): torch.from_numpy(v)
                                for k, v in arrays.items() if k.startswith("encoder/")})
