@@ -137,7 +137,9 @@ def test_queue_in_both_orders_with_a_reason_for_each_drawing(annotating):
     assert f"{len(ids)} drawings to label" in status
     status, items, table = annotate.opening_queue(workspace, "demo", None, None, "uncertainty", [],
                                                   None)
-    assert "needs a detector" in status and items == [] == table
+    assert f"{len(ids)} drawings to label in demo, in random order" in status
+    assert "needs a detector" in status and {item["id"] for item in items} == ids
+    assert all(item["reason"].startswith("Random order") for item in items)
     with pytest.raises(FfclrError, match="needs a detector"):
         annotate.queue_items(workspace, "demo", None, None, "uncertainty")
     with pytest.raises(FfclrError, match="pick a dataset"):

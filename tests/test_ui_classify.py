@@ -56,6 +56,12 @@ def test_a_whole_drawing_dropped_among_symbols_is_refused_by_its_name(classifier
     assert entries[0]["error"].startswith(f"{drawing.name}: a whole schematic (")
     row = classify.result_rows(entries)[0]
     assert row[1] == "refused" and str(drawing.parent) not in row[5]
+    status = classify.classify_message(entries)
+    assert "✓" not in status and "ffclr-error" in status and "a whole schematic" in status
+    symbol = sorted((workspace.root / "datasets").rglob("*.png"))[0]
+    both = classify.classify(workspace, run_id, [str(symbol), str(drawing)])
+    status = classify.classify_message(both)
+    assert status.startswith("✓ Classified 1 image(s)") and f"Refused {drawing.name}" in status
 
 
 def test_classify_explains_what_is_missing(classifier):

@@ -607,8 +607,11 @@ def _wire_queue(ws: Workspace, c: dict, queue: gr.State) -> None:
     def on_add(dataset, detector, checkpoint, order, files, folder, split,
                progress=gr.Progress()):
         message = add_drawings(ws, dataset, files, folder, split)
-        return (*_built_queue(ws, dataset, detector, checkpoint, order, progress, message + " "),
-                None)
+        try:
+            built = _built_queue(ws, dataset, detector, checkpoint, order, progress, message + " ")
+        except FfclrError as exc:
+            built = ok_md(message) + "\n\n" + error_md(str(exc)), gr.skip(), gr.skip()
+        return (*built, None)
 
     c["annotate_queue_build"].click(on_queue, pickers, outputs, api_name="annotate_queue")
     c["annotate_order"].input(on_queue, pickers, outputs)
@@ -619,18 +622,25 @@ def _wire_queue(ws: Workspace, c: dict, queue: gr.State) -> None:
 
 def _built_queue(ws: Workspace, dataset, detector, checkpoint, order, progress,
                  before: str = "") -> tuple:
-    """(status, queue items, queue table) of the drawings left to label."""
+    """(status, queue items, queue table) of the drawings left to label; without a detector,
+    in random order, and the status says why."""
+    unsure_without_detector = order != "random" and not detector
+    if unsure_without_detector:
+        order = "random"
     items = queue_items(ws, dataset, detector, checkpoint, order, _progress(progress))
     message = (f"{count(len(items), 'drawing', 'drawings')} to label in {md_text(dataset)}"
                + (", least sure first." if order != "random" else ", in random order."))
+    if unsure_without_detector:
+        message += (" Least sure first needs a detector (fit one in the Classify tab); until "
+                    "then the queue is in random order and drawings open without boxes.")
     return ok_md(before + message), items, queue_table(items)
 
 
 def opening_queue(workspace: Workspace, dataset, detector, checkpoint, order, items: list[dict],
                   progress) -> tuple | None:
     """(status, queue items, queue table) to show when the tab opens or the dataset changes,
-    None when `queue_needed` says there is nothing to build; a queue that cannot be built (no
-    detector for the least-sure-first order) says why, with an empty queue."""
+    None when `queue_needed` says there is nothing to build; a queue that cannot be built says
+    why, with an empty queue."""
     if not queue_needed(workspace, dataset, items):
         return None
     try:

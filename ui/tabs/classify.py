@@ -11,8 +11,9 @@ from ffclr.eval.classify import classify_images, load_classifier as load_probe_c
 from ffclr.workspace import Workspace
 from ui import schematics
 from ui.common import (GALLERY_COLUMNS, Context, check_image_upload,
-                       checkpoint_and_dataset_updates, checkpoint_choices, dataset_choices, guard,
-                       md_code, md_text, ok_md, open_store, result_folder, user_message, warn)
+                       checkpoint_and_dataset_updates, checkpoint_choices, dataset_choices,
+                       error_md, guard, md_code, md_text, ok_md, open_store, result_folder,
+                       user_message, warn)
 
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "prob. (%)", "unknown symbol",
@@ -121,6 +122,23 @@ def neighbour_gallery(entries: list[dict], index: int = 0) -> list[tuple[str, st
     return [(n["path"], f"{n['class']} · {n['similarity']:.2f}") for n in result.neighbours]
 
 
+def classify_message(entries: list[dict]) -> str:
+    """The status after classifying: how many were classified (and flagged unknown), then a
+    warning naming the first refused file and why, when any was refused."""
+    refused = [e for e in entries if e["result"] is None]
+    unknown = sum(bool(e["result"] and e["result"].unknown) for e in entries)
+    parts = []
+    if len(refused) < len(entries):
+        message = f"Classified {len(entries) - len(refused)} image(s)"
+        message += f"; {unknown} flagged as unknown symbols" if unknown else ""
+        parts.append(ok_md(message + "."))
+    if refused:
+        more = (f" ({len(refused) - 1} more refused: see the table's last column)"
+                if len(refused) > 1 else "")
+        parts.append(error_md(f"Refused {refused[0]['error']}{more}"))
+    return "\n\n".join(parts)
+
+
 def detect_message(result: dict) -> str:
     """The status line after finding symbols; refused files are named as text."""
     message = f"Found {len(result['rows'])} symbols in {len(result['drawn'])} drawing(s)."
@@ -171,14 +189,9 @@ def _wire_symbols(ctx: Context, tab: gr.Tab, top_k: gr.Slider, entries_state: gr
     @guard(4)
     def on_classify(probe_run, files, k):
         entries = classify(ws, probe_run, files, int(k))
-        refused = sum(e["result"] is None for e in entries)
-        unknown = sum(bool(e["result"] and e["result"].unknown) for e in entries)
-        message = f"Classified {len(entries) - refused} image(s)"
-        message += f", refused {refused}" if refused else ""
-        message += f"; {unknown} flagged as unknown symbols" if unknown else ""
         lightweight = [{"file": e["file"], "neighbours": e["result"].neighbours if e["result"]
                         else []} for e in entries]
-        return (ok_md(message + "."), result_rows(entries), neighbour_gallery(entries),
+        return (classify_message(entries), result_rows(entries), neighbour_gallery(entries),
                 lightweight)
 
     c["classify_go"].click(on_classify, [c["classify_probe"], c["classify_files"], top_k],
