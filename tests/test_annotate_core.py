@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ffclr import annotate
 from ffclr.detection.boxes import box_iou, xywh_to_xyxy
@@ -89,6 +90,25 @@ def test_drawings_come_from_images_folders_zips_and_exports(imported, demo_expor
         annotate.add_drawings(imported, "nope", [folder])
     with pytest.raises(FfclrError, match="split 'holdout'"):
         annotate.add_drawings(imported, "demo", [folder], split="holdout")
+
+
+def test_an_image_of_the_datasets_own_export_keeps_its_split(imported, demo_export, tmp_path):
+    from ffclr.data.coco_import import import_export
+
+    held_out = sorted((demo_export / "test").glob("*.jpg"))[0]
+    dropped = shutil.copy(held_out, tmp_path / "new drawing.jpg")
+    into_train = annotate.add_drawings(imported, "demo", [dropped], split="train")
+    assert into_train.added == []
+    assert into_train.skipped == [f"new drawing.jpg: the same image as test/{held_out.name} of "
+                                  "demo's export: in train it would be one drawing in two splits"]
+    assert len(annotate.add_drawings(imported, "demo", [dropped], split="test").added) == 1
+    archive = shutil.make_archive(str(tmp_path / "zipped"), "zip", demo_export)
+    import_export(Path(archive), "zipped", imported)
+    valid = sorted((demo_export / "valid").glob("*.jpg"))[0]
+    refused = annotate.add_drawings(imported, "zipped", [valid], split="train")
+    assert refused.added == [] and f"as valid/{valid.name} of zipped's export" in refused.skipped[0]
+    elsewhere = _scene(tmp_path / "other.png", 7)
+    assert len(annotate.add_drawings(imported, "zipped", [elsewhere], split="train").added) == 1
 
 
 def _propose(workspace, drawing_id: int, proposals: list[tuple]) -> None:
@@ -177,9 +197,14 @@ def _train_image(demo_export: Path) -> tuple[Path, list[dict]]:
 
 
 def _label_like_the_export(workspace, demo_export, split="valid") -> tuple[dict, list[dict]]:
-    """An export image added as a new drawing and boxed exactly as the export boxes it."""
+    """An export image added as a new drawing and boxed exactly as the export boxes it. It is
+    added as a PNG: the same pixels in other bytes, so not the export's own image (which would
+    have to stay in its split)."""
     path, anns = _train_image(demo_export)
-    (drawing,) = annotate.add_drawings(workspace, "demo", [path], split=split).added
+    copy = workspace.root / "incoming" / f"{path.stem}.png"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(path).convert("RGB").save(copy)
+    (drawing,) = annotate.add_drawings(workspace, "demo", [copy], split=split).added
     with _store(workspace) as store:
         index_of = {c["coco_id"]: c["class_index"] for c in store.classes(1)}
     for ann in anns:
@@ -280,7 +305,7 @@ def test_removing_a_drawing_takes_its_crops_edits_and_copy_and_nothing_else(impo
                                                                            demo_export):
     drawing, anns = _label_like_the_export(imported, demo_export)
     other = annotate.add_drawings(imported, "demo", [sorted((demo_export / "valid").glob(
-        "*.jpg"))[1]]).added[0]
+        "*.jpg"))[1]], split="valid").added[0]
     annotate.add_box(imported, other["id"], (10, 10, 20, 20), 1)
     annotate.finish_drawing(imported, drawing["id"])
     with _store(imported) as store:
@@ -392,10 +417,10 @@ def test_the_cli_labels_a_drawing_headless(imported, detector_file, demo_export,
     from ffclr.cli import main
 
     ws = ["--workspace", str(imported.root)]
-    valid = sorted((demo_export / "valid").glob("*.jpg"))[:2]
-    assert main(["annotate", "add", "demo", *map(str, valid), "--split", "test", *ws]) == 0
+    held_out = [*sorted((demo_export / "test").glob("*.jpg"))[:1], _scene(tmp_path / "s.png", 4)]
+    assert main(["annotate", "add", "demo", *map(str, held_out), "--split", "test", *ws]) == 0
     assert "added 2 drawings" in capsys.readouterr().out
-    assert main(["annotate", "add", "demo", str(valid[0]), *ws]) == 1
+    assert main(["annotate", "add", "demo", str(held_out[0]), *ws]) == 1
     assert "already in demo" in capsys.readouterr().out
     assert main(["annotate", "preannotate", "1", "--detector", str(detector_file), *ws]) == 0
     proposed = annotate.boxes(imported, 1)

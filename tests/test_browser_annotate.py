@@ -11,8 +11,10 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ffclr.demo.scene import draw_schematic
 from test_browser import (CHROMIUM, app, assert_names_are_text,  # noqa: F401
                           open_tab, outside_requests, page, shot, wait_text)
 from test_ui_hostile_names import HOSTILE, most_common_category
@@ -164,7 +166,8 @@ def test_annotate_one_drawing_end_to_end(app, page, outside_requests, detector_f
                   schematics.detectors_dir(workspace) / "tiny.npz")
     with workspace.open_store() as store:
         classes = [c["name"] for c in store.classes(store.dataset("demo")["id"])]
-    drawing = sorted((demo_export / "valid").glob("*.jpg"))[0]
+    drawing = tmp_path / "new-drawing.png"  # a drawing the export does not hold
+    draw_schematic(np.random.default_rng(1234), []).image.save(drawing)
 
     archive = annotate_one_drawing(page, drawing, [HOSTILE, *classes], tmp_path)
     assert_names_are_text(page, "Annotate")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ffclr.annotate.boxes import replay
+from ffclr.annotate.export_images import ExportImages, export_images
 from ffclr.data.coco_import import load_coco, read_rgb
 from ffclr.data.cropset import IMAGE_SUFFIXES
 from ffclr.data.export_source import (ANNOTATIONS, EXTRACT_PREFIX, SPLITS, extract_zip,
@@ -67,7 +68,8 @@ def add_drawings(workspace: Workspace, dataset: str, sources: list, split: str =
     annotations, in their own split) to `dataset` as drawings to label, in `split`."""
     check_split(split)
     with workspace.open_store() as store:
-        dataset_id = dataset_row(store, dataset)["id"]
+        row = dataset_row(store, dataset)
+    dataset_id, known = row["id"], export_images(row["source"])
     result = AddedDrawings()
     for source in sources:
         path = Path(source).expanduser()
@@ -78,13 +80,13 @@ def add_drawings(workspace: Workspace, dataset: str, sources: list, split: str =
                 result.skipped += [f"{utf8_text(e)}: unsafe zip entry, not extracted"
                                    for e in refused]
                 _add_all(workspace, dataset, dataset_id,
-                         _folder_candidates(Path(tmp), split, result, path.name), result)
+                         _folder_candidates(Path(tmp), split, result, path.name), result, known)
         elif path.is_dir():
             _add_all(workspace, dataset, dataset_id,
-                     _folder_candidates(path, split, result, path.name), result)
+                     _folder_candidates(path, split, result, path.name), result, known)
         elif path.is_file():
             _add_all(workspace, dataset, dataset_id,
-                     [_Candidate(path, utf8_text(path.name), split)], result)
+                     [_Candidate(path, utf8_text(path.name), split)], result, known)
         else:
             result.skipped.append(f"{utf8_text(path)}: no such file or folder")
     return result
@@ -142,11 +144,11 @@ def _export_candidates(root: Path, result: AddedDrawings, label: str) -> list[_C
 
 
 def _add_all(workspace: Workspace, dataset: str, dataset_id: int, candidates: list[_Candidate],
-             result: AddedDrawings) -> None:
+             result: AddedDrawings, known: ExportImages) -> None:
     folder = drawings_dir(workspace, dataset)
     with workspace.open_store() as store:
         for candidate in candidates:
-            row, why = _add_one(store, folder, workspace, dataset, dataset_id, candidate)
+            row, why = _add_one(store, folder, workspace, dataset, dataset_id, candidate, known)
             if row is None:
                 result.skipped.append(f"{candidate.name}: {why}")
             else:
@@ -154,7 +156,7 @@ def _add_all(workspace: Workspace, dataset: str, dataset_id: int, candidates: li
 
 
 def _add_one(store, folder: Path, workspace: Workspace, dataset: str, dataset_id: int,
-             candidate: _Candidate) -> tuple[dict | None, str | None]:
+             candidate: _Candidate, known: ExportImages) -> tuple[dict | None, str | None]:
     image, reason, _ = read_rgb(candidate.path)
     if image is None:
         return None, reason
@@ -164,6 +166,10 @@ def _add_one(store, folder: Path, workspace: Workspace, dataset: str, dataset_id
     sha = hashlib.sha256(data).hexdigest()
     if store.drawing_by_sha(dataset_id, sha):
         return None, f"already in {dataset}"
+    twin = known.split_of(data)
+    if twin and twin[0] != candidate.split:
+        return None, (f"the same image as {twin[0]}/{utf8_text(twin[1])} of {dataset}'s export: "
+                      f"in {candidate.split} it would be one drawing in two splits")
     suffix = candidate.path.suffix.lower()
     target = folder / f"{sha[:16]}{suffix if suffix in IMAGE_SUFFIXES else '.png'}"
     folder.mkdir(parents=True, exist_ok=True)
