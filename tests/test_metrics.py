@@ -30,6 +30,8 @@ def test_hand_computed_case():
     assert m["balanced_accuracy"] == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
     assert m["n_test"] == 6 and m["n_train"] == 4
     assert [r["n_train"] for r in m["per_class"]] == [1, 2, 1, 0]
+    assert [r["predicted"] for r in m["per_class"]] == [2, 2, 2, 0]
+    assert m["macro_f1_classes"] == 3
 
 
 def test_macro_f1_counts_present_or_predicted_classes_and_balanced_accuracy_present_ones():

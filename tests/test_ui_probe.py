@@ -48,8 +48,12 @@ def test_probe_reports_metrics_baseline_classes_confusion_and_csv(probed):
     assert 0 <= rows["top-1"][0] <= 1 and 0 <= rows["top-1"][1] <= 1
     assert rows["top-1"][1] == round(report.metrics["baseline"]["top1"], 4)
     with workspace.open_store() as store:
-        n_valid = len(store.crops(store.dataset("demo")["id"], "valid"))
+        valid = store.crops(store.dataset("demo")["id"], "valid")
+        n_valid = len(valid)
     assert rows["train / test crops"][1] == n_valid
+    guessed = {r["class_index"] for r in report.metrics["per_class"] if r["predicted"]}
+    assert rows["classes in macro-F1 (tested or predicted)"][0] == len(
+        guessed | {c["label"] for c in valid})
     classes = probe.class_rows(report.metrics)
     assert sum(r[2] for r in classes) == n_valid
     with workspace.open_store() as store:
@@ -82,10 +86,15 @@ def test_per_class_table_puts_the_counts_beside_the_class_in_view(workspace):
         {"class": "dedicated-metal-module-box-for-fire-smoke-exhaust-fan", "precision": 0.5,
          "recall": 0.25, "f1": 1 / 3, "support": 4, "n_train": 9},
         {"class": "unseen", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0,
-         "n_train": 0}]}
+         "n_train": 0},
+        {"class": "untested, guessed", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0,
+         "n_train": 5, "predicted": 2},
+        {"class": "tested, never guessed", "precision": 0.0, "recall": 0.0, "f1": 0.0,
+         "support": 3, "n_train": 5, "predicted": 0}]}
     rows = probe.class_rows(metrics)
     assert rows == [["dedicated-metal-module-box-for-fire-smoke-exhaust-fan", 9, 4, 0.333, 0.5,
-                     0.25]]
+                     0.25], ["untested, guessed", 5, 0, None, 0.0, None],
+                    ["tested, never guessed", 5, 3, 0.0, None, 0.0]]
     assert probe.CLASS_COLUMNS[:3] == ["class", "n_train", "support"]
     table = component(build_app(workspace), "probe-classes")
     assert table.wrap and len(table.column_widths) == len(probe.CLASS_COLUMNS)

@@ -89,8 +89,8 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.n
 
 def per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
               train_counts: np.ndarray | None = None) -> list[dict]:
-    """Precision, recall, F1 and support of every class of `class_names` (0 where undefined,
-    and all 0 on an empty split, which scikit-learn refuses)."""
+    """Precision, recall, F1, support and how often predicted, for every class of `class_names`
+    (0 where undefined, and all 0 on an empty split, which scikit-learn refuses)."""
     from sklearn.metrics import precision_recall_fscore_support
 
     if len(labels) == 0:
@@ -98,11 +98,12 @@ def per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
     else:
         precision, recall, f1, support = precision_recall_fscore_support(
             labels, predicted, labels=np.arange(len(class_names)), zero_division=0)
+    guessed = np.bincount(np.asarray(predicted, np.int64), minlength=len(class_names))
     rows = []
     for index, name in enumerate(class_names):
         row = {"class_index": index, "class": name, "precision": float(precision[index]),
                "recall": float(recall[index]), "f1": float(f1[index]),
-               "support": int(support[index])}
+               "support": int(support[index]), "predicted": int(guessed[index])}
         if train_counts is not None:
             row["n_train"] = int(train_counts[index])
         rows.append(row)
@@ -132,6 +133,7 @@ def classification_metrics(labels: np.ndarray, proba: np.ndarray, class_names: l
         **_averages(labels, predicted),
         "n_train": int(len(train_labels)) if train_labels is not None else None,
         "n_test": int(len(labels)),
+        "macro_f1_classes": int(len(set(labels.tolist()) | set(predicted.tolist()))),
         "per_class": rows,
         "confusion": confusion(labels, predicted, n_classes).tolist(),
         "class_names": list(class_names),
@@ -172,7 +174,8 @@ OVERALL_KEYS = ("top1", "top5", "balanced_accuracy", "macro_f1")
 
 def write_metrics_csv(metrics: dict, path: str | Path) -> Path:
     """The per-class table, then one row per overall score (its value in the `f1` column)."""
-    columns = ["class_index", "class", "precision", "recall", "f1", "support", "n_train"]
+    columns = ["class_index", "class", "precision", "recall", "f1", "support", "predicted",
+               "n_train"]
     rows = [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}
             for row in metrics["per_class"]]
     rows += [{"class": f"overall:{key}", "f1": f"{metrics[key]:.4f}",

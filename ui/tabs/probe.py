@@ -52,14 +52,26 @@ def summary_rows(metrics: dict) -> list[list]:
         rows.append([title, None if value is None else round(value, 4),
                      None if base is None else round(base, 4)])
     rows.append(["train / test crops", metrics.get("n_train"), metrics.get("n_test")])
+    if metrics.get("macro_f1_classes") is not None:
+        rows.append(["classes in macro-F1 (tested or predicted)", metrics["macro_f1_classes"],
+                     None])
     return rows
 
 
 def class_rows(metrics: dict) -> list[list]:
-    """One row per class seen in training or testing, in `CLASS_COLUMNS` order."""
-    return [[r["class"], r.get("n_train", ""), r["support"], round(r["f1"], 3),
-             round(r["precision"], 3), round(r["recall"], 3)] for r in metrics["per_class"]
-            if r["support"] or r.get("n_train")]
+    """One row per class seen in training or testing, in `CLASS_COLUMNS` order. A score that is
+    undefined is left blank rather than 0: recall and F1 of a class with no test crop, precision
+    of a class never predicted (a report saved before `predicted` was counted shows them all)."""
+    rows = []
+    for r in metrics["per_class"]:
+        if not (r["support"] or r.get("n_train")):
+            continue
+        tested, guessed = r["support"] > 0, r.get("predicted", 1) > 0
+        rows.append([r["class"], r.get("n_train", ""), r["support"],
+                     round(r["f1"], 3) if tested else None,
+                     round(r["precision"], 3) if guessed else None,
+                     round(r["recall"], 3) if tested else None])
+    return rows
 
 
 def confusion_figure(metrics: dict):
