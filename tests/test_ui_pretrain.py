@@ -228,3 +228,10 @@ def test_a_reloaded_page_shows_the_active_runs_settings(imported):
                          run_name="")
     again = pretrain.pretrain_config(imported, pretrain.options_from_widgets(shown))
     assert again == config.__class__(**{**config.to_dict(), "run_name": None})
+    assert loaded[-1] is None  # settings of its own, no preset
+    quick = "CPU quick (≈3 min)"
+    with imported.open_store() as store:
+        store.finish_run(run, "finished")
+        preset_run = store.create_run("pretrain", {**config.to_dict(), **pretrain.PRESETS[quick]})
+        store.mark_running(preset_run)
+    assert pretrain.load_view(imported)[-1] == quick

@@ -147,6 +147,12 @@ def form_values(workspace: Workspace, run: dict) -> dict[str, Any]:
     return values
 
 
+def matching_preset(config: PretrainConfig) -> str | None:
+    """The preset whose every field `config` has, else None (settings of its own)."""
+    return next((name for name, fields in PRESETS.items()
+                 if all(getattr(config, key) == value for key, value in fields.items())), None)
+
+
 def crop_folder(workspace: Workspace, dataset: str | None, split: str | None) -> Path:
     """The crops of an imported dataset's split (all splits when `split` is empty)."""
     if not dataset:
@@ -479,7 +485,7 @@ def _wire_preset(c: dict[str, Any], widgets: dict[str, Any]) -> None:
             return [gr.skip()] * len(outputs)
         return preset_values(name)
 
-    c["pre_preset"].change(apply_preset, c["pre_preset"], outputs, show_progress="hidden")
+    c["pre_preset"].input(apply_preset, c["pre_preset"], outputs, show_progress="hidden")
 
 
 def run_view(workspace: Workspace, run_id: int | None) -> tuple:
@@ -494,7 +500,8 @@ def load_view(workspace: Workspace) -> tuple:
     """What a (re)loaded page shows: the run picker on the default run, its view, its poll
     signature, then the settings widgets (`START_INPUTS` order) filled from the running or
     first queued run, left as they are when none is active (the dataset and split pickers get
-    today's choices with their value: the page may have been built before the import)."""
+    today's choices with their value: the page may have been built before the import), and the
+    preset those settings are, if any."""
     run_id = default_run(workspace)
     active = active_run(workspace)
     values = form_values(workspace, active) if active else {}
@@ -505,7 +512,8 @@ def load_view(workspace: Workspace) -> tuple:
                                     value=values.get("split", "train"))
     return (gr.update(choices=run_choices(workspace), value=run_id), *run_view(workspace, run_id),
             poll_signature(workspace, run_id),
-            *[values.get(name, gr.skip()) for name in START_INPUTS])
+            *[values.get(name, gr.skip()) for name in START_INPUTS],
+            matching_preset(PretrainConfig.from_dict(active["config"])) if active else gr.skip())
 
 
 def _wire_live_view(ctx: Context, signature: gr.State, widgets: dict[str, Any]) -> None:
@@ -524,9 +532,9 @@ def _wire_live_view(ctx: Context, signature: gr.State, widgets: dict[str, Any]) 
                show_progress="hidden", queue=False)
 
     c["pretrain_load"] = (
-        guard(5 + len(START_INPUTS), status_at=None)(lambda: load_view(ws)),
+        guard(6 + len(START_INPUTS), status_at=None)(lambda: load_view(ws)),
         [c["pre_run"], c["pre_status"], c["pre_plot"], c["pre_queue"], signature,
-         *[widgets[name] for name in START_INPUTS]])
+         *[widgets[name] for name in START_INPUTS], c["pre_preset"]])
     c["pre_run"].change(lambda r: (*run_view(ws, r), poll_signature(ws, r)), c["pre_run"],
                         [c["pre_status"], c["pre_plot"], c["pre_queue"], signature],
                         show_progress="hidden")
