@@ -494,3 +494,33 @@ def test_computing_another_map_clears_the_previous_crop_and_selection(explored, 
         emap.crop_ids)
     status = handlers["explore_relabel"](key, selected, 0, "label", [])[0]
     assert "click a crop on the map first" in status
+
+
+def test_a_reloaded_page_shows_the_last_map_again(explored, monkeypatch):
+    """After a reload the Explore tab was empty until Compute map was pressed again."""
+    from ui.build import build_app
+    from ui.tabs import explore
+    from ui_wiring import call, skipped
+
+    workspace, checkpoint, emap = explored
+    one_c(monkeypatch)
+    demo = build_app(workspace)
+    explore._last_map_file(workspace).unlink(missing_ok=True)
+    fresh = call(demo, "tab-explore", "select", None, None, None, "label")
+    assert all(skipped(fresh[key]) for key in ("explore-status", "explore-plot"))
+    call(demo, "explore-compute", "click", str(checkpoint), "demo", "valid", "label")
+    assert explore.last_map(workspace) == {"checkpoint": str(checkpoint), "dataset": "demo",
+                                           "split": "valid"}
+    reloaded = call(demo, "tab-explore", "select", None, None, None, "label")
+    assert reloaded["explore-checkpoint"]["value"] == str(checkpoint)
+    assert reloaded["explore-split"]["value"] == "valid"
+    assert "Map of" in reloaded["explore-status"]
+    shown = {cid for trace in json.loads(reloaded["explore-plot"])["data"]
+             for cid in trace["customdata"]}
+    with workspace.open_store() as store:
+        valid = {c["id"] for c in store.crops(store.dataset("demo")["id"], "valid")}
+    assert shown == valid
+    kept = call(demo, "tab-explore", "select", str(checkpoint), "demo", "some map", "label")
+    assert skipped(kept["explore-plot"])  # a page showing a map keeps it
+    explore._last_map_file(workspace).write_text("{not json")
+    assert explore.last_map(workspace) is None

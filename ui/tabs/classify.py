@@ -10,10 +10,9 @@ from ffclr.errors import FfclrError
 from ffclr.eval.classify import classify_images, load_classifier as load_probe_classifier
 from ffclr.workspace import Workspace
 from ui import schematics
-from ui.common import (GALLERY_COLUMNS, Context, check_image_upload,
-                       checkpoint_and_dataset_updates, checkpoint_choices, dataset_choices,
-                       error_md, guard, md_code, md_text, ok_md, open_store, result_folder,
-                       user_message, warn)
+from ui.common import (Context, check_image_upload, checkpoint_and_dataset_updates,
+                       checkpoint_choices, dataset_choices, error_md, guard, md_code, md_text,
+                       ok_md, open_store, result_folder, user_message, warn)
 
 TOP_K = 5
 RESULT_COLUMNS = ["file", "prediction", "prob. (%)", "unknown symbol",
@@ -21,6 +20,8 @@ RESULT_COLUMNS = ["file", "prediction", "prob. (%)", "unknown symbol",
 """The file and what matters about it first; the free text (top-k, a refusal's reason) last;
 every cell wraps within `RESULT_WIDTHS`."""
 RESULT_WIDTHS = ["15%", "18%", "11%", "14%", "14%", "28%"]
+NEIGHBOURS = 8
+"""Nearest training crops shown for a classified file (two rows of the gallery)."""
 DRAWING_HEIGHT = 720
 """Height (px) of the "Symbols found" gallery; each drawing's tile is a little lower (CSS
 `#detect-drawn .thumbnail-item` in ui/build.py, instead of Gradio's square tile as wide as the
@@ -87,7 +88,7 @@ def classify(workspace: Workspace, probe_run: int | None, files: list[str] | Non
         entries.append(entry)
     if accepted:
         results = classify_images([e["path"] for e in accepted], encoder, probe, reference,
-                                  top_k=top_k, n_neighbours=8)
+                                  top_k=top_k, n_neighbours=NEIGHBOURS)
         for entry, result in zip(accepted, results):
             if result.error:
                 entry["error"] = f"{entry['file']}: {result.error.removeprefix(result.source + ': ')}"
@@ -104,12 +105,12 @@ def result_rows(entries: list[dict]) -> list[list]:
         if r is None:
             rows.append([file, "refused", None, "", None, e["error"]])
         elif not r.top:
-            rows.append([file, "no prediction", None, "UNKNOWN" if r.unknown else "",
+            rows.append([file, "no prediction", None, "UNKNOWN" if r.unknown else "no",
                          r.distance, "the encoder gives non-finite features for this image "
                          "(a diverged checkpoint?)"])
         else:
             rows.append([file, r.label, round(100 * r.top[0][1], 1),
-                         "UNKNOWN" if r.unknown else "", round(r.distance, 4),
+                         "UNKNOWN" if r.unknown else "no", round(r.distance, 4),
                          ", ".join(f"{name} {p:.1%}" for name, p in r.top)])
     return rows
 
@@ -178,8 +179,9 @@ def _symbols_layout(ctx: Context) -> gr.Slider:
                                                elem_classes="ffclr-wrap",
                                                elem_id="classify-table")
             c["classify_neighbours"] = gr.Gallery(label="Nearest training crops (click a row "
-                                                  "for another file)", columns=GALLERY_COLUMNS,
-                                                  height=200, object_fit="contain")
+                                                  "for another file)", columns=NEIGHBOURS // 2,
+                                                  height="auto", object_fit="contain",
+                                                  elem_id="classify-neighbours")
     return top_k
 
 

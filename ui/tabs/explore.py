@@ -4,6 +4,7 @@ colour the map by label, prediction, split, label-issue score, drawing or tag; l
 to relabel, tag or export it; find the crops nearest to a crop or to a dropped image."""
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +14,7 @@ import gradio as gr
 import numpy as np
 
 from ffclr.data.cropset import load_dataset_split
+from ffclr.derived_files import write_aside
 from ffclr.errors import FfclrError
 from ffclr.eval.embedding import embed_crop_set
 from ffclr.eval.explore import label_issues, outlier_scores, suspicion_order
@@ -26,6 +28,8 @@ from ui.sources import crop_in_context
 from ui.tabs import explore_tools as tools
 
 N_NEIGHBOURS = 8
+LAST_MAP_FILE = "explore-last-map.json"
+"""Under the workspace's cache: what the last map was computed from."""
 TABLE_ROWS = 50
 TABLE_COLUMNS = ["rank", "crop", "split", "label", "suggested", "label quality",
                  "outlier distance", "flagged"]
@@ -275,7 +279,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     _wire_selection(ws, c, states)
     _wire_selection_actions(ws, c, states)
     _wire_similarity(ws, c, states)
-    _wire_refresh(ws, c, tab)
+    _wire_refresh(ws, c, tab, states, compute_outputs(c, states))
 
 
 def _build_controls(ws: Workspace, c: dict) -> None:
@@ -285,9 +289,10 @@ def _build_controls(ws: Workspace, c: dict) -> None:
         c["explore_checkpoint"] = gr.Dropdown(label="Checkpoint", choices=checkpoint_choices(ws),
                                               scale=3, elem_id="explore-checkpoint")
         c["explore_dataset"] = gr.Dropdown(label="Dataset", choices=datasets,
-                                           value=datasets[0] if datasets else None, scale=1)
+                                           value=datasets[0] if datasets else None, scale=1,
+                                           elem_id="explore-dataset")
         c["explore_split"] = gr.Dropdown(label="Split", choices=_splits(
-            ws, datasets[0] if datasets else None), value="", scale=1)
+            ws, datasets[0] if datasets else None), value="", scale=1, elem_id="explore-split")
         c["explore_colour"] = gr.Dropdown(label="Colour by", choices=list(tools.COLOUR_BY),
                                           value="label", scale=1, elem_id="explore-colour")
         c["explore_compute"] = gr.Button("Compute map", variant="primary", scale=1,
@@ -394,21 +399,59 @@ def _selection_values(ws: Workspace, emap: ExploreMap | None, crop_ids: list[int
     return crop_ids, info, gallery, gr.DownloadButton(visible=False)
 
 
+def map_outputs(ws: Workspace, emap: ExploreMap, colour_by: str | None) -> tuple:
+    """What a newly computed map shows (`_wire_compute`'s outputs): its status, key, table and
+    figure, and nothing of the crop, selection or similar crops of the map before."""
+    return (ok_md(f"Map of {len(emap.crop_ids)} crops of **{md_text(emap.dataset)}**."),
+            emap.key, suspicious_rows(ws, emap),
+            gr.update(choices=_class_choices(emap), value=None), [], [], None, None, None, None,
+            "", gr.update(choices=[], value=None), [], map_figure(ws, emap, colour_by=colour_by),
+            *_selection_values(ws, emap, []))
+
+
+def _last_map_file(ws: Workspace) -> Path:
+    return ws.cache / LAST_MAP_FILE
+
+
+def remember_map(ws: Workspace, checkpoint: str, dataset: str, split: str | None) -> None:
+    """Keep what the last map was computed from, so a reloaded page shows it again."""
+    text = json.dumps({"checkpoint": str(checkpoint), "dataset": dataset, "split": split or ""})
+    write_aside(_last_map_file(ws), lambda tmp: tmp.write_text(text))
+
+
+def last_map(ws: Workspace) -> dict | None:
+    """(checkpoint, dataset, split) of the last map computed, while its dataset is imported and
+    its checkpoint is one the picker offers; None otherwise."""
+    try:
+        last = json.loads(_last_map_file(ws).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(last, dict) and all(isinstance(last.get(k), str)
+                                           for k in ("checkpoint", "dataset", "split"))):
+        return None
+    if last["dataset"] not in dataset_choices(ws) or last["checkpoint"] not in [
+            path for _, path in checkpoint_choices(ws)]:
+        return None
+    return last
+
+
+def compute_outputs(c: dict, states: dict) -> list:
+    """The components `map_outputs` fills, in its order."""
+    return [c["explore_status"], states["key"], c["explore_table"],
+            c["explore_selection_label"], states["similar"], c["explore_similar"],
+            states["batch"], *_details_outputs(c, states), *_selection_outputs(c, states)]
+
+
 def _wire_compute(ws: Workspace, c: dict, states: dict) -> None:
     """Compute a map; everything shown about the previous map (clicked crop, selection,
     similar crops) is cleared, so nothing acts on crops of another map."""
-    outputs = [c["explore_status"], states["key"], c["explore_table"],
-               c["explore_selection_label"], states["similar"], c["explore_similar"],
-               states["batch"],
-               *_details_outputs(c, states), *_selection_outputs(c, states)]
+    outputs = compute_outputs(c, states)
 
     @guard(len(outputs))
     def on_compute(checkpoint, dataset, split, colour_by, progress=gr.Progress()):
         emap = compute_map(ws, checkpoint, dataset, split, _progress_callback(progress))
-        return (ok_md(f"Map of {len(emap.crop_ids)} crops of **{md_text(dataset)}**."), emap.key,
-                suspicious_rows(ws, emap), gr.update(choices=_class_choices(emap), value=None),
-                [], [], None, None, None, None, "", gr.update(choices=[], value=None), [],
-                map_figure(ws, emap, colour_by=colour_by), *_selection_values(ws, emap, []))
+        remember_map(ws, checkpoint, dataset, split)
+        return map_outputs(ws, emap, colour_by)
 
     c["explore_compute"].click(on_compute, [c["explore_checkpoint"], c["explore_dataset"],
                                             c["explore_split"], c["explore_colour"]],
@@ -619,14 +662,29 @@ def _wire_similarity(ws: Workspace, c: dict, states: dict) -> None:
                               api_name="explore_similar_image")
 
 
-def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab) -> None:
-    """New checkpoints and datasets when the tab opens; the split list follows the dataset."""
+def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, states: dict, outputs: list) -> None:
+    """New checkpoints and datasets when the tab opens; the split list follows the dataset. A
+    page with no map yet (a reload, another browser) shows the last map computed again."""
     def refresh(checkpoint, dataset):
         checkpoints, datasets, dataset = checkpoint_and_dataset_updates(ws, checkpoint, dataset)
         return checkpoints, datasets, gr.update(choices=_splits(ws, dataset))
 
-    tab.select(refresh, [c["explore_checkpoint"], c["explore_dataset"]],
-               [c["explore_checkpoint"], c["explore_dataset"], c["explore_split"]],
-               show_progress="hidden")
-    c["explore_dataset"].change(lambda d: gr.update(choices=_splits(ws, d), value=""),
+    @guard(3 + len(outputs), status_at=3)
+    def on_open(checkpoint, dataset, map_key, colour_by, progress=gr.Progress()):
+        last = None if map_key else last_map(ws)
+        if last is None:
+            return (*refresh(checkpoint, dataset), *[gr.skip()] * len(outputs))
+        emap = compute_map(ws, last["checkpoint"], last["dataset"], last["split"],
+                           _progress_callback(progress))
+        checkpoints, datasets, _ = checkpoint_and_dataset_updates(ws, last["checkpoint"],
+                                                                  last["dataset"])
+        return (checkpoints, datasets,
+                gr.update(choices=_splits(ws, last["dataset"]), value=last["split"]),
+                *map_outputs(ws, emap, colour_by))
+
+    tab.select(on_open, [c["explore_checkpoint"], c["explore_dataset"], states["key"],
+                         c["explore_colour"]],
+               [c["explore_checkpoint"], c["explore_dataset"], c["explore_split"], *outputs],
+               show_progress="minimal")
+    c["explore_dataset"].input(lambda d: gr.update(choices=_splits(ws, d), value=""),
                                 c["explore_dataset"], c["explore_split"], show_progress="hidden")
