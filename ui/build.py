@@ -27,6 +27,7 @@ CSS = """
 .ffclr-wrap td, .ffclr-wrap td * { overflow-wrap: anywhere; }
 .ffclr-wrap th, .ffclr-wrap th * { overflow-wrap: normal; word-break: keep-all; }
 #detect-drawn .thumbnail-item { aspect-ratio: auto; height: 660px; }
+#explore-crop img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 """
 
 KEYBOARD_JS = """

@@ -312,7 +312,7 @@ def _build_inspector(c: dict, hover) -> None:
         with gr.Column(scale=2):
             with gr.Row():
                 c["explore_crop"] = gr.Image(label="Crop", type="filepath", height=160,
-                                             interactive=False)
+                                             interactive=False, elem_id="explore-crop")
                 c["explore_context"] = gr.Image(label="In its schematic", type="pil", height=160,
                                                 interactive=False)
             c["explore_info"] = gr.Markdown(elem_id="explore-info")
