@@ -417,3 +417,17 @@ def test_without_data_the_knn_monitor_scores_the_valid_split(demo_export, worksp
     assert Path(config.data) == workspace.dataset_dir("demo") / "train"
     queries = knn_queries(config, workspace)
     assert queries is not None and Path(queries.source) == workspace.dataset_dir("demo") / "valid"
+
+
+def test_a_pretraining_run_records_the_dataset_its_crops_come_from(workspace, demo_export,
+                                                                  tmp_path):
+    from ffclr.data.coco_import import import_export
+    from ffclr.train import jobs
+
+    imported = import_export(demo_export, "demo", workspace)
+    with workspace.open_store() as store:
+        demo_id = store.dataset("demo")["id"]
+    assert jobs.dataset_of(workspace, str(workspace.dataset_dir("demo") / "train")) == demo_id
+    assert jobs.dataset_of(workspace, str(imported.root)) == demo_id
+    assert jobs.dataset_of(workspace, str(tmp_path)) is None
+    assert jobs.dataset_of(workspace, None) is None

@@ -81,7 +81,21 @@ def check_queue_room(store) -> None:
 def start_pretrain(workspace: Workspace, config: PretrainConfig) -> int:
     """Queue a run and start its worker process; returns the run id at once."""
     config.validate()
-    return start_job(workspace, "pretrain", config.to_dict(), name=config.run_name)
+    return start_job(workspace, "pretrain", config.to_dict(), name=config.run_name,
+                     dataset_id=dataset_of(workspace, config.data))
+
+
+def dataset_of(workspace: Workspace, data: str | None) -> int | None:
+    """The id of the imported dataset whose crop folder holds `data`, else None."""
+    if not data:
+        return None
+    path = Path(data).resolve()
+    with workspace.open_store() as store:
+        for row in store.datasets():
+            root = Path(row["root"]).resolve()
+            if path == root or root in path.parents:
+                return row["id"]
+    return None
 
 
 def start_job(workspace: Workspace, kind: str, config: dict, name: str | None = None,
