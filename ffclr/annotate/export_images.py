@@ -56,7 +56,8 @@ def export_images(source: str | None) -> ExportImages:
         for info in infos:
             parts = info.filename.split("/")
             at = next((i for i, part in enumerate(parts[:2]) if part in SPLITS), None)
-            if at is None or info.is_dir() or Path(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
+            image = Path(info.filename).suffix.lower() in IMAGE_SUFFIXES
+            if at is None or info.is_dir() or not image:
                 continue
             found.add(parts[at], "/".join(parts[at + 1:]), info.file_size,
                       lambda member=info.filename: _member_bytes(path, member))

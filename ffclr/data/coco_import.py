@@ -465,9 +465,9 @@ def import_export(source: Path, name: str, workspace: Workspace, padding: float 
     """Import the export at `source` (folder or .zip) as dataset `name` of `workspace`.
 
     An existing dataset of that name is changed only with `update` (else `UpdateNeeded`, and
-    nothing changes, so no run is recorded). `recorded_source` is where the store says the export lives (default:
-    `source`). Raises FfclrError when nothing could be imported; problems with single images or
-    boxes are skipped and counted in the result instead.
+    nothing changes, so no run is recorded). `recorded_source` is where the store says the
+    export lives (default: `source`). Raises FfclrError when nothing could be imported;
+    problems with single images or boxes are skipped and counted in the result instead.
     """
     check_name(name)
     if not (isinstance(padding, (int, float)) and 0 <= padding <= 1):

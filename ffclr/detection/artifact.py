@@ -87,7 +87,8 @@ def _config_from(raw: dict):
     for ok, what in (
             (all(v >= 2 for v in p.cut_lengths) and p.cut_lengths, "proposals.cut_lengths"),
             (p.ink_threshold < 255 and 1 <= p.max_layers <= 64, "proposals' ink and layers"),
-            (1 <= p.min_side <= p.max_side and p.tile > 2 * p.max_side, "proposals' sides and tile"),
+            (1 <= p.min_side <= p.max_side and p.tile > 2 * p.max_side,
+             "proposals' sides and tile"),
             (all(0 < v <= 1 for v in (p.dedupe_iou, config.proposal_dedupe_iou, config.nms_iou)),
              "the overlaps"),
             (config.max_candidates >= 1, "max_candidates"),

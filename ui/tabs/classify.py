@@ -91,7 +91,8 @@ def classify(workspace: Workspace, probe_run: int | None, files: list[str] | Non
                                   top_k=top_k, n_neighbours=NEIGHBOURS)
         for entry, result in zip(accepted, results):
             if result.error:
-                entry["error"] = f"{entry['file']}: {result.error.removeprefix(result.source + ': ')}"
+                problem = result.error.removeprefix(f"{result.source}: ")
+                entry["error"] = f"{entry['file']}: {problem}"
             else:
                 entry["result"] = result
     return entries
