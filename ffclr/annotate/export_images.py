@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ffclr.data.cropset import IMAGE_SUFFIXES
-from ffclr.data.export_source import SPLITS
+from ffclr.data.export_source import SPLITS, split_folders
 
 
 @dataclass
@@ -43,13 +43,11 @@ def export_images(source: str | None) -> ExportImages:
     if path is None or not path.exists():
         return found
     if path.is_dir():
-        roots = [path, *[p for p in sorted(path.iterdir()) if p.is_dir()][:1]]
-        root = next((r for r in roots if any((r / s).is_dir() for s in SPLITS)), None)
-        for split in SPLITS if root else []:
-            for image in sorted((root / split).rglob("*")) if (root / split).is_dir() else []:
+        for split, folder in split_folders(path)[1].items():
+            for image in sorted(folder.rglob("*")):
                 if image.suffix.lower() in IMAGE_SUFFIXES and image.is_file():
-                    found.add(split, image.relative_to(root / split).as_posix(),
-                              image.stat().st_size, image.read_bytes)
+                    found.add(split, image.relative_to(folder).as_posix(), image.stat().st_size,
+                              image.read_bytes)
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()

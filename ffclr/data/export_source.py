@@ -114,14 +114,21 @@ def _split_dirs(folder: Path) -> dict[str, Path]:
     return {s: folder / s for s in SPLITS if (folder / s).is_dir()}
 
 
-def _locate(folder: Path, source: Path, refused: list[str]) -> ExportFolder:
-    """The export in `folder`, directly or inside its one top folder."""
-    base = folder
+def split_folders(folder: Path) -> tuple[Path, dict[str, Path]]:
+    """(the folder holding the splits, split → its folder) of the export in `folder`, directly
+    or inside its one top folder; no splits when it holds none."""
     splits = _split_dirs(folder)
     if not splits:
         tops = [p for p in folder.iterdir() if p.is_dir() and p.name not in _IGNORED_TOP]
         if len(tops) == 1:
             folder, splits = tops[0], _split_dirs(tops[0])
+    return folder, splits
+
+
+def _locate(folder: Path, source: Path, refused: list[str]) -> ExportFolder:
+    """The export in `folder`, directly or inside its one top folder."""
+    base = folder
+    folder, splits = split_folders(folder)
     if not splits:
         raise FfclrError(f"{source}: not a Roboflow COCO export (no {'/'.join(SPLITS)} folder "
                          f"with {ANNOTATIONS})")
