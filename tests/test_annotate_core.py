@@ -92,6 +92,24 @@ def test_drawings_come_from_images_folders_zips_and_exports(imported, demo_expor
         annotate.add_drawings(imported, "demo", [folder], split="holdout")
 
 
+def test_an_image_too_small_for_a_drawing_is_skipped_and_not_detected(imported, tmp_path,
+                                                                      detector):
+    from ffclr.detection import detect_image
+
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    Image.new("RGB", (300, 20)).save(tmp_path / "strip.png")
+    result = annotate.add_drawings(imported, "demo", [tmp_path / "dot.png",
+                                                      tmp_path / "strip.png"])
+    assert result.added == []
+    assert result.skipped == [
+        "dot.png: image is 1×1 pixels, too small for a drawing (at least 32 a side; a symbol "
+        "alone is about 30)",
+        "strip.png: image is 300×20 pixels, too small for a drawing (at least 32 a side; a "
+        "symbol alone is about 30)"]
+    with pytest.raises(FfclrError, match="dot.png: image is 1×1 pixels, too small"):
+        detect_image(detector, tmp_path / "dot.png")
+
+
 def test_an_image_of_the_datasets_own_export_keeps_its_split(imported, demo_export, tmp_path):
     from ffclr.data.coco_import import import_export
 

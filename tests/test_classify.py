@@ -107,11 +107,17 @@ def test_classify_command_on_a_non_image(tmp_path, workspace, capsys):
     assert f"{good}: red" in out and "nearest training crops" in out
 
 
-def test_a_whole_schematic_among_symbols_is_refused_and_named(colour_setup, demo_export):
+def test_a_whole_schematic_or_a_blank_image_among_symbols_is_refused_and_named(colour_setup, demo_export):
     tmp_path, train, encoder, probe, reference = colour_setup
     symbol(COLOURS["red"], np.random.default_rng(1)).save(tmp_path / "red.png")
     drawing = sorted((demo_export / "train").glob("*.jpg"))[0]
-    red, whole = classify_images([tmp_path / "red.png", drawing], encoder, probe, reference)
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    Image.new("RGB", (40, 30), (20, 20, 20)).save(tmp_path / "plain.png")
+    red, whole, dot, plain = classify_images(
+        [tmp_path / "red.png", drawing, tmp_path / "dot.png", tmp_path / "plain.png"], encoder,
+        probe, reference)
     assert red.label == "red"
+    assert dot.error.endswith("1 × 1 px of one colour, no strokes: nothing to classify")
+    assert "40 × 30 px of one colour" in plain.error and not plain.top
     assert whole.error.startswith(f"{drawing}: a whole schematic") and not whole.top
     assert "Whole schematics" in whole.error

@@ -17,7 +17,7 @@ from ffclr.data.cropset import IMAGE_SUFFIXES
 from ffclr.data.export_source import (ANNOTATIONS, EXTRACT_PREFIX, SPLITS, extract_zip,
                                       remove_stale_extractions)
 from ffclr.data.safe_paths import check_name, inside, is_utf8, relative_parts, utf8_text
-from ffclr.detection.images import MAX_PIXELS
+from ffclr.detection.images import check_size
 from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 
@@ -160,8 +160,10 @@ def _add_one(store, folder: Path, workspace: Workspace, dataset: str, dataset_id
     image, reason, _ = read_rgb(candidate.path)
     if image is None:
         return None, reason
-    if image.size[0] * image.size[1] > MAX_PIXELS:
-        return None, f"{image.size[0]}×{image.size[1]} pixels, over the limit of {MAX_PIXELS:,}"
+    try:
+        check_size(image.size, candidate.name)
+    except FfclrError as exc:
+        return None, str(exc).removeprefix(f"{candidate.name}: ")
     data = candidate.path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     if store.drawing_by_sha(dataset_id, sha):

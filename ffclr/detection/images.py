@@ -11,6 +11,8 @@ from ffclr.errors import FfclrError
 
 MAX_PIXELS = 100_000_000
 """Largest drawing accepted (width × height), about 10,000 × 10,000: 300 MB as RGB."""
+MIN_SIDE = 32
+"""Smallest drawing side accepted: a drawing holds symbols of about 30 px."""
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -25,6 +27,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def check_size(size: tuple[int, int], label: str, max_pixels: int = MAX_PIXELS) -> None:
     width, height = size
+    if min(width, height) < MIN_SIDE:
+        raise FfclrError(f"{label}: image is {width}×{height} pixels, too small for a drawing "
+                         f"(at least {MIN_SIDE} a side; a symbol alone is about 30)")
     if width * height > max_pixels:
         raise FfclrError(f"{label}: image is {width}×{height} = {width * height:,} pixels, over the "
                          f"limit of {max_pixels:,}; split the drawing or scale it down")

@@ -101,8 +101,8 @@ class ClassifyResult:
 
 def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k: int = 5,
                     n_neighbours: int = 5) -> list[ClassifyResult]:
-    """One result per input (path or PIL image), in order; unreadable files and whole
-    schematics get `error` set."""
+    """One result per input (path or PIL image), in order; unreadable files, images without
+    strokes and whole schematics get `error` set."""
     from ffclr.data.preprocess import load_image_rgb
     from ffclr.eval.embedding import embed_images
 
@@ -118,6 +118,10 @@ def classify_images(paths: Sequence, encoder, probe, reference: Reference, top_k
             results[-1].error = str(exc)
             continue
         across = strokes_across(np.asarray(image))
+        if across == 0:
+            results[-1].error = (f"{name}: {image.width} × {image.height} px of one colour, no "
+                                 "strokes: nothing to classify")
+            continue
         if across >= reference.schematic_strokes:
             results[-1].error = (f"{name}: a whole schematic ({image.width} × {image.height} px, "
                                  f"{across:.0f} stroke widths across), not one symbol: find its "
