@@ -158,6 +158,11 @@ def test_every_editing_control_saves_at_once_and_undoes(annotating):
     proposed = core.boxes(workspace, drawing_id)
     assert proposed and all(b.who == "model" and not b.accepted for b in proposed)
     assert annotate.open_drawing(workspace, drawing_id, detector, threshold).startswith("Drawing")
+    proposed = core.boxes(workspace, drawing_id)
+    assert "none at or above the threshold 1.01: lower the threshold" in \
+        annotate.proposal_message(proposed, 1.01)
+    assert "press **a** to accept those" in annotate.proposal_message(proposed, 0.0)
+    assert annotate.proposal_message([], 0.5).endswith("0 boxes: draw the symbols it missed.")
     shown = annotate.show(workspace, drawing_id, None, threshold)
     spec = json.loads(shown.spec)
     assert spec["box_ids"] == [b.id for b in proposed] and shown.selected is None
@@ -174,6 +179,11 @@ def test_every_editing_control_saves_at_once_and_undoes(annotating):
     moved_id, message = annotate.apply_edit(
         workspace, drawing_id, {"kind": "move", "box_id": new_id, "bbox": [8, 9, 20, 22]}, 1)
     assert moved_id == new_id and message.startswith("Moved")
+    _, message = annotate.apply_edit(
+        workspace, drawing_id, {"kind": "move", "box_id": new_id, "bbox": [8, 9, 24, 22]}, 1)
+    assert message.startswith("Resized")
+    _, message = annotate.apply_edit(
+        workspace, drawing_id, {"kind": "move", "box_id": new_id, "bbox": [8, 9, 20, 22]}, 1)
     assert annotate.select_box(workspace, drawing_id, {"box_id": new_id}) == new_id
     assert annotate.change_class(workspace, drawing_id, new_id, 2).endswith("is now " +
         annotate.class_choices(workspace, "demo")[2][0] + ".")
@@ -375,9 +385,12 @@ def test_the_slider_starts_at_the_detectors_accept_threshold(annotating, tmp_pat
     loaded = load_detector(detector)
     precise = save_detector(replace(loaded, accept_threshold=0.876), tmp_path / "precise.npz")
     older = save_detector(replace(loaded, accept_threshold=None), tmp_path / "older.npz")
-    assert annotate.detector_threshold(str(precise)) == 0.88
-    assert annotate.detector_threshold(str(older)) == round(loaded.score_threshold, 2)
+    assert annotate.detector_threshold(str(precise)) == 0.87  # cut, so a 0.876 box is above
+    assert annotate.detector_threshold(str(older)) == math.floor(loaded.score_threshold * 100) / 100
     assert annotate.detector_threshold(None) == annotate.DEFAULT_THRESHOLD
+    from ui.annotator import score_text
+
+    assert [score_text(v) for v in (0.9996, 1.0, 0.5, 0.876)] == ["0.99", "1.00", "0.50", "0.87"]
 
 
 def test_remove_asks_for_confirmation_then_opens_the_next_drawing(annotating, tmp_path):

@@ -163,7 +163,13 @@ def box_label(box: Box) -> str:
     """Class, and the model's confidence for a box a person has not accepted yet (plain text)."""
     if box.score is None or box.accepted:
         return box.class_name
-    return f"{box.class_name} {box.score:.2f}"
+    return f"{box.class_name} {score_text(box.score)}"
+
+
+def score_text(score: float) -> str:
+    """A score to two decimals, cut rather than rounded: a box that reads 1.00 or 0.50 has at
+    least that score, so it never reads as high as a threshold it is under."""
+    return f"{math.floor(score * 100) / 100:.2f}"
 
 
 def _shape(box: Box, selected: bool, min_score: float) -> dict:

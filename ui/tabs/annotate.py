@@ -10,6 +10,7 @@ only move their results into components.
 """
 from __future__ import annotations
 
+import math
 import shutil
 from uuid import uuid4
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from ffclr.errors import FfclrError
 from ffclr.workspace import Workspace
 from ui import schematics
 from ui.tabs import annotate_refit
-from ui.annotator import DrawingView, annotator_component, editor_spec, read_box_id, read_edit
+from ui.annotator import (DrawingView, annotator_component, editor_spec, read_box_id, read_edit,
+                          score_text)
 from ui.common import (Context, checkpoint_choices, dataset_choices, error_md, file_url, guard,
                        imported_dataset, md_text, ok_md, open_store, result_folder, warn)
 
@@ -106,7 +108,7 @@ def drawing_info(row: dict, boxes: list) -> str:
         else "not finished yet"
     return (f"**{md_text(row['file_name'])}** · drawing #{int(row['id'])} · split "
             f"{md_text(row['split'])} · {int(row['width'])}×{int(row['height'])} px · "
-            f"{len(boxes)} boxes, {accepted} accepted · {status}")
+            f"{count(len(boxes), 'box', 'boxes')}, {accepted} accepted · {status}")
 
 
 def box_info(box, threshold: float) -> str:
@@ -116,9 +118,9 @@ def box_info(box, threshold: float) -> str:
     if box.score is None:
         source = "drawn by a person"
     else:
-        source = f"model score {box.score:.2f}" + (
+        source = f"model score {score_text(box.score)}" + (
             "" if box.accepted else
-            f" · not accepted yet ({'above' if box.score >= threshold else 'below'} the "
+            f" · not accepted yet ({'at or above' if box.score >= threshold else 'below'} the "
             f"threshold {threshold:.2f})")
     x, y, w, h = box.bbox
     return (f"Box #{int(box.id)}: **{md_text(box.class_name)}** · {source} · "
@@ -165,10 +167,21 @@ def open_drawing(workspace: Workspace, drawing_id: int, detector: str | None,
 def preannotate(workspace: Workspace, drawing_id: int, detector: str | None,
                 threshold: float) -> str:
     boxes = annotate.preannotate(workspace, int(drawing_id), schematics.load(detector))
+    return proposal_message(boxes, threshold)
+
+
+def proposal_message(boxes: list, threshold: float) -> str:
+    """What the labeller does next with the model's pending proposals among `boxes`."""
     model = [b for b in boxes if b.who == "model" and not b.accepted]
     above = sum(b.score >= threshold for b in model)
-    return (f"The detector proposes {count(len(model), 'box', 'boxes')}, {above} at or above "
-            f"the threshold {threshold:.2f}: press **a** to accept those, fix the rest.")
+    proposed = f"The detector proposes {count(len(model), 'box', 'boxes')}"
+    if not model:
+        return proposed + ": draw the symbols it missed."
+    if not above:
+        return (f"{proposed}, none at or above the threshold {threshold:.2f}: lower the "
+                "threshold to accept some with **a**, or fix them one by one.")
+    return (f"{proposed}, {above} at or above the threshold {threshold:.2f}: press **a** to "
+            "accept those, fix the rest.")
 
 
 def apply_edit(workspace: Workspace, drawing_id: int | None, data, class_index: int | None
@@ -182,8 +195,11 @@ def apply_edit(workspace: Workspace, drawing_id: int | None, data, class_index: 
         box = annotate.add_box(workspace, int(row["id"]), list(edit.bbox), int(class_index))
         return box.id, f"Added box #{box.id} ({md_text(box.class_name)}): type to change its class."
     _check_box_in(workspace, edit.box_id, row["id"])
+    before = next(b.bbox for b in annotate.boxes(workspace, int(row["id"]))
+                  if b.id == edit.box_id)
     box = annotate.move_box(workspace, edit.box_id, list(edit.bbox))
-    return box.id, f"Moved box #{box.id} ({md_text(box.class_name)})."
+    verb = "Moved" if tuple(before[2:]) == tuple(box.bbox[2:]) else "Resized"
+    return box.id, f"{verb} box #{box.id} ({md_text(box.class_name)})."
 
 
 def _check_box_in(workspace: Workspace, box_id: int, drawing_id: int) -> None:
@@ -331,12 +347,13 @@ def export_zip(workspace: Workspace, dataset: str | None) -> Path:
 
 def detector_threshold(detector: str | None) -> float:
     """The accept-all threshold of the detector (its boxes at or above it reached 95% precision
-    on its training drawings), else its F1 threshold for a detector that has none."""
+    on its training drawings), else its F1 threshold for a detector that has none; cut to the
+    slider's two decimals, so no box at the detector's threshold falls under the slider's."""
     if not detector:
         return DEFAULT_THRESHOLD
     loaded = schematics.load(detector)
     chosen = loaded.accept_threshold
-    return round(float(loaded.score_threshold if chosen is None else chosen), 2)
+    return math.floor(100 * float(loaded.score_threshold if chosen is None else chosen)) / 100
 
 
 # layout
@@ -499,7 +516,8 @@ def _wire_editing(ws: Workspace, c: dict, state: dict) -> None:
              "accept": (c["annotate_accept"].click, lambda d, b, t, k, s, _: (
                  accept(ws, d, t), b)),
              "undo": (c["annotate_undo"].click, lambda d, b, t, k, s, _: (undo(ws, d), b)),
-             "threshold": (c["annotate_threshold"].release, lambda d, b, t, k, s, _: (None, b))}
+             "threshold": (c["annotate_threshold"].change, lambda d, b, t, k, s, _: (
+                 UNCHANGED if d is None else (None, b)))}
     for name, (listener, step) in steps.items():
         listener(_editing_handler(ws, step, len(outputs)), inputs, outputs,
                  show_progress="hidden", api_name=f"annotate_{name}",
