@@ -127,6 +127,8 @@ def test_queue_in_both_orders_with_a_reason_for_each_drawing(annotating):
     rows = annotate.queue_table(sure)
     assert [row[0] for row in rows] == [1, 2, 3] and rows[0][1] == sure[0]["id"]
     assert {row[3] for row in rows} == {"train", "valid"}
+    assert [row[4] for row in rows] == [f"{item['n_boxes']} ({item['n_accepted']})"
+                                        for item in sure]
     assert annotate.queue_needed(workspace, "demo", [])  # a reloaded page: its queue is empty
     assert not annotate.queue_needed(workspace, "demo", shuffled)
     assert not annotate.queue_needed(workspace, None, [])

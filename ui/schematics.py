@@ -14,7 +14,8 @@ from ui.common import check_image_upload, imported_dataset, open_store
 
 TABLE_COLUMNS = ["file", "class", "score", "x", "y", "width", "height"]
 TABLE_WIDTHS = ["20%", "30%", "10%", "9%", "9%", "11%", "11%"]
-"""Long file and class names wrap; the numbers keep room for their headers."""
+"""Long file and class names wrap; the numbers (whole pixels; the COCO file keeps the
+decimals) keep room for their headers."""
 
 _DETECTORS: dict[tuple, object] = {}
 
@@ -105,7 +106,7 @@ def detect(workspace: Workspace, detector_path: str | None, files: list[str] | N
     for path, (name, _size, detections) in zip(accepted, results):
         image, _ = read_drawing(path)
         drawn.append((draw_detections(image, detections), f"{name}: {len(detections)} symbols"))
-        rows += [[name, d.class_name, round(d.score, 3), *[round(v, 1) for v in d.bbox]]
+        rows += [[name, d.class_name, round(d.score, 2), *[round(v) for v in d.bbox]]
                  for d in detections]
     coco = detections_to_coco(results, detector.class_names, detector.category_ids)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Detections drawn on the drawing: one colour per class, `class score` above each box."""
+"""Detections drawn on the drawing: one colour per class, `class · score` above each box."""
 from __future__ import annotations
 
 import colorsys
@@ -26,7 +26,7 @@ def draw_detections(image: Image.Image, detections, scale: float | None = None) 
         x, y, w, h = (v * scale for v in det.bbox)
         colour = class_colour(det.class_index)
         draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
-        label = f"{det.class_name} {det.score:.2f}"
+        label = f"{det.class_name} · {det.score:.2f}"
         left, top, right, bottom = draw.textbbox((x, y), label, font=font)
         ty = y - (bottom - top) - 3 if y - (bottom - top) - 3 >= 0 else y + h + 1
         draw.rectangle([x, ty, x + (right - left) + 4, ty + (bottom - top) + 3], fill=colour)

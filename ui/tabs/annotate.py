@@ -34,7 +34,8 @@ from ui.common import (Context, checkpoint_choices, dataset_choices, error_md, f
                        imported_dataset, md_text, ok_md, open_store, result_folder, warn)
 
 ORDERS = [("Least sure first", "uncertainty"), ("Random", "random")]
-QUEUE_COLUMNS = ["#", "drawing", "file", "split", "boxes saved", "why here"]
+QUEUE_COLUMNS = ["#", "drawing", "file", "split", "boxes (accepted)", "why here"]
+QUEUE_WIDTHS = ["5%", "9%", "24%", "8%", "12%", "42%"]
 DEFAULT_THRESHOLD = 0.5
 KEYS_HELP = ("Keys: **a** accept the boxes above the threshold · **Delete** (**Backspace**) or "
              "**x** delete the "
@@ -309,12 +310,13 @@ def queue_items(workspace: Workspace, dataset: str | None, detector: str | None,
                         progress=progress)
     rows = {d["id"]: d for d in annotate.drawings(workspace, dataset)}
     return [{"id": int(item.drawing_id), "reason": item.reason, **{
-        k: rows[item.drawing_id][k] for k in ("file_name", "split", "n_boxes")}}
+        k: rows[item.drawing_id][k] for k in ("file_name", "split", "n_boxes", "n_accepted")}}
         for item in items if item.drawing_id in rows]
 
 
 def queue_table(items: list[dict]) -> list[list]:
-    return [[rank, item["id"], item["file_name"], item["split"], item["n_boxes"], item["reason"]]
+    return [[rank, item["id"], item["file_name"], item["split"],
+             f"{item['n_boxes']} ({item.get('n_accepted', 0)})", item["reason"]]
             for rank, item in enumerate(items, start=1)]
 
 
@@ -454,7 +456,8 @@ def _build_queue(c: dict) -> None:
                                               elem_id="annotate-queue-build")
     c["annotate_queue"] = gr.Dataframe(headers=QUEUE_COLUMNS, label="What to label next "
                                        "(click a row to open it)", interactive=False,
-                                       max_height=240, wrap=True, elem_id="annotate-queue")
+                                       max_height=320, wrap=True, column_widths=QUEUE_WIDTHS,
+                                       elem_classes="ffclr-wrap", elem_id="annotate-queue")
 
 
 def _build_export(c: dict) -> None:
