@@ -248,7 +248,8 @@ def build_schematics(ctx: Context) -> None:
             coco = gr.DownloadButton("Download COCO", visible=False, elem_id="detect-coco")
         with gr.Column(scale=2):
             status = gr.Markdown(elem_id="detect-status")
-            drawn = gr.Gallery(label="Symbols found (one drawing under another; click one to enlarge it)",
+            drawn = gr.Gallery(label="Symbols found (one drawing under another; click one to "
+                               "enlarge it)",
                                columns=1, height=DRAWING_HEIGHT, object_fit="contain",
                                elem_id="detect-drawn")
             table = gr.Dataframe(headers=schematics.TABLE_COLUMNS, interactive=False,
