@@ -135,3 +135,18 @@ def test_opening_classify_picks_a_detector_fitted_since_the_page_loaded(workspac
     update = refresh.fn(None, None, None)[-1]
     assert update["value"] == str(fitted.resolve())
     assert refresh.fn(None, None, "/gone.npz")[-1]["value"] == str(fitted.resolve())
+
+
+def test_a_fitted_detector_is_reported_with_its_held_out_figures(detector):
+    from dataclasses import replace
+
+    info = detector.info
+    summary = classify.fit_summary(detector)
+    assert f"boxes scoring {detector.score_threshold:.2f} or more are shown" in summary
+    assert f"precision {info['threshold_precision']:.2f}" in summary
+    assert f"recall {info['threshold_recall']:.2f}" in summary
+    never = classify.fit_summary(replace(detector, accept_threshold=None))
+    assert never.endswith("so Annotate has no accept-all threshold.")
+    sure = classify.fit_summary(replace(detector, accept_threshold=0.9))
+    assert "Accept-all in Annotate from 0.90" in sure
+    assert classify.fit_summary(replace(detector, info={})) == ""

@@ -124,6 +124,22 @@ def neighbour_gallery(entries: list[dict], index: int = 0) -> list[tuple[str, st
     return [(n["path"], f"{n['class']} · {n['similarity']:.2f}") for n in result.neighbours]
 
 
+def fit_summary(detector) -> str:
+    """How well a newly fitted detector did on the training drawings it held out, in words."""
+    info = detector.info
+    if info.get("threshold_f1") is None:
+        return ""
+    judged = ("drawings it held out" if info.get("threshold_held_out")
+              else "its own training drawings (too few to hold any out)")
+    text = (f"On {info.get('threshold_images', '?')} {judged}: boxes scoring "
+            f"{detector.score_threshold:.2f} or more are shown, with precision "
+            f"{info['threshold_precision']:.2f} and recall {info['threshold_recall']:.2f}.")
+    if detector.accept_threshold is None:
+        return text + " No score reached 95% precision, so Annotate has no accept-all threshold."
+    return text + (f" Accept-all in Annotate from {detector.accept_threshold:.2f} (precision "
+                   f"{info['accept_precision']:.2f}, recall {info['accept_recall']:.2f}).")
+
+
 def classify_message(entries: list[dict]) -> str:
     """The status after classifying: how many were classified (and flagged unknown), then a
     warning naming the first refused file and why, when any was refused."""
@@ -260,7 +276,7 @@ def build_schematics(ctx: Context) -> None:
     def on_fit(checkpoint_path, dataset_name, progress=gr.Progress()):
         path = schematics.fit(ws, checkpoint_path, dataset_name,
                               lambda d, t, m: progress((d, t) if t else None, desc=m))
-        return (ok_md(f"Detector saved: {md_code(path)}"),
+        return (ok_md(f"Detector saved: {md_code(path)}. {fit_summary(schematics.load(path))}"),
                 gr.update(choices=schematics.detector_choices(ws), value=path))
 
     fit_button.click(on_fit, [checkpoint, dataset], [status, c["detect_detector"]])
