@@ -1,6 +1,7 @@
 """Classify tab handlers: dropped images → top-k, neighbours, unknown flag; bad files refused."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,15 @@ def test_schematics_fit_detect_draw_and_write_coco(classifier, demo_export, tmp_
         checkpoint = store.run(run_id)["config"]["checkpoint"]
     path = schematics.fit(workspace, checkpoint, "demo")
     assert [p for _, p in schematics.detector_choices(workspace)] == [path]
+    refitted = schematics.detectors_dir(workspace) / "demo-refit-0001.npz"
+    shutil.copy(path, refitted)
+    with workspace.open_store() as store:
+        refit = store.create_run("refit", {})
+        store.finish_run(refit, "finished", summary={"detector": str(refitted)})
+        fit_run = store.runs(kind="detector")[0]["id"]
+    assert schematics.detector_choices(workspace) == [
+        (f"refit #{refit} · demo-refit-0001.npz", str(refitted.resolve())),
+        (f"detector #{fit_run} · {Path(path).name}", path)]
     drawing = sorted((demo_export / "valid").glob("*.jpg"))[0]
     text = tmp_path / "drawing.png"
     text.write_text("not a drawing")

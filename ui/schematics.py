@@ -25,16 +25,18 @@ def detectors_dir(workspace: Workspace) -> Path:
 
 
 def detector_choices(workspace: Workspace) -> list[tuple[str, str]]:
-    """Detectors on disk: those recorded by fit runs, then any file in `detectors/`."""
+    """Detectors on disk: those recorded by fit and refit runs (newest first), then any other
+    file in `detectors/`."""
     choices, seen = [], set()
     if workspace.db_path.exists():
         with open_store(workspace) as store:
-            runs = store.runs(kind="detector", status="finished")
-        for run in runs:
+            runs = [*store.runs(kind="detector", status="finished"),
+                    *store.runs(kind="refit", status="finished")]
+        for run in sorted(runs, key=lambda r: -r["id"]):
             path = run["summary"].get("detector")
             if path and Path(path).is_file() and str(Path(path).resolve()) not in seen:
                 seen.add(str(Path(path).resolve()))
-                choices.append((f"detector #{run['id']} · {Path(path).name}",
+                choices.append((f"{run['kind']} #{run['id']} · {Path(path).name}",
                                 str(Path(path).resolve())))
     folder = detectors_dir(workspace)
     if folder.is_dir():
