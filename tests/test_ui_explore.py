@@ -522,5 +522,7 @@ def test_a_reloaded_page_shows_the_last_map_again(explored, monkeypatch):
     assert shown == valid
     kept = call(demo, "tab-explore", "select", str(checkpoint), "demo", "some map", "label")
     assert skipped(kept["explore-plot"])  # a page showing a map keeps it
+    asked = call(demo, "tab-explore", "select", "/elsewhere/other.pth.tar", "demo", None, "label")
+    assert skipped(asked["explore-plot"])  # a checkpoint opened from Runs is not replaced
     explore._last_map_file(workspace).write_text("{not json")
     assert explore.last_map(workspace) is None

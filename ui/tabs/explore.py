@@ -664,7 +664,8 @@ def _wire_similarity(ws: Workspace, c: dict, states: dict) -> None:
 
 def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, states: dict, outputs: list) -> None:
     """New checkpoints and datasets when the tab opens; the split list follows the dataset. A
-    page with no map yet (a reload, another browser) shows the last map computed again."""
+    page with no map yet (a reload, another browser) shows the last map computed again, unless
+    another checkpoint was put in the picker (Runs' "Open checkpoint in Explore")."""
     def refresh(checkpoint, dataset):
         checkpoints, datasets, dataset = checkpoint_and_dataset_updates(ws, checkpoint, dataset)
         return checkpoints, datasets, gr.update(choices=_splits(ws, dataset))
@@ -672,7 +673,7 @@ def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, states: dict, outputs: li
     @guard(3 + len(outputs), status_at=3)
     def on_open(checkpoint, dataset, map_key, colour_by, progress=gr.Progress()):
         last = None if map_key else last_map(ws)
-        if last is None:
+        if last is None or checkpoint not in (None, "", last["checkpoint"]):
             return (*refresh(checkpoint, dataset), *[gr.skip()] * len(outputs))
         emap = compute_map(ws, last["checkpoint"], last["dataset"], last["split"],
                            _progress_callback(progress))
