@@ -411,9 +411,9 @@ def test_remove_asks_for_confirmation_then_opens_the_next_drawing(annotating, tm
     copy = core.drawing_path(workspace, next(d for d in core.drawings(workspace, "demo")
                                              if d["id"] == spare))
     queue = [{"id": spare, "file_name": "spare.png", "split": "train", "n_boxes": 1,
-              "reason": "random"},
+              "n_accepted": 0, "reason": "random"},
              {"id": other, "file_name": "drawing 0.png", "split": "train", "n_boxes": 0,
-              "reason": "random"}]
+              "n_accepted": 0, "reason": "random"}]
     demo = build_app(workspace)
     refused = call(demo, "annotate-remove", "click", queue, spare, False, None, 0.5, None)
     assert "tick 'yes, remove it' to confirm" in html.unescape(refused["annotate-status"])

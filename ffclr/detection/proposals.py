@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from ffclr.data.ink import INK_THRESHOLD, background_colour, ink_mask
+from ffclr.detection.boxes import batched_nms
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,10 @@ def dedupe_indices(boxes: np.ndarray, iou: float) -> np.ndarray:
     thousands of ink specks stays within memory."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    import torch
-    from torchvision.ops import nms
-
     _, first = np.unique(boxes, axis=0, return_index=True)
     first = np.sort(first)
-    earlier_first = torch.arange(len(first), 0, -1, dtype=torch.float32)
-    kept = nms(torch.as_tensor(boxes[first], dtype=torch.float32), earlier_first, iou).numpy()
+    earlier_first = np.arange(len(first), 0, -1, dtype=np.float32)
+    kept = batched_nms(boxes[first], earlier_first, np.zeros(len(first), np.int64), iou)
     return first[np.sort(kept)]
 
 

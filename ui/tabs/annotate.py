@@ -316,7 +316,7 @@ def queue_items(workspace: Workspace, dataset: str | None, detector: str | None,
 
 def queue_table(items: list[dict]) -> list[list]:
     return [[rank, item["id"], item["file_name"], item["split"],
-             f"{item['n_boxes']} ({item.get('n_accepted', 0)})", item["reason"]]
+             f"{item['n_boxes']} ({item['n_accepted']})", item["reason"]]
             for rank, item in enumerate(items, start=1)]
 
 

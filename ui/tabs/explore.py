@@ -688,4 +688,4 @@ def _wire_refresh(ws: Workspace, c: dict, tab: gr.Tab, states: dict, outputs: li
                [c["explore_checkpoint"], c["explore_dataset"], c["explore_split"], *outputs],
                show_progress="minimal")
     c["explore_dataset"].input(lambda d: gr.update(choices=_splits(ws, d), value=""),
-                                c["explore_dataset"], c["explore_split"], show_progress="hidden")
+                               c["explore_dataset"], c["explore_split"], show_progress="hidden")
